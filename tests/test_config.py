@@ -1,0 +1,147 @@
+"""The experiment schema: the 33 paper experiments, the shipped YAMLs, paper-style YAML, validation errors."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vpkit.config import (
+    PAPER_EXPERIMENTS,
+    ConfigError,
+    config_from_dict,
+    load_config,
+    paper_config,
+    resolve_for_model,
+    scaled_prompt_size,
+)
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_shipped_yamls_equal_the_generated_paper_experiments():
+    files = sorted(CONFIG_DIR.glob("exp_*.yaml"))
+    assert [f.name for f in files] == [f"exp_{n:02d}.yaml" for n in range(1, 34)]
+    for number, path in enumerate(files, start=1):
+        assert load_config(path) == paper_config(number), path.name
+        assert yaml.safe_load(path.read_text()) == paper_config(number).to_dict(), path.name
+
+
+def test_paper_experiment_numbering_and_hyper_parameters():
+    assert len(PAPER_EXPERIMENTS) == 33
+    exp4 = paper_config(4)
+    assert (exp4.dataset.name, exp4.prompt.type, exp4.prompt.size, exp4.prompt.mode) == ("kadid", "padding", 30, "add")
+    assert (exp4.train.batch_size, exp4.train.epochs, exp4.train.lr) == (32, 25, 60.0)
+    assert (exp4.train.momentum, exp4.train.weight_decay, exp4.train.patience, exp4.train.seed) == (0.0, 0.0, 6, 42)
+    assert exp4.train.amp == "fp16" and exp4.model.score_type == "good+fine_vs_poor+bad"
+    assert [paper_config(n).dataset.name for n in (1, 2, 3)] == ["kadid", "koniq", "agiqa"]
+    assert paper_config(5).train.batch_size == 4 and paper_config(6).train.epochs == 35
+    assert paper_config(7).prompt.is_center and not paper_config(13).prompt.is_center
+    assert paper_config(19).prompt.type == "full" and paper_config(19).prompt.size is None
+    assert {paper_config(n).prompt.mode for n in range(22, 34)} == {"mul"}
+    assert PAPER_EXPERIMENTS[27].paper_name == "SGD_mplug2_exp_28_kadid_patch_topLeft_30px_mul"
+    assert load_config("exp_04") == load_config("4") == load_config(4)
+
+
+PAPER_STYLE_YAML = """
+experiment_name: "SGD_mplug2_exp_08_koniq_patch_center_10px_add"
+model:
+  vlm_name: "mplug2"
+  visual_prompt:
+    type: "fixed_patch"
+    args: {size: 10, delta: 1, mode: "add", is_center: true}
+quality_score_type: "good+fine_vs_poor+bad"
+training:
+  output_dir: "out"
+  num_train_epochs: 25
+  learning_rate: 60
+  per_device_train_batch_size: 4
+  per_device_eval_batch_size: 32
+  optim: "sgd"
+  weight_decay: 0
+  evaluation_strategy: "epoch"
+  save_strategy: "epoch"
+  gradient_accumulation_steps: 1
+  warmup_steps: 0
+  lr_scheduler_type: "constant"
+  load_best_model_at_end: true
+  metric_for_best_model: "metric"
+  greater_is_better: true
+  seed: 42
+dataset:
+  train: {path: "./data", name: "koniq", split: "train"}
+  eval: {path: "./data", name: "koniq", split: "val"}
+  test: {path: "./data", name: "koniq", split: "test"}
+"""
+
+
+def test_paper_style_yaml_maps_onto_the_same_experiment(tmp_path):
+    path = tmp_path / "paper.yaml"
+    path.write_text(PAPER_STYLE_YAML)
+    loaded = load_config(path)
+    expected = paper_config(8)
+    assert loaded.dataset.root == "./data"
+    loaded.dataset.root = expected.dataset.root
+    assert loaded == expected
+
+
+def test_paper_style_yaml_with_an_unsupported_optimiser_is_an_error(tmp_path):
+    path = tmp_path / "paper.yaml"
+    path.write_text(PAPER_STYLE_YAML.replace('optim: "sgd"', 'optim: "adamw_torch"'))
+    with pytest.raises(ConfigError, match=r"paper.yaml: training.optim = 'adamw_torch' is not supported"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    "section, values, message",
+    [
+        ("train", {"epoch": 3}, r"unknown key\(s\) train.epoch; allowed in 'train': epochs"),
+        ("dataset", {"name": "live"}, r"dataset.name = 'live' is not allowed; choose one of: kadid, koniq, agiqa"),
+        ("train", {"amp": "fp8"}, r"train.amp = 'fp8' is not allowed; choose one of: none, fp16, bf16"),
+        ("train", {"batch_size": 2.5}, r"train.batch_size = 2.5 must be a whole number"),
+        ("train", {"lr": 0}, r"train.lr = 0.0 must be > 0"),
+        ("prompt", {"mode": "sub"}, r"prompt.mode = 'sub' is not allowed"),
+        ("prompt", {"size": 300}, r"prompt.size = 300 leaves no image"),
+        ("train", {"checkpointing": "yes"}, r"train.checkpointing = 'yes' must be true or false"),
+    ],
+)
+def test_bad_values_name_the_file_the_field_and_what_is_allowed(tmp_path, section, values, message):
+    data = paper_config(1).to_dict()
+    data[section].update(values)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=message) as error:
+        load_config(path)
+    assert str(path) in str(error.value)
+
+
+def test_unknown_section_missing_file_and_unknown_number():
+    with pytest.raises(ConfigError, match=r"unknown top-level key\(s\) optimizer"):
+        config_from_dict({"optimizer": {}}, "x.yaml")
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config("does/not/exist.yaml")
+    with pytest.raises(ConfigError, match="experiment number 34 does not exist"):
+        load_config(34)
+
+
+def test_overrides_are_validated():
+    config = paper_config(4).with_overrides({"train": {"epochs": 2, "lr": None}, "model": {"name_or_path": "tiny"}})
+    assert config.train.epochs == 2 and config.train.lr == 60.0 and config.model.name_or_path == "tiny"
+    with pytest.raises(ConfigError, match="train.epochs = 0 must be >= 1"):
+        paper_config(4).with_overrides({"train": {"epochs": 0}})
+
+
+def test_resolving_for_a_224px_cpu_model_scales_the_prompt_and_says_so():
+    resolved, notes = resolve_for_model(paper_config(4), image_size=224, device="cpu")
+    assert (resolved.prompt.size, resolved.prompt.image_size) == (15, 224)
+    assert (resolved.model.dtype, resolved.train.amp) == ("fp32", "none")
+    assert any("30 px at 448 px -> 15 px" in note for note in notes)
+    again, notes_again = resolve_for_model(resolved, image_size=224, device="cpu")
+    assert again == resolved and notes_again == []
+    assert scaled_prompt_size(10, 448, 224) == 5 and scaled_prompt_size(30, 448, 336) == 23
+    on_gpu, _ = resolve_for_model(paper_config(4), image_size=448, device="cuda")
+    assert (on_gpu.prompt.size, on_gpu.model.dtype, on_gpu.train.amp) == (30, "fp16", "fp16")
+
+
+def test_hash_ignores_where_a_run_executes_but_not_what_it_computes():
+    base = paper_config(4)
+    assert base.hash() == base.with_overrides({"train": {"device": "cuda:1", "num_workers": 8}}).hash()
+    assert base.hash() != base.with_overrides({"train": {"lr": 30.0}}).hash()

@@ -1,0 +1,143 @@
+"""vpkit.metrics against scipy, and its refusals."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from scipy import optimize, stats
+
+from vpkit import metrics
+from vpkit.metrics import (
+    LogisticFitError,
+    LogisticFitWarning,
+    MetricInputError,
+    evaluate,
+    fit_logistic,
+    krcc,
+    plcc,
+    plcc_logistic,
+    plcc_logistic4,
+    plcc_logistic5,
+    selection_metric,
+    srcc,
+)
+
+
+def _sample(n=200, seed=0, noise=0.08):
+    rng = np.random.default_rng(seed)
+    mos = rng.uniform(1, 5, n)
+    pred = 1 / (1 + np.exp(-1.5 * (mos - 3))) + rng.normal(0, noise, n)  # monotonic, non-linear, noisy
+    return pred, mos
+
+
+def test_raw_metrics_match_scipy():
+    pred, mos = _sample()
+    pred[:20] = np.round(pred[:20], 1)  # some ties
+    assert srcc(pred, mos) == pytest.approx(stats.spearmanr(pred, mos)[0], abs=1e-12)
+    assert plcc(pred, mos) == pytest.approx(stats.pearsonr(pred, mos)[0], abs=1e-12)
+    assert krcc(pred, mos) == pytest.approx(stats.kendalltau(pred, mos)[0], abs=1e-12)
+    assert selection_metric(pred, mos) == pytest.approx((srcc(pred, mos) + plcc(pred, mos)) / 2)
+
+
+def test_raw_metrics_on_a_small_hand_example():
+    pred, mos = [1.0, 2.0, 3.0, 4.0], [10.0, 30.0, 20.0, 40.0]
+    assert srcc(pred, mos) == pytest.approx(1 - 6 * 2 / (4 * 15))  # one swapped pair: d^2 sum = 2
+    assert krcc(pred, mos) == pytest.approx((5 - 1) / 6)
+    assert plcc(pred, mos) == pytest.approx(np.corrcoef(pred, mos)[0, 1])
+
+
+def test_logistic4_plcc_matches_a_direct_scipy_fit():
+    pred, mos = _sample()
+
+    def vqeg(x, b1, b2, b3, b4):
+        return (b1 - b2) / (1 + np.exp(-(x - b3) / np.abs(b4))) + b2
+
+    coeffs, _ = optimize.curve_fit(vqeg, pred, mos, p0=[mos.max(), mos.min(), pred.mean(), pred.std()],
+                                   maxfev=20000)
+    expected = stats.pearsonr(vqeg(pred, *coeffs), mos)[0]
+    assert plcc_logistic4(pred, mos) == pytest.approx(expected, abs=1e-5)
+    assert plcc_logistic4(pred, mos) > plcc(pred, mos)  # the curve helps on a sigmoid relation
+
+
+def test_logistic5_plcc_matches_a_direct_scipy_fit():
+    pred, mos = _sample(seed=3)
+
+    def sheikh(x, b1, b2, b3, b4, b5):
+        return b1 * (0.5 - 1 / (1 + np.exp(b2 * (x - b3)))) + b4 * x + b5
+
+    coeffs, _ = optimize.curve_fit(sheikh, pred, mos, p0=[np.ptp(mos), 10, pred.mean(), 0, mos.mean()],
+                                   maxfev=20000)
+    expected = stats.pearsonr(sheikh(pred, *coeffs), mos)[0]
+    assert plcc_logistic5(pred, mos) == pytest.approx(expected, abs=1e-5)
+    assert plcc_logistic(pred, mos, params=5) == plcc_logistic5(pred, mos)
+
+
+def test_logistic_fit_recovers_an_exact_curve_and_absorbs_the_sign():
+    x = np.linspace(-3, 3, 40)
+    mos = metrics.logistic4(x, 5.0, 1.0, 0.5, 0.7)
+    np.testing.assert_allclose(fit_logistic(x, mos, 4), mos, atol=1e-6)
+    assert plcc(-x, mos) < 0 and plcc_logistic4(-x, mos) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_evaluate_returns_every_key_as_floats():
+    pred, mos = _sample()
+    result = evaluate(torch.tensor(pred, dtype=torch.float32), mos)
+    assert list(result) == ["srcc", "plcc", "krcc", "plcc_logistic4", "plcc_logistic5", "selection"]
+    assert all(isinstance(v, float) and np.isfinite(v) for v in result.values())
+    assert result["srcc"] == pytest.approx(srcc(pred, mos), abs=1e-6)
+    assert result["selection"] == pytest.approx((result["srcc"] + result["plcc"]) / 2)
+
+
+@pytest.mark.parametrize("pred, mos, message", [
+    ([0.5, 0.5, 0.5, 0.5], [1, 2, 3, 4], "pred is constant"),
+    ([1, 2, 3, 4], [3, 3, 3, 3], "mos is constant"),
+    ([1, 2], [1, 2], "at least 3"),
+    ([1, 2, 3], [1, 2, 3, 4], "pred has 3 values but mos has 4"),
+    ([1, np.nan, 3], [1, 2, 3], "non-finite"),
+    ([1, 2, 3], [1, np.inf, 3], "mos has 1 non-finite"),
+    ([[1, 2], [3, 4]], [[1, 2], [3, 4]], "1-D"),
+])
+@pytest.mark.parametrize("metric", [srcc, plcc, krcc, plcc_logistic4, evaluate])
+def test_unusable_input_is_an_error_not_nan(metric, pred, mos, message):
+    with pytest.raises(MetricInputError, match=message):
+        metric(pred, mos)
+    assert issubclass(MetricInputError, ValueError)
+
+
+def test_column_vectors_and_tensors_are_accepted():
+    pred, mos = _sample(n=20)
+    assert srcc(pred[:, None], torch.tensor(mos)) == pytest.approx(srcc(pred, mos))
+
+
+def test_too_few_samples_for_a_logistic_give_nan_with_a_warning():
+    with pytest.warns(LogisticFitWarning, match="plcc_logistic5"):
+        result = evaluate([1.0, 2.0, 3.0, 5.0, 4.0], [1.0, 2.0, 3.0, 4.0, 5.0])
+    assert np.isfinite(result["plcc_logistic4"]) and np.isnan(result["plcc_logistic5"])
+    assert result["srcc"] == pytest.approx(0.9)
+    with pytest.raises(LogisticFitError):
+        plcc_logistic5([1.0, 2.0, 3.0, 5.0, 4.0], [1.0, 2.0, 3.0, 4.0, 5.0])
+
+
+def test_a_fit_that_does_not_converge_gives_nan_with_a_warning(monkeypatch):
+    def never_converges(*args, **kwargs):
+        raise RuntimeError("Optimal parameters not found: maxfev reached")
+
+    monkeypatch.setattr(metrics.optimize, "curve_fit", never_converges)
+    pred, mos = _sample(n=30)
+    with pytest.warns(LogisticFitWarning, match="did not converge") as caught:
+        result = evaluate(pred, mos)
+    assert len(caught) == 2
+    assert np.isnan(result["plcc_logistic4"]) and np.isnan(result["plcc_logistic5"])
+    assert result["plcc"] == pytest.approx(stats.pearsonr(pred, mos)[0])
+
+
+def test_no_warnings_on_ordinary_data():
+    pred, mos = _sample(n=500, seed=5, noise=0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        evaluate(pred, mos)
+
+
+def test_params_must_be_4_or_5():
+    with pytest.raises(ValueError, match="4 or 5"):
+        plcc_logistic(*_sample(n=20), params=3)

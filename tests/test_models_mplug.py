@@ -1,0 +1,116 @@
+"""MPLUGOwl2ForCausalLM behaviour beyond the golden vectors: layouts, routing, checkpointing, dtypes."""
+import pytest
+import torch
+
+from vpkit.models import IMAGE_TOKEN_INDEX as IMG
+from vpkit.models import MPLUGOwl2ForCausalLM, tiny_config
+
+
+@pytest.fixture(scope="module")
+def model():
+    return MPLUGOwl2ForCausalLM.random_init(tiny_config(40, image_size=56), seed=0)
+
+
+def pixels(n, size=56, seed=0):
+    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def test_random_init_is_deterministic_per_seed():
+    config = tiny_config(40, image_size=56)
+    first, again, other = (MPLUGOwl2ForCausalLM.random_init(config, seed=s) for s in (1, 1, 2))
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
+    assert not torch.equal(first.lm_head.weight, other.lm_head.weight)
+
+
+def test_sequence_expansion(model):
+    ids = torch.tensor([[1, 5, IMG, 6], [1, IMG, 7, 8]])
+    out = model(ids, pixels(2))
+    visual = model.config.num_visual_tokens
+    assert out.logits.shape == (2, 4 - 1 + visual, 40)
+    assert out.modality_indicators[0].tolist() == [0, 0] + [1] * visual + [0]
+    assert out.modality_indicators[1].tolist() == [0] + [1] * visual + [0, 0]
+    assert torch.equal(out.inputs_embeds[0, 2:2 + visual], out.image_features[0])
+    assert torch.equal(out.inputs_embeds[1, 0], model.model.embed_tokens.weight[1])
+
+
+def test_two_images_in_one_sample_and_ragged_batch(model):
+    """A sample with two images next to one with one: the shorter is padded at the end and unaffected."""
+    images = pixels(3)
+    ragged = model(torch.tensor([[1, IMG, 5, IMG, 6], [1, IMG, 7, 8, 9]]), images)
+    alone = model(torch.tensor([[1, IMG, 7, 8, 9]]), images[2:])
+    visual = model.config.num_visual_tokens
+    short = alone.logits.shape[1]
+    assert ragged.logits.shape[1] == 5 - 2 + 2 * visual
+    assert ragged.attention_mask[1, short:].eq(0).all() and ragged.attention_mask[1, :short].eq(1).all()
+    assert torch.allclose(ragged.logits[1, :short], alone.logits[0], atol=1e-5)
+    assert torch.equal(ragged.image_features[1], model.encode_images(images[1:2])[1][0])
+
+
+def test_routing_sends_visual_tokens_to_copy_one(model):
+    ids = torch.tensor([[1, IMG, 5, 6]])
+    before = model(ids, pixels(1)).logits
+    text_only_before = model(torch.tensor([[1, 5, 6]]), pixels(0)).logits
+    layer = model.model.layers[0]
+    saved = layer.self_attn.k_proj.multiway[1].weight.clone()
+    try:
+        with torch.no_grad():
+            layer.self_attn.k_proj.multiway[1].weight.mul_(3.0)
+        assert not torch.allclose(model(ids, pixels(1)).logits, before)
+        assert torch.equal(model(torch.tensor([[1, 5, 6]]), pixels(0)).logits, text_only_before)
+    finally:
+        with torch.no_grad():
+            layer.self_attn.k_proj.multiway[1].weight.copy_(saved)
+
+
+def test_last_token_logits_equal_full_logits(model):
+    ids = torch.tensor([[1, 5, IMG, 6], [1, IMG, 7, 8]])
+    images = pixels(2)
+    full = model(ids, images).logits[:, -1]
+    rows = torch.tensor([3, 0, 39])
+    assert torch.allclose(model.last_token_logits(ids, images, rows), full[:, rows], atol=1e-6)
+    assert torch.allclose(model.last_token_logits(ids, images), full, atol=1e-6)
+
+
+def test_left_padding_stays_finite(model):
+    ids = torch.tensor([[0, 0, 1, IMG, 5], [1, 4, 3, IMG, 5]])
+    mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    assert torch.isfinite(model(ids, pixels(2), mask).logits).all()
+
+
+def test_checkpointing_gives_same_logits_and_pixel_gradients(model):
+    ids = torch.tensor([[1, 5, IMG, 6]] * 2)
+    results = []
+    for enabled in (False, True):
+        model.set_gradient_checkpointing(enabled)
+        images = pixels(2).requires_grad_(True)
+        logits = model.last_token_logits(ids, images, torch.tensor([1, 2]))
+        (logits[:, 0] - logits[:, 1]).sum().backward()
+        results.append((logits.detach(), images.grad))
+    model.set_gradient_checkpointing(False)
+    assert torch.allclose(results[0][0], results[1][0], atol=1e-6)
+    assert torch.allclose(results[0][1], results[1][1], atol=1e-7)
+
+
+def test_bf16_model_runs_close_to_float32(model):
+    half = MPLUGOwl2ForCausalLM.random_init(model.config, dtype="bf16", seed=0)
+    ids = torch.tensor([[1, 5, IMG, 6]])
+    with torch.no_grad():
+        reference = model.last_token_logits(ids, pixels(1))
+        low = half.last_token_logits(ids, pixels(1))
+    assert low.dtype == torch.float32
+    assert (low - reference).abs().max() < 0.1 * reference.abs().max()
+
+
+@pytest.mark.parametrize("ids, images, message", [
+    ([[1, IMG, IMG, 5]], 1, "2 image placeholder"),
+    ([[1, -5, IMG]], 1, "holds id -5"),
+    ([[1, 40, IMG]], 1, "holds id 40"),
+])
+def test_input_errors(model, ids, images, message):
+    with pytest.raises(ValueError, match=message):
+        model(torch.tensor(ids), pixels(images))
+
+
+def test_wrong_image_size_error(model):
+    with pytest.raises(ValueError, match="56x56"):
+        model(torch.tensor([[1, IMG]]), pixels(1, size=84))

@@ -1,0 +1,95 @@
+"""environment.yml and pyproject.toml must install the same things; the console command must be declared."""
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    tomllib = pytest.importorskip("tomli")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pyproject() -> dict:
+    with open(ROOT / "pyproject.toml", "rb") as handle:
+        return tomllib.load(handle)
+
+
+def _environment() -> dict:
+    return yaml.safe_load((ROOT / "environment.yml").read_text())
+
+
+def _pyproject_requirements() -> dict[str, SpecifierSet]:
+    project = _pyproject()["project"]
+    lines = list(project["dependencies"])
+    for extra in project.get("optional-dependencies", {}).values():
+        lines.extend(extra)
+    return _by_name(lines, "pyproject.toml")
+
+
+def _environment_pip_lines() -> list[str]:
+    pip_sections = [d["pip"] for d in _environment()["dependencies"] if isinstance(d, dict) and "pip" in d]
+    assert len(pip_sections) == 1, "environment.yml needs exactly one pip: section"
+    return pip_sections[0]
+
+
+def _by_name(lines, source: str) -> dict[str, SpecifierSet]:
+    found: dict[str, SpecifierSet] = {}
+    for line in lines:
+        requirement = Requirement(line)
+        name = canonicalize_name(requirement.name)
+        assert name not in found, f"{source} lists {name} twice"
+        found[name] = requirement.specifier
+    return found
+
+
+def test_every_pyproject_dependency_is_in_environment_with_the_same_spec():
+    env = _by_name([ln for ln in _environment_pip_lines() if not ln.startswith("-")], "environment.yml")
+    for name, spec in _pyproject_requirements().items():
+        assert name in env, f"environment.yml misses {name}{spec} (pyproject.toml has it)"
+        assert env[name] == spec, f"{name}: environment.yml has '{env[name]}', pyproject.toml has '{spec}'"
+
+
+def test_environment_lists_nothing_that_pyproject_lacks():
+    env = _by_name([ln for ln in _environment_pip_lines() if not ln.startswith("-")], "environment.yml")
+    extra = sorted(set(env) - set(_pyproject_requirements()))
+    assert not extra, f"environment.yml pip-installs {extra}, which pyproject.toml does not declare"
+
+
+def test_environment_installs_vpkit_itself_and_matches_python():
+    assert "-e ." in _environment_pip_lines(), "environment.yml must pip-install vpkit itself (-e .)"
+    conda = [d for d in _environment()["dependencies"] if isinstance(d, str)]
+    assert "pip" in conda
+    python = [d for d in conda if d.startswith("python")]
+    assert len(python) == 1, f"environment.yml must pin python once, got {python}"
+    assert SpecifierSet(python[0][len("python"):]) == SpecifierSet(_pyproject()["project"]["requires-python"])
+
+
+def test_console_entry_point_is_declared():
+    target = _pyproject()["project"]["scripts"]["vpkit"]
+    module, _, function = target.partition(":")
+    assert module.startswith("vpkit.") and function.isidentifier(), f"bad entry point {target!r}"
+
+
+def test_console_entry_point_target_exists():
+    module, _, function = _pyproject()["project"]["scripts"]["vpkit"].partition(":")
+    path = ROOT.joinpath(*module.split(".")).with_suffix(".py")
+    if not path.is_file():
+        pytest.skip(f"{path.relative_to(ROOT)} is not written yet")
+    defined = {node.name for node in ast.parse(path.read_text()).body
+               if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    assert function in defined, f"{path.relative_to(ROOT)} does not define {function}()"
+
+
+def test_drift_is_detected():
+    # The comparison itself must notice a changed spec, or the tests above could never fail.
+    lines = ["numpy>=1.26", "scipy>=1.11"]
+    assert _by_name(lines, "a") != _by_name(["numpy>=1.25", "scipy>=1.11"], "b")
+    with pytest.raises(AssertionError, match="twice"):
+        _by_name(["numpy>=1.26", "NumPy>=1.26"], "a")

@@ -1,0 +1,122 @@
+"""Run folders: atomic files, prompt checkpoints, overwrite/resume rules, reading back, importing paper prompts."""
+import json
+
+import pytest
+import torch
+
+from vpkit.config import paper_config
+from vpkit.evaluate import load_trained_prompt
+from vpkit.prompters import PromptStateError, build_prompter
+from vpkit.runs import (
+    RunFolderError,
+    RunState,
+    _atomic_replace,
+    collect_runs,
+    import_prompt,
+    load_prompt_checkpoint,
+    prepare_run_dir,
+    read_run,
+    run_status,
+    save_prompt_checkpoint,
+    write_config,
+    write_json_atomic,
+    write_metrics,
+    write_state,
+)
+
+
+def small_config(number=4, image_size=64):
+    config = paper_config(number).with_overrides({"model": {"name_or_path": "tiny-random"}})
+    config.prompt.image_size = image_size
+    config.prompt.size = 4 if config.prompt.size else None
+    return config
+
+
+def fake_run(run_dir, config, epochs=2, finished=True, test_srcc=0.5):
+    """A run folder written through the runs API, as the training loop writes it."""
+    prepare_run_dir(run_dir, resume=False, overwrite=False)
+    write_config(run_dir, config)
+    rows = [{"epoch": e, "train_loss": 0.1 / e, "val_srcc": 0.1 * e, "val_plcc": 0.2 * e} for e in range(1, epochs + 1)]
+    write_metrics(run_dir, rows)
+    write_state(run_dir, RunState(config_hash=config.hash(), epoch=epochs, best_epoch=epochs, finished=finished))
+    if finished:
+        write_json_atomic(run_dir / "test.json", {"srcc": test_srcc, "plcc": 0.6, "dataset": "kadid"})
+
+
+def test_prompt_checkpoint_round_trip_keeps_paper_keys_and_metadata(tmp_path):
+    prompter = build_prompter("padding", size=4, image_size=32)
+    path = tmp_path / "epoch-01.safetensors"
+    save_prompt_checkpoint(path, prompter.state_dict(), {"epoch": 1, "metrics": {"val_srcc": 0.5}, "name": "x"})
+    state, metadata = load_prompt_checkpoint(path)
+    assert set(state) == {"pad_up", "pad_down", "pad_left", "pad_right"}
+    assert torch.equal(state["pad_up"], prompter.pad_up.detach())
+    assert metadata == {"epoch": 1, "metrics": {"val_srcc": 0.5}, "name": "x"}
+    assert [p.name for p in tmp_path.iterdir()] == ["epoch-01.safetensors"]  # no temp file left behind
+
+
+def test_a_failed_atomic_write_leaves_the_old_file_intact(tmp_path):
+    path = tmp_path / "state.json"
+    write_json_atomic(path, {"epoch": 1})
+
+    def broken(tmp):
+        open(tmp, "w").write("{half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        _atomic_replace(path, broken)
+    assert json.loads(path.read_text()) == {"epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+def test_existing_runs_are_never_overwritten_without_a_flag(tmp_path):
+    run_dir = tmp_path / "run"
+    assert prepare_run_dir(run_dir, resume=False, overwrite=False) == "new"
+    fake_run(run_dir, small_config(), finished=False)
+    assert run_status(run_dir) == "partial"
+    with pytest.raises(RunFolderError, match=r"stopped after epoch 2.*--resume.*--overwrite"):
+        prepare_run_dir(run_dir, resume=False, overwrite=False)
+    assert prepare_run_dir(run_dir, resume=True, overwrite=False) == "resume"
+
+    write_state(run_dir, RunState(config_hash="x", epoch=2, best_epoch=2, finished=True))
+    assert prepare_run_dir(run_dir, resume=False, overwrite=False) == "finished"
+
+    (run_dir / "notes.txt").write_text("mine")
+    assert prepare_run_dir(run_dir, resume=False, overwrite=True) == "new"
+    assert sorted(p.name for p in run_dir.iterdir()) == ["notes.txt"]  # only vpkit's own files removed
+
+
+def test_read_run_and_collect_runs_make_one_row_per_run(tmp_path):
+    fake_run(tmp_path / "a", small_config(4), test_srcc=0.7)
+    fake_run(tmp_path / "b", small_config(1), epochs=3, finished=False)
+    record = read_run(tmp_path / "a")
+    assert record.status == "finished" and list(record.metrics["epoch"]) == [1, 2] and record.test["srcc"] == 0.7
+    table = collect_runs(tmp_path)
+    assert list(table["number"]) == [1, 4]
+    assert list(table["status"]) == ["partial", "finished"]
+    assert table.loc[1, "test_srcc"] == 0.7 and table.loc[1, "val_srcc"] == pytest.approx(0.2)
+    assert table.loc[0, "epochs_done"] == 3 and table.loc[0, "best_epoch"] == 3
+    assert (tmp_path / "a" / "metrics.csv").read_text().splitlines()[0] == "epoch,train_loss,val_srcc,val_plcc"
+
+
+def test_import_prompt_makes_a_run_folder_that_loads_back(tmp_path):
+    paper_prompt = build_prompter("fixed_patch", size=4, is_center=True, mode="mul", image_size=64)
+    with torch.no_grad():
+        paper_prompt.patch.normal_()
+    pth = tmp_path / "visual_prompt.pth"
+    torch.save(paper_prompt.state_dict(), pth)
+    config = small_config(25)  # kadid, centre patch, mul
+    out = import_prompt(pth, tmp_path / "imported", config)
+    assert run_status(out) == "finished"
+    trained = load_trained_prompt(out)
+    assert trained.prompter.spec() == paper_prompt.spec()
+    assert torch.equal(trained.prompter.patch, paper_prompt.patch)
+    assert trained.config == config and trained.metadata["imported_from"] == str(pth.resolve())
+    with pytest.raises(RunFolderError, match="--overwrite"):
+        import_prompt(pth, out, config)
+
+
+def test_import_prompt_with_the_wrong_shape_says_what_the_checkpoint_holds(tmp_path):
+    pth = tmp_path / "visual_prompt.pth"
+    torch.save(build_prompter("padding", size=6, image_size=64).state_dict(), pth)
+    with pytest.raises(PromptStateError, match=r"size=6, image_size=64"):
+        import_prompt(pth, tmp_path / "imported", small_config(4))  # padding 4 px

@@ -1,0 +1,209 @@
+"""Scoring images with a (prompted) frozen model: batch prediction, metrics, trained prompts from run folders.
+
+Used by the training loop (validation and test), by `vpkit eval` (same- and cross-dataset, zero-shot)
+and by `vpkit score` (a user's own image files).
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(device: str | None) -> str:
+    """'auto' (or None) -> 'cuda' when available, else 'cpu'; anything else is checked and kept."""
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} was asked for but CUDA is not available here; use --device cpu")
+    return device
+
+
+def autocast(device: str, amp: str):
+    """Autocast context for `amp` in none|fp16|bf16 (a no-op for 'none')."""
+    if amp == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=AMP_DTYPES[amp])
+
+
+def to_model_input(images_uint8: torch.Tensor, device: str) -> torch.Tensor:
+    """uint8 [B,3,S,S] from a loader -> float [0,1] on `device` (converted there, 4x less to copy)."""
+    return images_uint8.to(device, non_blocking=True).float().div_(255.0)
+
+
+@torch.no_grad()
+def predict(scorer, prompter, loader, device: str, amp: str = "none", progress: bool = True,
+            desc: str = "scoring") -> pd.DataFrame:
+    """Score every batch of `loader`; a frame with columns name, label, score (fp32)."""
+    names, labels, scores = [], [], []
+    for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
+        images = to_model_input(batch["image"], device)
+        with autocast(device, amp):
+            batch_scores = scorer(images, prompter)
+        scores.append(batch_scores.float().cpu().numpy())
+        labels.append(np.asarray(batch["label"], dtype=np.float32))
+        names.extend(batch["name"])
+    if not names:
+        raise ValueError("nothing to score: the loader yielded no images (is the split empty?)")
+    return pd.DataFrame({"name": names, "label": np.concatenate(labels), "score": np.concatenate(scores)})
+
+
+def correlation_metrics(predictions: pd.DataFrame, target: str = "label") -> dict:
+    """vpkit.metrics.evaluate of score against `target`, as plain floats."""
+    from vpkit.metrics import evaluate
+
+    result = evaluate(predictions["score"].to_numpy(), predictions[target].to_numpy())
+    return {key: float(value) if isinstance(value, (int, float, np.floating)) else value
+            for key, value in result.items()}
+
+
+# ------------------------------------------------------------------------- trained prompts
+
+
+@dataclass
+class TrainedPrompt:
+    """A prompter loaded from a run folder or a checkpoint file, with what is known about it."""
+
+    prompter: torch.nn.Module
+    metadata: dict
+    config: object | None  # ExperimentConfig of the run, when the source is a run folder
+    source: Path
+
+
+def checkpoint_path(source: str | Path) -> Path:
+    """The prompt file of a run folder (best.safetensors) or the file itself."""
+    from vpkit.runs import BEST_CHECKPOINT, RunFolderError
+
+    source = Path(source)
+    path = source / BEST_CHECKPOINT if source.is_dir() else source
+    if not path.is_file():
+        hint = " (has the run finished an epoch?)" if source.is_dir() else ""
+        raise RunFolderError(f"{path}: prompt checkpoint not found{hint}")
+    return path
+
+
+def load_trained_prompt(source: str | Path, device: str = "cpu") -> TrainedPrompt:
+    """Rebuild the prompter saved in a run folder or a vpkit .safetensors checkpoint."""
+    from vpkit.prompters import build_prompter, load_prompt_state
+    from vpkit.runs import CONFIG_FILE, RunFolderError, load_prompt_checkpoint, read_config
+
+    path = checkpoint_path(source)
+    state, metadata = load_prompt_checkpoint(path)
+    spec = metadata.get("prompt")
+    if not isinstance(spec, dict):
+        raise RunFolderError(f"{path}: no 'prompt' metadata (type, size, mode ...); import a paper checkpoint "
+                             "with `vpkit import-prompt` first")
+    prompter = build_prompter(spec["type"], size=spec.get("size"), mode=spec.get("mode", "add"),
+                              delta=spec.get("delta", 1.0), is_center=spec.get("is_center", False),
+                              image_size=spec["image_size"])
+    load_prompt_state(prompter, state)
+    run_dir = path.parent
+    config = read_config(run_dir) if (run_dir / CONFIG_FILE).is_file() else None
+    return TrainedPrompt(prompter.to(device).eval(), metadata, config, path)
+
+
+def check_prompt_fits(prompter, scorer, source) -> None:
+    if prompter.image_size != scorer.image_size:
+        raise ValueError(
+            f"{source}: the prompt was trained for {prompter.image_size} px inputs but this model sees "
+            f"{scorer.image_size} px; evaluate with the model it was trained with (--model)")
+
+
+# ------------------------------------------------------------------------- scoring files
+
+
+@torch.no_grad()
+def score_image_files(scorer, prompter, paths: Iterable[str | Path], device: str, amp: str = "none",
+                      batch_size: int = 8, method: str = "resize_crop", progress: bool = True) -> pd.DataFrame:
+    """Score image files (any size; prepared like the training images); columns path, score."""
+    from vpkit.data import prepare_image
+
+    paths = [Path(path) for path in paths]
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"image file(s) not found: {', '.join(missing)}")
+    scores = []
+    for start in tqdm(range(0, len(paths), batch_size), desc="scoring", leave=False, disable=not progress):
+        chunk = paths[start:start + batch_size]
+        arrays = [prepare_image(path, scorer.image_size, method=method) for path in chunk]
+        images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+        with autocast(device, amp):
+            scores.append(scorer(to_model_input(images, device), prompter).float().cpu().numpy())
+    return pd.DataFrame({"path": [str(path) for path in paths], "score": np.concatenate(scores)})
+
+
+# ------------------------------------------------------------------------- whole datasets
+
+
+def limit_table(table, limit: int, seed: int, split: str | None = None):
+    """A copy of `table` with at most `limit` images per split, or in `split` ('all': in the whole table).
+
+    The images are a fixed random sample (seeded), so quick runs see a spread of qualities.
+    """
+    import copy
+
+    frame = table.frame if split in (None, "all") else table.rows(split)
+    groups = [frame] if split is not None else [part for _, part in frame.groupby("split", sort=False)]
+    parts = [part.sample(n=limit, random_state=seed) if len(part) > limit else part for part in groups]
+    limited = copy.copy(table)
+    limited.frame = pd.concat(parts).sort_index()
+    return limited
+
+
+def load_scorer_for(trained: TrainedPrompt | None, device: str, model: str | None = None,
+                    dtype: str | None = None, normalisation: str | None = None, score_type: str | None = None):
+    """The scorer a trained prompt belongs to (explicit arguments win over what the run recorded)."""
+    from vpkit.models import load_scorer
+    from vpkit.scoring import DEFAULT_SCORE_TYPE
+
+    recorded = trained.metadata if trained is not None else {}
+    if trained is not None and trained.config is not None:
+        run_model = trained.config.model
+        recorded = {"model": run_model.name_or_path, "dtype": run_model.dtype,
+                    "normalisation": run_model.normalisation, "score_type": run_model.score_type}
+    model = model or recorded.get("model")
+    if model is None:
+        raise ValueError("no model given: pass --model (tiny, tiny-random or a model folder)")
+    dtype = dtype or recorded.get("dtype") or "fp32"
+    if not device.startswith("cuda"):
+        dtype = "fp32"  # half precision is a CUDA feature here
+    return load_scorer(model, dtype=dtype, device=device,
+                       normalisation=normalisation or recorded.get("normalisation"),
+                       score_type=score_type or recorded.get("score_type") or DEFAULT_SCORE_TYPE)
+
+
+def evaluate_on_dataset(scorer, prompter, dataset: str, root: str | Path, split: str = "test", *,
+                        split_scheme: str = "paper", layout: str = "auto", method: str = "resize_crop",
+                        batch_size: int = 32, device: str = "cpu", amp: str = "none", limit: int | None = None,
+                        seed: int = 42, cache_dir: str | None = None, num_workers: int | None = None,
+                        progress: bool = True) -> tuple[dict, pd.DataFrame]:
+    """Metrics and predictions (name, mos, label, score) of a prompt (or none: zero-shot) on a dataset split.
+
+    `split` is train|val|test, or `all` for every image (cross-dataset tests).
+    """
+    from vpkit.data import load_table, make_loader
+
+    table = load_table(dataset, root, layout=layout, split=split_scheme, seed=seed)
+    if table.rows(split).empty:
+        raise ValueError(f"{dataset} at {root}: no images in split '{split}' ({table.split_counts()}); "
+                         "use --split all to score every image")
+    if limit is not None:
+        table = limit_table(table, limit, seed, split=split)
+    if prompter is not None:
+        check_prompt_fits(prompter, scorer, "prompt")
+    loader = make_loader(table, split, scorer.image_size, batch_size, train=False, method=method,
+                         cache_dir=cache_dir, num_workers=num_workers, seed=seed, progress=progress)
+    predictions = predict(scorer, prompter, loader, device, amp, progress, f"{dataset} {split}")
+    mos = table.frame.set_index("name")["mos"]
+    predictions.insert(1, "mos", mos.loc[predictions["name"]].to_numpy())
+    metrics = correlation_metrics(predictions)
+    metrics.update({"dataset": dataset, "split": split, "n_images": len(predictions)})
+    return metrics, predictions

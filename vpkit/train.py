@@ -1,0 +1,373 @@
+"""The training loop: fit a pixel prompt on a frozen model, one file, read top to bottom.
+
+    for each epoch:
+        for each batch:  score = model(prompt(images)); loss = MSE(score, label); SGD step on the prompt
+        score the validation split; keep the prompt if (SRCC + PLCC) / 2 improved; stop after
+        `patience` epochs without improvement
+    score the test split with the best prompt
+
+Everything lands in a run folder (vpkit.runs); a killed run resumes from its last finished epoch and
+ends exactly where an uninterrupted run would (data order, augmentation and RNG states are restored).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from vpkit.config import ExperimentConfig, resolve_for_model
+from vpkit.evaluate import autocast, correlation_metrics, limit_table, predict, resolve_device, to_model_input
+from vpkit.runs import (
+    BEST_CHECKPOINT,
+    PREDICTIONS_FILE,
+    TEST_FILE,
+    RunFolderError,
+    RunState,
+    copy_checkpoint,
+    epoch_checkpoint_name,
+    load_prompt_checkpoint,
+    prepare_run_dir,
+    prompt_checkpoint_metadata,
+    read_config,
+    read_metrics,
+    read_state,
+    save_prompt_checkpoint,
+    torch_save_atomic,
+    write_config,
+    write_csv_atomic,
+    write_json_atomic,
+    write_metrics,
+    write_state,
+)
+
+EpochCallback = Callable[[dict], None]
+
+
+def train(config: ExperimentConfig, run_dir: str | Path, resume: bool = False, overwrite: bool = False, *,
+          scorer=None, callbacks: Iterable[EpochCallback] = (), progress: bool = True) -> dict:
+    """Train the prompt of `config` into `run_dir`; returns the test metrics of the best epoch.
+
+    `scorer` reuses an already loaded QualityScorer (else `load_scorer` from config.model).
+    Each callback gets the epoch's metrics row (a dict) after the epoch is saved; an exception
+    raised there stops the run, which `resume=True` continues later.
+    """
+    run_dir = Path(run_dir)
+    action = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    if action == "finished":
+        return _report_finished(run_dir)
+
+    device = resolve_device(config.train.device)
+    config, notes = resolve_for_model(config, config.prompt.image_size, device)  # precision first
+    if scorer is None:
+        scorer = _load_scorer(config, device)
+    config, more_notes = resolve_for_model(config, scorer.image_size, device)  # then the prompt size
+    for note in notes + more_notes:
+        print(f"note: {note}")
+
+    with _deterministic(device):
+        return _fit(config, run_dir, action, scorer, device, list(callbacks), progress)
+
+
+def _fit(config, run_dir, action, scorer, device, callbacks, progress) -> dict:
+    from vpkit.prompters import build_prompter
+
+    cfg = config.train
+    _seed_everything(cfg.seed)
+    table = _load_table(config)
+    prompter = build_prompter(
+        config.prompt.type, size=config.prompt.size, mode=config.prompt.mode, delta=config.prompt.delta,
+        is_center=config.prompt.is_center, image_size=scorer.image_size,
+        generator=torch.Generator().manual_seed(cfg.seed),
+    ).to(device)
+    optimizer = torch.optim.SGD(prompter.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay)
+    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=cfg.amp == "fp16")
+    model = _compiled(_PromptedScorer(scorer.eval(), prompter), cfg.compile)
+
+    if action == "resume":
+        state, rows = _restore(run_dir, config, prompter, optimizer, scaler)
+        print(f"resuming {run_dir} after epoch {state.epoch} (best so far: epoch {state.best_epoch})")
+    else:
+        state, rows = RunState(config_hash=config.hash()), []
+        write_config(run_dir, config)
+        write_state(run_dir, state)
+
+    train_loader = _loader(config, table, "train", scorer.image_size, train=True, progress=progress)
+    val_loader = _loader(config, table, "val", scorer.image_size, train=False, progress=progress)
+    epochs = tqdm(range(state.epoch + 1, cfg.epochs + 1), desc=config.name, disable=not progress,
+                  initial=state.epoch, total=cfg.epochs)
+    for epoch in epochs:
+        train_loader.sampler.set_epoch(epoch)  # order and flips depend on (seed, epoch) only: resumable
+        started = time.perf_counter()
+        loss, n_images = _train_one_epoch(model, prompter, optimizer, scaler, train_loader, device, cfg, progress)
+        train_seconds = time.perf_counter() - started
+        val = _validation_metrics(predict(scorer, prompter, val_loader, device, cfg.amp, progress, "val"), epoch)
+
+        improved = val["selection"] > state.best_selection
+        if improved:
+            state.best_epoch, state.best_selection, state.bad_epochs = epoch, val["selection"], 0
+        else:
+            state.bad_epochs += 1
+        row = {"epoch": epoch, "train_loss": loss, **{f"val_{k}": v for k, v in val.items()},
+               "best": improved, "lr": optimizer.param_groups[0]["lr"], "train_seconds": round(train_seconds, 3),
+               "train_images_per_s": round(n_images / max(train_seconds, 1e-9), 3)}
+        rows.append(row)
+        state.epoch = epoch
+        state.stopped_early = state.bad_epochs >= cfg.patience
+        _save_epoch(run_dir, config, state, rows, prompter, optimizer, scaler)
+        epochs.set_postfix(loss=f"{loss:.4f}", val_srcc=f"{val['srcc']:.3f}", best=state.best_epoch)
+        for callback in callbacks:
+            callback(dict(row))
+        if state.stopped_early:
+            print(f"early stop after epoch {epoch}: no better validation score for {cfg.patience} epochs")
+            break
+
+    return _test_best(run_dir, config, table, scorer, prompter, state, device, progress)
+
+
+# ----------------------------------------------------------------------------- one epoch
+
+
+class _PromptedScorer(nn.Module):
+    """scorer(prompter(images)) as one module, so it can be torch.compile'd as a whole."""
+
+    def __init__(self, scorer, prompter):
+        super().__init__()
+        self.scorer, self.prompter = scorer, prompter
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.scorer(images, self.prompter)
+
+
+def _compiled(model: nn.Module, compile_model: bool) -> nn.Module:
+    return torch.compile(model) if compile_model else model
+
+
+def _train_one_epoch(model, prompter, optimizer, scaler, loader, device, cfg, progress) -> tuple[float, int]:
+    """One pass over the training split; returns (mean MSE per image, images seen)."""
+    prompter.train()
+    total_loss, n_images = 0.0, 0
+    steps = len(loader)
+    optimizer.zero_grad(set_to_none=True)
+    bar = tqdm(loader, desc="train", leave=False, disable=not progress)
+    for step, batch in enumerate(bar, start=1):
+        images = to_model_input(batch["image"], device)
+        labels = batch["label"].to(device, torch.float32)
+        with autocast(device, cfg.amp):
+            scores = model(images)
+        loss = F.mse_loss(scores.float(), labels)  # the score is fp32 whatever the model's precision
+        if not torch.isfinite(loss) and not scaler.is_enabled():
+            raise FloatingPointError(f"training loss is {loss.item()} at step {step}; lower train.lr or use fp32")
+        scaler.scale(loss / cfg.grad_accum).backward()
+        if step % cfg.grad_accum == 0 or step == steps:
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+        total_loss += loss.item() * len(labels)
+        n_images += len(labels)
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+    prompter.eval()
+    return total_loss / max(n_images, 1), n_images
+
+
+def _validation_metrics(predictions: pd.DataFrame, epoch: int) -> dict:
+    """Correlations on the validation split; an epoch whose scores are all equal can never be the best."""
+    from vpkit.metrics import MetricInputError
+
+    try:
+        return correlation_metrics(predictions)
+    except MetricInputError as error:
+        print(f"warning: epoch {epoch} validation metrics undefined ({error}); the epoch cannot be the best")
+        nan = float("nan")
+        return {"srcc": nan, "plcc": nan, "krcc": nan, "plcc_logistic4": nan, "plcc_logistic5": nan,
+                "selection": float("-inf")}
+
+
+# ----------------------------------------------------------------------------- data and model
+
+
+def _load_scorer(config: ExperimentConfig, device: str):
+    from vpkit.models import load_scorer
+
+    model = config.model
+    return load_scorer(model.name_or_path, dtype=model.dtype, device=device, normalisation=model.normalisation,
+                       score_type=model.score_type, checkpointing=config.train.checkpointing)
+
+
+def _load_table(config: ExperimentConfig):
+    from vpkit.data import load_table
+
+    data = config.dataset
+    table = load_table(data.name, data.root, layout=data.layout, split=data.split, seed=config.train.seed)
+    if config.train.limit is not None:
+        table = limit_table(table, config.train.limit, config.train.seed)
+    return table
+
+
+def _loader(config: ExperimentConfig, table, split: str, image_size: int, train: bool, progress: bool = True):
+    from vpkit.data import make_loader
+
+    if table.rows(split).empty:
+        raise ValueError(f"dataset {config.dataset.name} at {config.dataset.root} has no '{split}' images with "
+                         f"split scheme '{config.dataset.split}'; check the split file or use --split random")
+    cfg = config.train
+    return make_loader(table, split, image_size, cfg.batch_size if train else cfg.eval_batch_size, train=train,
+                       method=config.dataset.preprocess, cache_dir=cfg.cache_dir, num_workers=cfg.num_workers,
+                       seed=cfg.seed, progress=progress)
+
+
+# ----------------------------------------------------------------------------- determinism
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+@contextlib.contextmanager
+def _deterministic(device: str):
+    """Deterministic kernels while training (warn where torch has none); the global flag is restored after."""
+    if device.startswith("cuda"):
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+                torch.backends.cudnn.benchmark)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        torch.backends.cudnn.benchmark = previous[2]
+
+
+def _rng_state() -> dict:
+    numpy_state = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": {"keys": torch.from_numpy(numpy_state[1].astype(np.int64)), "pos": int(numpy_state[2]),
+                  "has_gauss": int(numpy_state[3]), "cached_gaussian": float(numpy_state[4])},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    numpy = state["numpy"]
+    np.random.set_state(("MT19937", numpy["keys"].numpy().astype(np.uint32), numpy["pos"], numpy["has_gauss"],
+                         numpy["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ----------------------------------------------------------------------------- saving and resuming
+
+
+def _trainer_state_name(epoch: int) -> str:
+    return f"trainer-state-{epoch:02d}.pt"
+
+
+def _save_epoch(run_dir: Path, config, state: RunState, rows: list[dict], prompter, optimizer, scaler) -> None:
+    """Save one finished epoch; state.json goes last, so it only ever names fully saved epochs."""
+    epoch = state.epoch
+    metrics = {k: v for k, v in rows[-1].items() if k.startswith("val_") or k == "train_loss"}
+    epoch_file = run_dir / epoch_checkpoint_name(epoch)
+    save_prompt_checkpoint(epoch_file, prompter.state_dict(), prompt_checkpoint_metadata(config, prompter, epoch, metrics))
+    if state.best_epoch == epoch:
+        copy_checkpoint(epoch_file, run_dir / BEST_CHECKPOINT)
+    write_metrics(run_dir, rows)
+    torch_save_atomic(run_dir / _trainer_state_name(epoch),
+                      {"epoch": epoch, "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                       "rng": _rng_state()})
+    write_state(run_dir, state)
+    for old in run_dir.glob("trainer-state-*.pt"):
+        if old.name != _trainer_state_name(epoch):
+            old.unlink()
+
+
+def _restore(run_dir: Path, config, prompter, optimizer, scaler) -> tuple[RunState, list[dict]]:
+    """Load the last finished epoch's prompt, optimizer, scaler and RNG states."""
+    from vpkit.prompters import load_prompt_state
+
+    state = read_state(run_dir)
+    if state.config_hash != config.hash():
+        raise RunFolderError(f"{run_dir}: the run was started with another config; differences: "
+                             f"{_config_differences(read_config(run_dir), config)}. Resume with the same "
+                             "settings, or pass --overwrite to start again")
+    trainer_file = run_dir / _trainer_state_name(state.epoch)
+    if not trainer_file.is_file():
+        raise RunFolderError(f"{trainer_file}: missing, so epoch {state.epoch} cannot be resumed exactly; "
+                             "pass --overwrite to start again")
+    state_dict, _ = load_prompt_checkpoint(run_dir / epoch_checkpoint_name(state.epoch))
+    load_prompt_state(prompter, state_dict)
+    saved = torch.load(trainer_file, map_location="cpu", weights_only=True)
+    optimizer.load_state_dict(saved["optimizer"])
+    scaler.load_state_dict(saved["scaler"])
+    _set_rng_state(saved["rng"])
+    if state.best_epoch:  # best.safetensors may be ahead of state.json if the run was killed mid-save
+        copy_checkpoint(run_dir / epoch_checkpoint_name(state.best_epoch), run_dir / BEST_CHECKPOINT)
+    rows = [row for row in read_metrics(run_dir) if row["epoch"] <= state.epoch]
+    return state, rows
+
+
+def _config_differences(old: ExperimentConfig, new: ExperimentConfig) -> str:
+    old_dict, new_dict = old.to_dict(), new.to_dict()
+    changed = []
+    for section, values in new_dict.items():
+        if isinstance(values, dict):
+            changed += [f"{section}.{k}: {old_dict[section].get(k)!r} -> {v!r}" for k, v in values.items()
+                        if old_dict[section].get(k) != v]
+        elif old_dict.get(section) != values:
+            changed.append(f"{section}: {old_dict.get(section)!r} -> {values!r}")
+    return "; ".join(changed) or "none visible (a different vpkit version?)"
+
+
+# ----------------------------------------------------------------------------- the end
+
+
+def _test_best(run_dir: Path, config, table, scorer, prompter, state: RunState, device, progress) -> dict:
+    """Score the test split with the best epoch's prompt; write predictions.csv and test.json."""
+    from vpkit.prompters import load_prompt_state
+
+    if state.best_epoch == 0:
+        raise RunFolderError(f"{run_dir}: no epoch had defined validation metrics, so there is no best prompt "
+                             "to test; see the warnings above")
+    state_dict, _ = load_prompt_checkpoint(run_dir / BEST_CHECKPOINT)
+    load_prompt_state(prompter, state_dict)
+    loader = _loader(config, table, "test", scorer.image_size, train=False, progress=progress)
+    predictions = predict(scorer, prompter, loader, device, config.train.amp, progress, "test")
+    mos = table.frame.set_index("name")["mos"]
+    predictions.insert(1, "mos", mos.loc[predictions["name"]].to_numpy())
+    test = correlation_metrics(predictions)
+    test.update({"best_epoch": state.best_epoch, "epochs_run": state.epoch, "stopped_early": state.stopped_early,
+                 "n_images": len(predictions), "dataset": config.dataset.name, "split": "test",
+                 "config_hash": config.hash()})
+    write_csv_atomic(run_dir / PREDICTIONS_FILE, predictions)
+    write_json_atomic(run_dir / TEST_FILE, test)
+    state.finished = True
+    write_state(run_dir, state)
+    print(f"{config.name}: test SRCC {test['srcc']:.4f}, PLCC {test['plcc']:.4f} (best epoch {state.best_epoch})")
+    return test
+
+
+def _report_finished(run_dir: Path) -> dict:
+    path = run_dir / TEST_FILE
+    if not path.is_file():
+        raise RunFolderError(f"{run_dir}: marked finished but {TEST_FILE} is missing; pass --overwrite to retrain")
+    test = json.loads(path.read_text())
+    print(f"{run_dir}: already finished (test SRCC {test.get('srcc', float('nan')):.4f}); "
+          "pass --overwrite to train again")
+    return test
