@@ -110,7 +110,8 @@ def test_modes_follow_their_formulas(prompt_type, mode):
     images = _images()
     with torch.no_grad():
         prompt = prompter.canvas()
-        expected = {"add": images + prompt, "mul": images * prompt, "mul_residual": images * (1 + prompt)}[mode]
+        combined = {"add": images + prompt, "mul": images * prompt, "mul_residual": images * (1 + prompt)}
+        expected = combined[mode]
         if prompt_type == "replace_pad":
             expected = torch.where(prompter.region_mask(), prompt, images)
         torch.testing.assert_close(prompter(images), expected.clamp(0, 1))
@@ -129,12 +130,14 @@ def test_padding_canvas_places_each_side():
     assert torch.all(canvas[..., s:n - s, s:n - s] == 0)
 
 
-@pytest.mark.parametrize("image_size, size, corner", [(32, 5, 14), (33, 4, 14), (448, 30, 209), (448, 10, 219)])
+@pytest.mark.parametrize("image_size, size, corner",
+                         [(32, 5, 14), (33, 4, 14), (448, 30, 209), (448, 10, 219)])
 def test_centre_patch_top_left_is_half_image_minus_half_patch(image_size, size, corner):
     prompter = build_prompter("fixed_patch", size=size, is_center=True, image_size=image_size)
     assert prompter.top_left() == (corner, corner)
     rows, cols = torch.nonzero(prompter.region_mask()[0, 0], as_tuple=True)
-    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (corner, corner + size - 1, corner, corner + size - 1)
+    last = corner + size - 1
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (corner, last, corner, last)
 
 
 def test_top_left_patch_sits_at_the_origin():
@@ -219,7 +222,8 @@ def test_loading_another_prompt_type_names_what_the_checkpoint_holds():
 
 
 def test_loading_another_size_names_the_trained_size():
-    with pytest.raises(PromptStateError, match=r"'pad_up' has shape \[1, 3, 10, 448\].*size=10, image_size=448"):
+    expected = r"'pad_up' has shape \[1, 3, 10, 448\].*size=10, image_size=448"
+    with pytest.raises(PromptStateError, match=expected):
         load_prompt_state(build_prompter("padding", size=30), _paper_state("padding", 10, 448))
     with pytest.raises(PromptStateError, match="image_size=32"):
         load_prompt_state(build_prompter("full", image_size=448), _paper_state("full", 0, SMALL))

@@ -1,5 +1,6 @@
 """Run folders: atomic files, prompt checkpoints, overwrite/resume rules, reading back, importing paper prompts."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -59,7 +60,7 @@ def test_a_failed_atomic_write_leaves_the_old_file_intact(tmp_path):
     write_json_atomic(path, {"epoch": 1})
 
     def broken(tmp):
-        open(tmp, "w").write("{half")
+        Path(tmp).write_text("{half")
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):

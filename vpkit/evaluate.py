@@ -56,13 +56,19 @@ def predict(scorer, prompter, loader, device: str, amp: str = "none", progress: 
     return pd.DataFrame({"name": names, "label": np.concatenate(labels), "score": np.concatenate(scores)})
 
 
-def correlation_metrics(predictions: pd.DataFrame, target: str = "label") -> dict:
-    """vpkit.metrics.evaluate of score against `target`, as plain floats."""
-    from vpkit.metrics import evaluate
+def correlation_metrics(predictions: pd.DataFrame, target: str = "label", logistic: bool = True) -> dict:
+    """SRCC, PLCC, KRCC, selection ((SRCC+PLCC)/2) and, with `logistic`, the logistic-fit PLCCs of score vs `target`.
 
-    result = evaluate(predictions["score"].to_numpy(), predictions[target].to_numpy())
-    return {key: float(value) if isinstance(value, (int, float, np.floating)) else value
-            for key, value in result.items()}
+    Without `logistic` (per-epoch validation) nothing is fitted: faster, and no fit warnings on small splits.
+    """
+    from vpkit import metrics
+
+    pred, mos = predictions["score"].to_numpy(), predictions[target].to_numpy()
+    if logistic:
+        return {key: float(value) for key, value in metrics.evaluate(pred, mos).items()}
+    result = {"srcc": metrics.srcc(pred, mos), "plcc": metrics.plcc(pred, mos), "krcc": metrics.krcc(pred, mos)}
+    result["selection"] = metrics.selection_metric(pred, mos)
+    return {key: float(value) for key, value in result.items()}
 
 
 # ------------------------------------------------------------------------- trained prompts

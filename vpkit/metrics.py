@@ -85,49 +85,59 @@ def logistic5(x, b1, b2, b3, b4, b5):
     return b1 * (0.5 - 1.0 / (1.0 + np.exp(b2 * (x - b3)))) + b4 * x + b5
 
 
-def _initial_guesses(params: int, direction: float) -> list[list[float]]:
-    # Starts on standardised data (mean 0, std 1), so they are scale-free: first a curve rising
-    # with the linear trend (direction = its sign), then wider/flatter fallbacks.
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # = 1 / (1 + exp(-z)), without overflow
+
+
+def _basis(x: np.ndarray, centre: float, rate: float, params: int) -> np.ndarray:
+    # Both curves are linear in all but (centre, rate): 4-param b3 = centre, |b4| = 1/rate, and
+    # (b1 - b2, b2) linear; 5-param b3 = centre, b2 = rate, and (b1, b4, b5) linear.
+    step = _sigmoid(rate * (x - centre))
     if params == 4:
-        return [[2.0 * direction, -2.0 * direction, 0.0, 1.0], [4.0 * direction, -4.0 * direction, 0.0, 3.0],
-                [direction, -direction, 0.0, 0.3]]
-    return [[3.0, 1.5 * direction, 0.0, 0.0, 0.0], [1.0, 0.5 * direction, 0.0, 0.5 * direction, 0.0],
-            [6.0, 4.0 * direction, 0.0, 0.0, 0.0]]
+        return np.column_stack([step, np.ones_like(x)])
+    return np.column_stack([step - 0.5, x, np.ones_like(x)])
+
+
+def _projected_fit(x: np.ndarray, y: np.ndarray, centre: float, log_rate: float, params: int):
+    basis = _basis(x, centre, float(np.exp(np.clip(log_rate, *_LOG_RATE_RANGE))), params)
+    coeffs = np.linalg.lstsq(basis, y, rcond=None)[0]
+    mapped = basis @ coeffs
+    return float(np.sum((mapped - y) ** 2)), mapped
+
+
+# rate range on standardised x: from nearly linear to nearly a step
+_LOG_RATE_RANGE = (np.log(1e-3), np.log(1e3))
 
 
 def fit_logistic(pred, mos, params: int = 4) -> np.ndarray:
-    """Fit the 4- or 5-parameter logistic from ``pred`` to ``mos``; returns the mapped predictions.
+    """Least-squares fit of the 4- or 5-parameter logistic from ``pred`` to ``mos``; returns mapped pred.
 
-    The fit runs on standardised pred and MOS (a reparametrisation that only helps convergence),
-    from a start that follows the linear trend, then from fallback starts. Raises :class:`LogisticFitError` when no
-    start converges to a finite, non-constant mapping.
+    Fitted by variable projection on standardised pred: for each (centre, rate) the coefficients
+    the curve is linear in are solved exactly, and (centre, rate) are searched on a grid, then
+    refined by Nelder-Mead. It cannot diverge; if the refinement does not improve on the best grid
+    point, that point is the documented fallback. Raises :class:`LogisticFitError` with too few
+    samples (``n <= params``) or a non-finite/constant mapping.
     """
     if params not in (4, 5):
         raise ValueError(f"params must be 4 or 5, got {params!r}")
     pred, mos = _as_pair(pred, mos)
     if pred.size <= params:
-        raise LogisticFitError(f"a {params}-parameter logistic needs more than {params} samples, got {pred.size}")
+        raise LogisticFitError(f"a {params}-parameter logistic needs more than {params} samples, "
+                               f"got {pred.size}")
     x = (pred - pred.mean()) / pred.std()
-    y = (mos - mos.mean()) / mos.std()
-    curve = logistic4 if params == 4 else logistic5
-    direction = float(np.sign(np.corrcoef(x, y)[0, 1]) or 1.0)
-    for start in _initial_guesses(params, direction):
-        mapped = _try_fit(curve, x, y, start)
-        if mapped is not None:
-            return mapped * mos.std() + mos.mean()
-    raise LogisticFitError(f"the {params}-parameter logistic fit did not converge on {pred.size} samples")
-
-
-def _try_fit(curve, x: np.ndarray, y: np.ndarray, start: list[float]) -> np.ndarray | None:
+    grid = [(c, r) for c in np.quantile(x, np.linspace(0.05, 0.95, 11))
+            for r in np.linspace(np.log(0.1), np.log(30.0), 11)]
+    start = min(grid, key=lambda point: _projected_fit(x, mos, *point, params)[0])
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # overflow in exp and covariance warnings are expected while searching
-        try:
-            coeffs, _ = optimize.curve_fit(curve, x, y, p0=start, maxfev=20000)
-        except (RuntimeError, ValueError, optimize.OptimizeWarning):
-            return None
-        mapped = curve(x, *coeffs)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        found = optimize.minimize(lambda point: _projected_fit(x, mos, *point, params)[0], np.array(start),
+                                  method="Nelder-Mead",
+                                  options={"xatol": 1e-6, "fatol": 1e-12, "maxiter": 2000})
+    best = found.x if found.fun <= _projected_fit(x, mos, *start, params)[0] else np.array(start)
+    mapped = _projected_fit(x, mos, *best, params)[1]
     if not np.isfinite(mapped).all() or np.ptp(mapped) == 0:
-        return None
+        raise LogisticFitError(f"the {params}-parameter logistic fit on {pred.size} samples gave a "
+                               "constant or non-finite mapping")
     return mapped
 
 
@@ -164,7 +174,8 @@ def evaluate(pred, mos) -> dict[str, float]:
         try:
             result[f"plcc_logistic{params}"] = plcc_logistic(pred, mos, params)
         except LogisticFitError as error:
-            warnings.warn(f"{error}; reporting plcc_logistic{params} as NaN", LogisticFitWarning, stacklevel=2)
+            message = f"{error}; reporting plcc_logistic{params} as NaN"
+            warnings.warn(message, LogisticFitWarning, stacklevel=2)
             result[f"plcc_logistic{params}"] = float("nan")
     result["selection"] = (result["srcc"] + result["plcc"]) / 2.0
     return result

@@ -245,7 +245,8 @@ def _check_size(prompt_type: str, size: int | None, image_size: int) -> None:
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise PromptConfigError(f"{prompt_type} needs size as a positive int (pixels), got {size!r}")
     if prompt_type == "fixed_patch" and size > image_size:
-        raise PromptConfigError(f"patch size {size} does not fit {image_size} px images; use size <= {image_size}")
+        raise PromptConfigError(f"patch size {size} does not fit {image_size} px images; "
+                                f"use size <= {image_size}")
     if prompt_type in ("padding", "replace_pad") and 2 * size >= image_size:
         raise PromptConfigError(f"padding size {size} leaves no image inside {image_size} px; "
                                 f"use size < {(image_size + 1) // 2}")
@@ -325,11 +326,12 @@ def _strip_prefix(state, label: str) -> dict:
     return dict(state)
 
 
+_KEYS_BY_KIND = {"padding/replace_pad": {"pad_up", "pad_down", "pad_left", "pad_right"},
+                 "fixed_patch": {"patch"}, "full": {"prompt"}}
+
+
 def _guess_kind(state: Mapping) -> str:
-    keys = set(state)
-    if keys == {"pad_up", "pad_down", "pad_left", "pad_right"}:
-        return "padding/replace_pad"
-    return {frozenset({"patch"}): "fixed_patch", frozenset({"prompt"}): "full"}.get(frozenset(keys), "unknown")
+    return next((kind for kind, keys in _KEYS_BY_KIND.items() if set(state) == keys), "unknown")
 
 
 def _check_tensor(label: str, name: str, value, want: torch.Tensor, prompter: VisualPrompter) -> None:

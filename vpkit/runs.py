@@ -17,6 +17,7 @@ that `state.json` names.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -66,8 +67,20 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     _atomic_replace(Path(path), lambda tmp: Path(tmp).write_text(text))
 
 
+def json_safe(value: Any) -> Any:
+    """`value` with NaN and infinities as None (null), so the JSON files are strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
 def write_json_atomic(path: str | Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+    text = json.dumps(json_safe(data), indent=2, sort_keys=True, default=_json_default, allow_nan=False)
+    write_text_atomic(path, text + "\n")
 
 
 def write_csv_atomic(path: str | Path, frame: pd.DataFrame) -> None:
@@ -94,7 +107,7 @@ def epoch_checkpoint_name(epoch: int) -> str:
 def save_prompt_checkpoint(path: str | Path, state_dict: dict, metadata: dict) -> None:
     """Save a prompt state dict (paper key names) with string-encoded metadata, atomically."""
     tensors = {key: value.detach().to("cpu", torch.float32).contiguous() for key, value in state_dict.items()}
-    text_metadata = {key: value if isinstance(value, str) else json.dumps(value, default=_json_default)
+    text_metadata = {key: value if isinstance(value, str) else json.dumps(json_safe(value), default=_json_default)
                      for key, value in metadata.items()}
     _atomic_replace(Path(path), lambda tmp: save_file(tensors, tmp, metadata=text_metadata))
 
@@ -222,7 +235,7 @@ def clear_run_dir(run_dir: Path) -> None:
 def write_metrics(run_dir: str | Path, rows: list[dict]) -> None:
     """Rewrite metrics.jsonl and metrics.csv from all epoch rows (atomic, so never half a row)."""
     run_dir = Path(run_dir)
-    lines = "".join(json.dumps(row, default=_json_default) + "\n" for row in rows)
+    lines = "".join(json.dumps(json_safe(row), default=_json_default, allow_nan=False) + "\n" for row in rows)
     write_text_atomic(run_dir / METRICS_JSONL, lines)
     write_csv_atomic(run_dir / METRICS_CSV, pd.DataFrame(rows))
 

@@ -42,7 +42,8 @@ def score_words(score_type: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     try:
         return SCORE_TYPES[score_type]
     except KeyError:
-        raise ScoreWordError(f"unknown score type {score_type!r}; choose one of {sorted(SCORE_TYPES)}") from None
+        known = sorted(SCORE_TYPES)
+        raise ScoreWordError(f"unknown score type {score_type!r}; choose one of {known}") from None
 
 
 def all_score_words() -> tuple[str, ...]:
@@ -66,7 +67,8 @@ def score_indices(score_type: str, words: Sequence[str] | None = None) -> tuple[
     pos, neg = score_words(score_type)
     missing = [w for w in pos + neg if w not in words]
     if missing:
-        raise ScoreWordError(f"score type {score_type!r} needs {missing}, which are not in the word list {words}")
+        raise ScoreWordError(f"score type {score_type!r} needs {missing}, "
+                             f"which are not in the word list {words}")
     return [words.index(w) for w in pos], [words.index(w) for w in neg]
 
 
@@ -83,7 +85,7 @@ def word_token_id(tokenizer, word: str) -> int:
             return int(vocab[marker + word])
     ids = tokenizer.encode(" " + word, add_special_tokens=False)
     pieces = tokenizer.convert_ids_to_tokens(ids)
-    kept = [(i, p) for i, p in zip(ids, pieces) if _strip_markers(p).strip()]
+    kept = [(i, p) for i, p in zip(ids, pieces, strict=True) if _strip_markers(p).strip()]
     unk = getattr(tokenizer, "unk_token_id", None)
     if len(kept) != 1 or kept[0][0] == unk:
         raise ScoreWordError(

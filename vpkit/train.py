@@ -36,6 +36,7 @@ from vpkit.runs import (
     RunState,
     copy_checkpoint,
     epoch_checkpoint_name,
+    json_safe,
     load_prompt_checkpoint,
     prepare_run_dir,
     prompt_checkpoint_metadata,
@@ -64,10 +65,12 @@ def train(config: ExperimentConfig, run_dir: str | Path, resume: bool = False, o
     """
     run_dir = Path(run_dir)
     action = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    device = resolve_device(config.train.device)
+    if action != "new":
+        _check_same_config(run_dir, config, device)
     if action == "finished":
         return _report_finished(run_dir)
 
-    device = resolve_device(config.train.device)
     config, notes = resolve_for_model(config, config.prompt.image_size, device)  # precision first
     if scorer is None:
         scorer = _load_scorer(config, device)
@@ -186,12 +189,11 @@ def _validation_metrics(predictions: pd.DataFrame, epoch: int) -> dict:
     from vpkit.metrics import MetricInputError
 
     try:
-        return correlation_metrics(predictions)
+        return correlation_metrics(predictions, logistic=False)
     except MetricInputError as error:
         print(f"warning: epoch {epoch} validation metrics undefined ({error}); the epoch cannot be the best")
         nan = float("nan")
-        return {"srcc": nan, "plcc": nan, "krcc": nan, "plcc_logistic4": nan, "plcc_logistic5": nan,
-                "selection": float("-inf")}
+        return {"srcc": nan, "plcc": nan, "krcc": nan, "selection": float("-inf")}
 
 
 # ----------------------------------------------------------------------------- data and model
@@ -304,9 +306,7 @@ def _restore(run_dir: Path, config, prompter, optimizer, scaler) -> tuple[RunSta
 
     state = read_state(run_dir)
     if state.config_hash != config.hash():
-        raise RunFolderError(f"{run_dir}: the run was started with another config; differences: "
-                             f"{_config_differences(read_config(run_dir), config)}. Resume with the same "
-                             "settings, or pass --overwrite to start again")
+        _refuse_other_config(run_dir, read_config(run_dir), config)
     trainer_file = run_dir / _trainer_state_name(state.epoch)
     if not trainer_file.is_file():
         raise RunFolderError(f"{trainer_file}: missing, so epoch {state.epoch} cannot be resumed exactly; "
@@ -321,6 +321,19 @@ def _restore(run_dir: Path, config, prompter, optimizer, scaler) -> tuple[RunSta
         copy_checkpoint(run_dir / epoch_checkpoint_name(state.best_epoch), run_dir / BEST_CHECKPOINT)
     rows = [row for row in read_metrics(run_dir) if row["epoch"] <= state.epoch]
     return state, rows
+
+
+def _check_same_config(run_dir: Path, config: ExperimentConfig, device: str) -> None:
+    """Refuse to resume (or report as done) a run folder that holds a run of other settings."""
+    recorded = read_config(run_dir)
+    expected, _ = resolve_for_model(config, recorded.prompt.image_size, device)
+    if expected.hash() != recorded.hash():
+        _refuse_other_config(run_dir, recorded, expected)
+
+
+def _refuse_other_config(run_dir: Path, recorded: ExperimentConfig, config: ExperimentConfig) -> None:
+    raise RunFolderError(f"{run_dir}: holds a run of other settings ({_config_differences(recorded, config)}); "
+                         "use the same settings, another --out, or --overwrite to start again")
 
 
 def _config_differences(old: ExperimentConfig, new: ExperimentConfig) -> str:
@@ -355,6 +368,7 @@ def _test_best(run_dir: Path, config, table, scorer, prompter, state: RunState, 
     test.update({"best_epoch": state.best_epoch, "epochs_run": state.epoch, "stopped_early": state.stopped_early,
                  "n_images": len(predictions), "dataset": config.dataset.name, "split": "test",
                  "config_hash": config.hash()})
+    test = json_safe(test)  # NaN (a failed logistic fit) -> None, as in test.json
     write_csv_atomic(run_dir / PREDICTIONS_FILE, predictions)
     write_json_atomic(run_dir / TEST_FILE, test)
     state.finished = True

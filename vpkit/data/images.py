@@ -51,8 +51,8 @@ def _resize_shorter_then_crop(image: Image.Image, size: int) -> Image.Image:
         new_size = (size, new_long) if width <= height else (new_long, size)
         image = image.resize(new_size, Image.Resampling.BICUBIC)
     width, height = image.size
-    top = int(round((height - size) / 2.0))
-    left = int(round((width - size) / 2.0))
+    top = round((height - size) / 2.0)
+    left = round((width - size) / 2.0)
     return image.crop((left, top, left + size, top + size))
 
 

@@ -19,8 +19,8 @@ SPLIT_KINDS = ("paper", "random", "content")
 def split_sizes(n: int, fractions: tuple[float, float, float]) -> tuple[int, int, int]:
     """Image counts (train, val, test) for `n` images; reproduces the paper's counts on the full sets
     (KADID 8100/1012/1013, KonIQ 7058/1000/2015, AGIQA 1789/596/597)."""
-    n_train = int(round(n * fractions[0]))
-    n_val = int(math.floor(n * fractions[1] + 1e-9))
+    n_train = round(n * fractions[0])
+    n_val = math.floor(n * fractions[1] + 1e-9)
     if n >= 3:  # small sets: keep at least one image in each split
         n_val = max(n_val, 1)
         n_train = min(n_train, n - n_val - 1)

@@ -92,7 +92,7 @@ def read_shard(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
     """(key, CPU tensor) pairs of one weight file; safetensors lazily, .bin memory-mapped where possible."""
     if path.suffix == ".safetensors":
         with safe_open(str(path), framework="pt", device="cpu") as handle:
-            for key in handle.keys():
+            for key in handle.keys():  # noqa: SIM118 (safe_open handles are not iterable)
                 yield key, handle.get_tensor(key)
         return
     try:

@@ -65,7 +65,7 @@ VISION_ACTIVATION_FUNCTIONS = {"quick_gelu": quick_gelu, "gelu": F.gelu}
 class MplugOwlVisionEmbeddings(nn.Module):
     def __init__(self, config: VisionConfig):
         super().__init__()
-        self.image_size = config.image_size
+        self.image_size, self.patch_size = config.image_size, config.patch_size
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
         self.patch_embed = nn.Conv2d(config.num_channels, config.hidden_size, kernel_size=config.patch_size,
                                      stride=config.patch_size, bias=False)
@@ -77,7 +77,14 @@ class MplugOwlVisionEmbeddings(nn.Module):
             raise ValueError(f"pixel_values are {tuple(pixel_values.shape[-2:])} but this vision encoder takes "
                              f"{self.image_size}x{self.image_size} images (its position table is not interpolated); "
                              "resize the images first")
-        patches = self.patch_embed(pixel_values).flatten(2).transpose(1, 2)
+        # Non-overlapping patches: the conv is a matmul over flattened patches (row-major), which is much
+        # cheaper than a strided conv's backward when gradients flow to the pixels.
+        batch, channels, height, width = pixel_values.shape
+        size = self.patch_size
+        rows, cols = height // size, width // size
+        flat = pixel_values.reshape(batch, channels, rows, size, cols, size)
+        flat = flat.permute(0, 2, 4, 1, 3, 5).reshape(batch, rows * cols, channels * size * size)
+        patches = F.linear(flat, self.patch_embed.weight.flatten(1))
         cls = self.cls_token.expand(patches.shape[0], 1, -1).to(patches.dtype)
         tokens = torch.cat([cls, patches], dim=1)
         tokens = tokens + self.position_embedding[:, : tokens.shape[1]].to(patches.dtype)

@@ -208,7 +208,7 @@ def load_scorer(model: str | Path = "tiny", *, dtype: torch.dtype | str = "fp32"
     from .tiny import TINY_ASSET_DIR, TINY_RANDOM, build_tiny_model
 
     torch_dtype = resolve_dtype(dtype)
-    options = dict(score_type=score_type, query=query, checkpointing=checkpointing)
+    options = {"score_type": score_type, "query": query, "checkpointing": checkpointing}
     if str(model) == TINY_RANDOM:
         vlm, tokenizer = build_tiny_model(seed=0)
         return MPLUGOwl2Scorer(vlm.to(device=device, dtype=torch_dtype), tokenizer,

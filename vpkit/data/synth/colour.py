@@ -76,5 +76,5 @@ def ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
-    """Rec. 601 luma of an RGB image."""
-    return rgb @ np.array([0.299, 0.587, 0.114])
+    """Rec. 601 luma of an RGB image (in the image's float precision)."""
+    return rgb @ np.array([0.299, 0.587, 0.114], dtype=rgb.dtype if rgb.dtype.kind == "f" else np.float64)

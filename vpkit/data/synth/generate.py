@@ -94,7 +94,7 @@ def _check_distortions(distortions) -> tuple[str, ...]:
 
 
 def _check_levels(levels) -> tuple[int, ...]:
-    levels = tuple(sorted(set(int(level) for level in levels)))
+    levels = tuple(sorted({int(level) for level in levels}))
     if not levels or any(level not in LEVELS for level in levels):
         raise ValueError(f"levels must be a non-empty subset of 1..5, got {levels}")
     return levels

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -68,7 +68,7 @@ def _photo_reference(name: str, size: Size, rng: np.random.Generator) -> Referen
 
     try:
         pixels = getattr(skimage.data, name)()
-    except Exception as exc:  # a photo that needs a download this machine cannot make
+    except (ImportError, OSError, ValueError) as exc:  # a photo that needs a download (pooch) or is missing
         warnings.warn(f"skimage.data.{name} unavailable ({exc}); a procedural image replaces it", stacklevel=4)
         return None
     if isinstance(pixels, tuple):  # stereo pairs: take the left view

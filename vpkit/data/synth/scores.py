@@ -46,18 +46,19 @@ SEVERITY_CURVES: dict[str, tuple[float, float, float, float, float]] = {
 
 
 def ssim(reference: np.ndarray, distorted: np.ndarray) -> float:
-    """Mean SSIM of the luma of two uint8 RGB images (Gaussian window, sigma 1.5; Wang et al. 2004)."""
-    x = luminance(reference.astype(np.float64))
-    y = luminance(distorted.astype(np.float64))
+    """Mean SSIM of the luma of two uint8 RGB images (7x7 uniform window, as scikit-image's default;
+    Wang et al. 2004 constants)."""
+    x = luminance(reference.astype(np.float32))
+    y = luminance(distorted.astype(np.float32))
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
 
-    def blur(a: np.ndarray) -> np.ndarray:
-        return ndimage.gaussian_filter(a, 1.5, truncate=3.5, mode="reflect")
+    def mean(a: np.ndarray) -> np.ndarray:
+        return ndimage.uniform_filter(a, 7, mode="reflect")
 
-    mx, my = blur(x), blur(y)
-    vx, vy, cov = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    mx, my = mean(x), mean(y)
+    vx, vy, cov = mean(x * x) - mx * mx, mean(y * y) - my * my, mean(x * y) - mx * my
     ssim_map = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-    return float(ssim_map.mean())
+    return float(ssim_map[3:-3, 3:-3].mean())
 
 
 def synthetic_dmos(distortion: str, level: int, reference: np.ndarray, distorted: np.ndarray) -> float:

@@ -1,0 +1,193 @@
+"""Pretraining of the `tiny` preset: a toy mPLUG-Owl2 that knows a little about image quality.
+
+A frozen model with random weights knows nothing, so a prompt trained on it has nothing to adapt. The paper's
+situation is a model with general quality knowledge meeting a new dataset; this reproduces it in miniature:
+
+* the tiny architecture (`vpkit.models.tiny`, the real mPLUG-Owl2 code at toy sizes) is trained end to end,
+  every weight, on generated images of ONE family of KADID distortions (blurs and noises,
+  `PRETRAIN_DISTORTIONS`) made from procedural references (`PRETRAIN_REFERENCE_SEED`, no photographs);
+* it answers the paper's question with its own language head: the loss asks the last-position logits of the
+  score words to give the right quality (MSE of several score types' softmax mass against the label) and to
+  put the five Q-Align level words in order (cross-entropy to a soft level target);
+* the demo then evaluates it on distortion types (`DEMO_DISTORTIONS`) and references (photographs and
+  procedural images from another seed) it never saw, which is where a prompt has something to adapt.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vpkit.metrics import evaluate
+from vpkit.scoring import DEFAULT_SCORE_TYPE, score_from_logits, score_indices
+
+# Score types whose softmax mass is fitted to the label: the paper's default and the ones it names most.
+FITTED_SCORE_TYPES = (DEFAULT_SCORE_TYPE, "good_vs_bad", "good_vs_poor", "fine_vs_poor",
+                      "excellent+good_vs_poor+bad", "high_vs_low")
+# The five Q-Align levels from best to worst and the quality each stands for.
+LEVEL_WORDS = ("excellent", "good", "fair", "poor", "bad")
+LEVEL_CENTRES = (1.0, 0.75, 0.5, 0.25, 0.0)
+LEVEL_WIDTH = 0.12  # spread of the soft level target around the label
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    """Everything that decides the shipped weights (recorded in the model card)."""
+
+    n_refs: int = 64
+    epochs: int = 12
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    level_loss_weight: float = 0.3
+    seed: int = 0
+    eval_n_refs: int = 24  # references of the unseen-distortion check (the demo set's recipe, smaller)
+
+
+def level_targets(labels: Tensor, centres: Tensor) -> Tensor:
+    """Soft distribution over the five levels: a Gaussian bump at each label, normalised."""
+    weights = torch.exp(-((labels[:, None] - centres[None, :]) ** 2) / (2 * LEVEL_WIDTH ** 2))
+    return weights / weights.sum(dim=1, keepdim=True)
+
+
+class PretrainingLoss:
+    """MSE of several score types to the label, plus cross-entropy of the level words to a soft target."""
+
+    def __init__(self, score_word_list: tuple[str, ...], level_weight: float):
+        self.pairs = [score_indices(name, score_word_list) for name in FITTED_SCORE_TYPES]
+        self.level_index = [score_word_list.index(word) for word in LEVEL_WORDS]
+        self.centres = torch.tensor(LEVEL_CENTRES)
+        self.level_weight = level_weight
+
+    def __call__(self, word_logits: Tensor, labels: Tensor) -> Tensor:
+        mse = sum(torch.mean((score_from_logits(word_logits, pos, neg) - labels) ** 2) for pos, neg in self.pairs)
+        log_levels = torch.log_softmax(word_logits[:, self.level_index], dim=1)
+        cross_entropy = -(level_targets(labels, self.centres.to(labels.device)) * log_levels).sum(dim=1).mean()
+        return mse / len(self.pairs) + self.level_weight * cross_entropy
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def generate_sets(work_dir: Path, settings: PretrainSettings) -> tuple[Path, Path]:
+    """(pretraining set root, unseen-distortion check set root), both in the KADID layout."""
+    from vpkit.data.synth import (DEMO_DISTORTIONS, DEMO_REFERENCE_SEED, PRETRAIN_DISTORTIONS,
+                                  PRETRAIN_REFERENCE_SEED, generate)
+
+    pretrain_root, unseen_root = work_dir / "pretrain", work_dir / "unseen"
+    generate(pretrain_root, n_refs=settings.n_refs, distortions=PRETRAIN_DISTORTIONS, seed=settings.seed,
+             reference_seed=PRETRAIN_REFERENCE_SEED, include_photos=False)
+    generate(unseen_root, n_refs=settings.eval_n_refs, distortions=DEMO_DISTORTIONS, seed=settings.seed,
+             reference_seed=DEMO_REFERENCE_SEED)
+    return pretrain_root, unseen_root
+
+
+@torch.no_grad()
+def score_split(scorer, table, split: str, batch_size: int = 64) -> dict[str, float]:
+    """Metrics of the scorer's default score type on one split of a table."""
+    from vpkit.data import make_loader
+
+    loader = make_loader(table, split, scorer.image_size, batch_size, train=False, num_workers=0, progress=False)
+    scores, labels = [], []
+    for batch in loader:
+        scores.append(scorer(batch["image"].float() / 255))
+        labels.append(batch["label"])
+    return evaluate(torch.cat(scores).numpy(), torch.cat(labels).numpy())
+
+
+def pretrain(settings: PretrainSettings, work_dir: Path, log=print):
+    """Train the tiny model; returns (scorer with the trained model, report dict)."""
+    from vpkit.data import load_table, make_loader
+
+    from .query import MPLUGOwl2Scorer
+    from .tiny import build_tiny_model
+
+    seed_everything(settings.seed)
+    started = time.perf_counter()
+    pretrain_root, unseen_root = generate_sets(work_dir, settings)
+    log(f"generated the pretraining and check sets in {time.perf_counter() - started:.0f} s")
+    table = load_table("kadid", pretrain_root)
+    unseen = load_table("kadid", unseen_root)
+
+    model, tokenizer = build_tiny_model(seed=settings.seed)
+    scorer = MPLUGOwl2Scorer(model, tokenizer)
+    model.requires_grad_(True)  # pretraining is the one place the tiny model's own weights train
+    scorer.model_training_mode = True
+    loss_fn = PretrainingLoss(scorer.score_word_list, settings.level_loss_weight)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    loader = make_loader(table, "train", scorer.image_size, settings.batch_size, train=True, num_workers=0,
+                         seed=settings.seed, drop_last=True)
+    total_steps = settings.epochs * len(loader)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
+    history = []
+    for epoch in range(settings.epochs):
+        scorer.train()
+        losses = []
+        for batch in loader:
+            loss = loss_fn(scorer.word_logits(batch["image"].float() / 255), batch["label"].float())
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            losses.append(loss.item())
+        scorer.eval()
+        val = score_split(scorer, table, "val")
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_srcc": val["srcc"],
+                        "val_plcc": val["plcc"], "seconds": round(time.perf_counter() - started, 1)})
+        log(f"epoch {epoch + 1}/{settings.epochs}: loss {np.mean(losses):.4f}  val SRCC {val['srcc']:.3f}  "
+            f"PLCC {val['plcc']:.3f}  ({time.perf_counter() - started:.0f} s)")
+    model.requires_grad_(False)
+    scorer.model_training_mode = False
+    scorer.eval()
+    report = {
+        "settings": asdict(settings),
+        "history": history,
+        "seen_test": score_split(scorer, table, "test"),
+        "unseen_zero_shot": score_split(scorer, unseen, "all"),
+        "seconds": round(time.perf_counter() - started, 1),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+    return scorer, report
+
+
+def fixed_check_images(size: int) -> Tensor:
+    """Four deterministic images (a procedural reference and three distortions of it), float [4,3,S,S],
+    used to record the shipped weights' scores so that any change to the architecture is caught."""
+    from vpkit.data import prepare_image
+    from vpkit.data.synth import apply_distortion, reference_images
+
+    reference = reference_images(1, (size + size // 4, size), seed=12345, photos=False)[0].image
+    rng = np.random.default_rng(12345)
+    images = [reference] + [apply_distortion(name, reference, 3, rng)
+                            for name in ("gaussian_blur", "white_noise", "jpeg")]
+    prepared = [prepare_image(_pil(image), size) for image in images]
+    return torch.from_numpy(np.stack(prepared)).permute(0, 3, 1, 2).float() / 255
+
+
+def _pil(array: np.ndarray):
+    from PIL import Image
+
+    return Image.fromarray(array)
+
+
+def write_json_atomically(data, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        json.dump(data, stream, indent=2)
+        stream.write("\n")
+    os.replace(temporary, path)
