@@ -43,7 +43,8 @@ def test_two_images_in_one_sample_and_ragged_batch(model):
     assert ragged.logits.shape[1] == 5 - 2 + 2 * visual
     assert ragged.attention_mask[1, short:].eq(0).all() and ragged.attention_mask[1, :short].eq(1).all()
     assert torch.allclose(ragged.logits[1, :short], alone.logits[0], atol=1e-5)
-    assert torch.equal(ragged.image_features[1], model.encode_images(images[1:2])[1][0])
+    # batch composition changes matmul blocking, so equality holds to float32 rounding only
+    assert torch.allclose(ragged.image_features[1], model.encode_images(images[1:2])[1][0], atol=1e-5)
 
 
 def test_routing_sends_visual_tokens_to_copy_one(model):

@@ -24,7 +24,7 @@ def test_tiny_random_is_small_and_deterministic():
     again, _ = build_tiny_model(seed=0)
     size_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     assert size_bytes < 4 * 2**20
-    assert model.config.vision.image_size == 224 and model.config.vision.grid_size == 16
+    assert model.config.vision.image_size == 224 and model.config.vision.grid_size == 8
     assert model.config.vocab_size == len(tokenizer)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
 

@@ -39,15 +39,29 @@ def to_model_input(images_uint8: torch.Tensor, device: str) -> torch.Tensor:
     return images_uint8.to(device, non_blocking=True).float().div_(255.0)
 
 
+class PromptedScorer(torch.nn.Module):
+    """scorer(prompter(images)) as one module ([0,1] images -> fp32 scores), so it can be torch.compile'd whole.
+
+    `prompter` None scores the images as they are (zero-shot).
+    """
+
+    def __init__(self, scorer, prompter=None):
+        super().__init__()
+        self.scorer, self.prompter = scorer, prompter
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.scorer(images, self.prompter)
+
+
 @torch.no_grad()
-def predict(scorer, prompter, loader, device: str, amp: str = "none", progress: bool = True,
+def predict(model, loader, device: str, amp: str = "none", progress: bool = True,
             desc: str = "scoring") -> pd.DataFrame:
-    """Score every batch of `loader`; a frame with columns name, label, score (fp32)."""
+    """Score every batch of `loader` with `model` (e.g. a PromptedScorer); columns name, label, score (fp32)."""
     names, labels, scores = [], [], []
     for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
         images = to_model_input(batch["image"], device)
         with autocast(device, amp):
-            batch_scores = scorer(images, prompter)
+            batch_scores = model(images)
         scores.append(batch_scores.float().cpu().numpy())
         labels.append(np.asarray(batch["label"], dtype=np.float32))
         names.extend(batch["name"])
@@ -207,7 +221,7 @@ def evaluate_on_dataset(scorer, prompter, dataset: str, root: str | Path, split:
         check_prompt_fits(prompter, scorer, "prompt")
     loader = make_loader(table, split, scorer.image_size, batch_size, train=False, method=method,
                          cache_dir=cache_dir, num_workers=num_workers, seed=seed, progress=progress)
-    predictions = predict(scorer, prompter, loader, device, amp, progress, f"{dataset} {split}")
+    predictions = predict(PromptedScorer(scorer, prompter), loader, device, amp, progress, f"{dataset} {split}")
     mos = table.frame.set_index("name")["mos"]
     predictions.insert(1, "mos", mos.loc[predictions["name"]].to_numpy())
     metrics = correlation_metrics(predictions)

@@ -27,7 +27,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from vpkit.config import ExperimentConfig, resolve_for_model
-from vpkit.evaluate import autocast, correlation_metrics, limit_table, predict, resolve_device, to_model_input
+from vpkit.evaluate import (
+    PromptedScorer,
+    autocast,
+    correlation_metrics,
+    limit_table,
+    predict,
+    resolve_device,
+    to_model_input,
+)
 from vpkit.runs import (
     BEST_CHECKPOINT,
     PREDICTIONS_FILE,
@@ -96,7 +104,7 @@ def _fit(config, run_dir, action, scorer, device, callbacks, progress) -> dict:
     optimizer = torch.optim.SGD(prompter.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler(torch.device(device).type, enabled=cfg.amp == "fp16")
-    model = _compiled(_PromptedScorer(scorer.eval(), prompter), cfg.compile)
+    model = compiled(PromptedScorer(scorer.eval(), prompter), cfg.compile)  # used for training and scoring
 
     if action == "resume":
         state, rows = _restore(run_dir, config, prompter, optimizer, scaler)
@@ -113,9 +121,10 @@ def _fit(config, run_dir, action, scorer, device, callbacks, progress) -> dict:
     for epoch in epochs:
         train_loader.sampler.set_epoch(epoch)  # order and flips depend on (seed, epoch) only: resumable
         started = time.perf_counter()
-        loss, n_images = _train_one_epoch(model, prompter, optimizer, scaler, train_loader, device, cfg, progress)
+        loss, n_images = train_one_epoch(model, prompter, optimizer, scaler, train_loader, device, cfg.amp,
+                                         cfg.grad_accum, progress)
         train_seconds = time.perf_counter() - started
-        val = _validation_metrics(predict(scorer, prompter, val_loader, device, cfg.amp, progress, "val"), epoch)
+        val = _validation_metrics(predict(model, val_loader, device, cfg.amp, progress, "val"), epoch)
 
         improved = val["selection"] > state.best_selection
         if improved:
@@ -136,29 +145,23 @@ def _fit(config, run_dir, action, scorer, device, callbacks, progress) -> dict:
             print(f"early stop after epoch {epoch}: no better validation score for {cfg.patience} epochs")
             break
 
-    return _test_best(run_dir, config, table, scorer, prompter, state, device, progress)
+    return _test_best(run_dir, config, table, model, prompter, state, device, progress)
 
 
 # ----------------------------------------------------------------------------- one epoch
 
 
-class _PromptedScorer(nn.Module):
-    """scorer(prompter(images)) as one module, so it can be torch.compile'd as a whole."""
-
-    def __init__(self, scorer, prompter):
-        super().__init__()
-        self.scorer, self.prompter = scorer, prompter
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.scorer(images, self.prompter)
-
-
-def _compiled(model: nn.Module, compile_model: bool) -> nn.Module:
+def compiled(model: nn.Module, compile_model: bool) -> nn.Module:
     return torch.compile(model) if compile_model else model
 
 
-def _train_one_epoch(model, prompter, optimizer, scaler, loader, device, cfg, progress) -> tuple[float, int]:
-    """One pass over the training split; returns (mean MSE per image, images seen)."""
+def train_one_epoch(model, prompter, optimizer, scaler, loader, device: str, amp: str = "none", grad_accum: int = 1,
+                    progress: bool = True) -> tuple[float, int]:
+    """One pass over `loader` with SGD on the prompt; returns (mean MSE per image, images seen).
+
+    `model` maps [0,1] images to fp32 scores (a PromptedScorer, maybe compiled); `scaler` is a GradScaler
+    (enabled for fp16 autocast).
+    """
     prompter.train()
     total_loss, n_images = 0.0, 0
     steps = len(loader)
@@ -167,13 +170,13 @@ def _train_one_epoch(model, prompter, optimizer, scaler, loader, device, cfg, pr
     for step, batch in enumerate(bar, start=1):
         images = to_model_input(batch["image"], device)
         labels = batch["label"].to(device, torch.float32)
-        with autocast(device, cfg.amp):
+        with autocast(device, amp):
             scores = model(images)
         loss = F.mse_loss(scores.float(), labels)  # the score is fp32 whatever the model's precision
         if not torch.isfinite(loss) and not scaler.is_enabled():
             raise FloatingPointError(f"training loss is {loss.item()} at step {step}; lower train.lr or use fp32")
-        scaler.scale(loss / cfg.grad_accum).backward()
-        if step % cfg.grad_accum == 0 or step == steps:
+        scaler.scale(loss / grad_accum).backward()
+        if step % grad_accum == 0 or step == steps:
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
@@ -351,7 +354,7 @@ def _config_differences(old: ExperimentConfig, new: ExperimentConfig) -> str:
 # ----------------------------------------------------------------------------- the end
 
 
-def _test_best(run_dir: Path, config, table, scorer, prompter, state: RunState, device, progress) -> dict:
+def _test_best(run_dir: Path, config, table, model, prompter, state: RunState, device, progress) -> dict:
     """Score the test split with the best epoch's prompt; write predictions.csv and test.json."""
     from vpkit.prompters import load_prompt_state
 
@@ -360,8 +363,8 @@ def _test_best(run_dir: Path, config, table, scorer, prompter, state: RunState, 
                              "to test; see the warnings above")
     state_dict, _ = load_prompt_checkpoint(run_dir / BEST_CHECKPOINT)
     load_prompt_state(prompter, state_dict)
-    loader = _loader(config, table, "test", scorer.image_size, train=False, progress=progress)
-    predictions = predict(scorer, prompter, loader, device, config.train.amp, progress, "test")
+    loader = _loader(config, table, "test", prompter.image_size, train=False, progress=progress)
+    predictions = predict(model, loader, device, config.train.amp, progress, "test")
     mos = table.frame.set_index("name")["mos"]
     predictions.insert(1, "mos", mos.loc[predictions["name"]].to_numpy())
     test = correlation_metrics(predictions)

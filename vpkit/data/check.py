@@ -60,7 +60,7 @@ def _decode_error(path: str) -> str | None:
     try:
         with Image.open(path) as image:
             if image.format == "JPEG":
-                image.draft("RGB", (image.width // 8, image.height // 8))  # still reads every byte, faster
+                image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))  # still reads every byte, faster
             image.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:  # PIL's decode failures
         return f"{type(exc).__name__}: {exc}"

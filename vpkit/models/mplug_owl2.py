@@ -518,8 +518,8 @@ class MPLUGOwl2ForCausalLM(nn.Module):
 
         with torch.device("meta"):
             model = cls(config)
+        model.to(resolve_dtype(dtype))  # on meta: free, so the device only ever holds the target dtype
         model.to_empty(device=device)
-        model.to(resolve_dtype(dtype))
         model.init_random_weights_(seed)
         model.reset_computed_buffers()
         return model.eval()

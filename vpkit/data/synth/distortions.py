@@ -247,9 +247,12 @@ def pixelate(x: FloatImage, strength: float, rng: np.random.Generator) -> FloatI
 
 
 def quantization(x: FloatImage, levels: int, rng: np.random.Generator) -> FloatImage:
-    """Each channel quantised to `levels` bins whose edges are quantiles of the grey-level
-    distribution (standing in for KADIS's multi-level Otsu thresholds); a value becomes its bin's middle."""
-    edges = np.concatenate([[0.0], np.quantile(luminance(x), np.arange(1, levels) / levels), [1.0]])
+    """Each channel quantised to `levels` bins; a value becomes its bin's middle. The bin edges adapt to
+    the grey-level distribution (half quantiles, half uniform steps), standing in for KADIS's
+    multi-level Otsu thresholds without leaving huge bins in sparse tones."""
+    steps = np.arange(1, levels) / levels
+    inner = 0.5 * np.quantile(luminance(x), steps) + 0.5 * steps
+    edges = np.concatenate([[0.0], inner, [1.0]])
     index = np.clip(np.digitize(x, edges[1:-1]), 0, levels - 1)
     return ((edges[:-1] + edges[1:]) / 2)[index]
 

@@ -1,0 +1,180 @@
+"""Image preparation (the paper's resize + centre crop, stretch, pad), the loader and the prepared-image cache."""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_data_layouts import make_kadid, write_images
+
+from vpkit.data import PAD_COLOUR, ensure_cache, load_table, make_loader, prepare_image
+from vpkit.data import cache as cache_module
+
+
+def random_image(width: int, height: int, seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize(("width", "height", "left", "top"), [
+    (40, 30, 3, 0),   # 40x30 -> 26x20 (int(20*40/30) = 26), crop left round(3.0) = 3
+    (27, 20, 4, 0),   # already 20 high: no resize; round(3.5) = 4 (torchvision's rounding)
+    (25, 20, 2, 0),   # round(2.5) = 2
+    (30, 45, 0, 5),   # portrait: 20x30, crop top round(5.0) = 5
+])
+def test_resize_crop_matches_torchvision_resize_then_center_crop(width, height, left, top):
+    image = random_image(width, height)
+    short, long = min(width, height), max(width, height)
+    resized = image
+    if short != 20:
+        new_long = int(20 * long / short)
+        resized = image.resize((20, new_long) if width <= height else (new_long, 20), Image.Resampling.BICUBIC)
+    expected = np.asarray(resized)[top:top + 20, left:left + 20]
+    out = prepare_image(image, 20)
+    assert out.dtype == np.uint8 and out.shape == (20, 20, 3)
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_stretch_squashes_like_mplug_owl2(tmp_path):
+    image = random_image(40, 30)
+    expected = image.resize((40, 40), Image.Resampling.BICUBIC).resize((20, 20), Image.Resampling.BICUBIC)
+    np.testing.assert_array_equal(prepare_image(image, 20, "stretch"), np.asarray(expected))
+
+
+def test_pad_centres_on_the_clip_mean_colour():
+    image = Image.new("RGB", (40, 20), (255, 0, 0))
+    out = prepare_image(image, 40, "pad")
+    assert tuple(out[0, 0]) == PAD_COLOUR and tuple(out[-1, -1]) == PAD_COLOUR
+    assert tuple(out[20, 20]) == (255, 0, 0)
+    assert (out[:9, 20] == PAD_COLOUR).all() and (out[11:29, 20] == (255, 0, 0)).all()
+
+
+def test_paths_grey_and_alpha_images_become_rgb(tmp_path):
+    Image.new("L", (30, 30), 77).save(tmp_path / "grey.png")
+    Image.new("RGBA", (30, 30), (1, 2, 3, 4)).save(tmp_path / "alpha.png")
+    assert (prepare_image(tmp_path / "grey.png", 16) == 77).all()
+    assert tuple(prepare_image(str(tmp_path / "alpha.png"), 16)[5, 5]) == (1, 2, 3)
+    with pytest.raises(ValueError, match="unknown preparation method"):
+        prepare_image(tmp_path / "grey.png", 16, "squeeze")
+
+
+@pytest.fixture
+def kadid_table(tmp_path):
+    make_kadid(tmp_path, n_refs=2, n_types=2)
+    write_images(tmp_path / "kadid10k" / "images", [f"I{r:02d}_{t:02d}_{lv:02d}.png" for r in (1, 2)
+                                                    for t in (1, 2) for lv in range(1, 6)], size=(40, 30), seed=5)
+    return load_table("kadid", tmp_path, count_check="off")
+
+
+def collect(loader):
+    batches = list(loader)
+    return (torch.cat([b["image"] for b in batches]), torch.cat([b["label"] for b in batches]),
+            [n for b in batches for n in b["name"]])
+
+
+def test_eval_loader_keeps_order_and_does_not_flip(kadid_table):
+    loader = make_loader(kadid_table, "train", image_size=24, batch_size=4, train=False, num_workers=0)
+    batch = next(iter(loader))
+    assert batch["image"].dtype == torch.uint8 and batch["image"].shape == (4, 3, 24, 24)
+    assert batch["label"].dtype == torch.float32
+    rows = kadid_table.rows("train")
+    images, labels, names = collect(loader)
+    assert names == rows["name"].tolist()
+    np.testing.assert_allclose(labels.numpy(), rows["label"].to_numpy(dtype=np.float32))
+    for k in (0, len(names) - 1):
+        np.testing.assert_array_equal(images[k].permute(1, 2, 0).numpy(), prepare_image(rows["path"].iloc[k], 24))
+
+
+def test_train_loader_shuffles_and_flips_reproducibly(kadid_table):
+    def run():
+        loader = make_loader(kadid_table, "all", image_size=24, batch_size=5, train=True, seed=3, num_workers=0)
+        return collect(loader), collect(loader)
+
+    (first, second), (again, _) = run(), run()
+    assert first[2] == again[2] and torch.equal(first[0], again[0])
+    assert first[2] != second[2]  # a new epoch, a new order
+    rows = kadid_table.frame.set_index("name")
+    flipped = 0
+    for image, name in zip(first[0], first[2]):
+        plain = prepare_image(rows.loc[name, "path"], 24)
+        got = image.permute(1, 2, 0).numpy()
+        if np.array_equal(got, plain[:, ::-1]):
+            flipped += 1
+        else:
+            np.testing.assert_array_equal(got, plain)
+    assert 0 < flipped < len(first[2])
+
+
+def test_empty_split_is_an_error(kadid_table):
+    kadid_table.frame["split"] = "train"
+    with pytest.raises(ValueError, match="split 'test' has no images"):
+        make_loader(kadid_table, "test", 24, 4, train=False)
+
+
+def test_cache_equals_uncached_and_worker_processes_work(kadid_table, tmp_path):
+    plain = collect(make_loader(kadid_table, "test", 24, 3, train=False, num_workers=0))
+    cached = collect(make_loader(kadid_table, "test", 24, 3, train=False, num_workers=1,
+                                 cache_dir=tmp_path / "cache", progress=False))
+    assert plain[2] == cached[2]
+    assert torch.equal(plain[0], cached[0])
+    files = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert len(files) == 2 and files[0].endswith("24px-resize_crop.json") and files[1].endswith(".npy")
+
+
+def test_cache_is_reused_then_rebuilt_when_a_source_or_the_preparation_changes(kadid_table, tmp_path):
+    cache_dir = tmp_path / "cache"
+    built = ensure_cache(kadid_table, 16, "resize_crop", cache_dir, num_workers=0, progress=False)
+    first_mtime = built.array_path.stat().st_mtime_ns
+    time.sleep(0.01)
+    again = ensure_cache(kadid_table, 16, "resize_crop", cache_dir, num_workers=0, progress=False)
+    assert again.array_path.stat().st_mtime_ns == first_mtime  # not rebuilt
+
+    changed = kadid_table.frame["path"].iloc[3]
+    random_image(40, 30, seed=99).save(changed)
+    stamp = time.time() + 5
+    os.utime(changed, (stamp, stamp))
+    rebuilt = ensure_cache(kadid_table, 16, "resize_crop", cache_dir, num_workers=0, progress=False)
+    assert rebuilt.array_path.stat().st_mtime_ns != first_mtime
+    np.testing.assert_array_equal(rebuilt.open()[3], prepare_image(changed, 16))
+
+    padded = ensure_cache(kadid_table, 16, "pad", cache_dir, num_workers=0, progress=False)
+    assert padded.array_path != rebuilt.array_path
+    np.testing.assert_array_equal(padded.open()[0], prepare_image(kadid_table.frame["path"].iloc[0], 16, "pad"))
+
+
+def test_a_killed_build_leaves_no_half_cache(kadid_table, tmp_path, monkeypatch):
+    cache_dir = tmp_path / "cache"
+    good = ensure_cache(kadid_table, 16, "resize_crop", cache_dir, num_workers=0, progress=False)
+    random_image(40, 30, seed=7).save(kadid_table.frame["path"].iloc[0])
+    os.utime(kadid_table.frame["path"].iloc[0], (time.time() + 9, time.time() + 9))
+    calls = {"n": 0}
+    real = cache_module.prepare_image
+
+    def dies_halfway(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 10:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cache_module, "prepare_image", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        ensure_cache(kadid_table, 16, "resize_crop", cache_dir, num_workers=0, progress=False)
+    leftovers = [p.name for p in cache_dir.iterdir() if ".tmp" in p.name]
+    assert leftovers == []
+    assert not good.manifest_path.exists()  # the stale cache is no longer trusted
+    monkeypatch.setattr(cache_module, "prepare_image", real)
+    fresh = ensure_cache(kadid_table, 16, "resize_crop", cache_dir, num_workers=0, progress=False)
+    np.testing.assert_array_equal(fresh.open()[0], prepare_image(kadid_table.frame["path"].iloc[0], 16))
+
+
+def test_temporaries_of_dead_builds_are_removed(kadid_table, tmp_path):
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    stem = cache_module.cache_stem(kadid_table, 16, "resize_crop")
+    dead = cache_dir / f".{stem}.999999999.tmp.npy"
+    dead.write_bytes(b"half")
+    ensure_cache(kadid_table, 16, "resize_crop", cache_dir, num_workers=0, progress=False)
+    assert not dead.exists()

@@ -1,0 +1,382 @@
+"""Figures for the notebooks (matplotlib + seaborn, the `notebooks` extra) and the prompt gallery widget.
+
+Every figure function returns a matplotlib Figure; `publish(fig, path)` writes it as a PNG
+(atomically), shows it in a notebook, and closes it. Nothing here needs a display: outside
+Jupyter, showing is skipped and the PNG is still written.
+"""
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+DATASET_TITLES = {"kadid": "KADID-10k", "koniq": "KonIQ-10k", "agiqa": "AGIQA-3K"}
+CURVE_METRICS = (("train_loss", "train loss (MSE)"), ("val_srcc", "validation SRCC"))
+
+
+# ----------------------------------------------------------------------------- showing and saving
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (where figures and widgets can be shown)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and hasattr(shell, "kernel")
+
+
+def figure_png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=fig.dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Write `fig` as a PNG at `path` atomically (temp file + rename); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        Path(tmp).write_bytes(figure_png(fig))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def publish(fig, path: str | Path) -> Path:
+    """Save `fig` as a PNG, show it when in a notebook, close it; returns the path."""
+    saved = save_figure(fig, path)
+    if in_notebook():
+        from IPython.display import Image, display
+
+        display(Image(data=saved.read_bytes()))
+    plt.close(fig)
+    return saved
+
+
+def _new_figure(rows: int, cols: int, width: float, height: float):
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    plt.close(fig)  # kept out of pyplot's list, so a notebook shows it only where asked
+    return fig, axes
+
+
+def _nothing_to_show(fig, ax, message: str):
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)
+    ax.set_axis_off()
+    return fig
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def mos_histograms(tables: dict) -> object:
+    """Distribution of the scores (MOS as in each dataset's file) per split, one panel per dataset."""
+    import seaborn as sns
+
+    fig, axes = _new_figure(1, max(len(tables), 1), 4.2, 3.2)
+    for ax, (name, table) in zip(axes[0], tables.items()):
+        sns.histplot(table.frame, x="mos", hue="split", hue_order=["train", "val", "test"], multiple="stack",
+                     bins=20, ax=ax)
+        ax.set_title(f"{DATASET_TITLES.get(name, name)} ({len(table)} images)")
+        ax.set_xlabel("MOS")
+    return fig
+
+
+def spread_examples(frame: pd.DataFrame, count: int) -> pd.DataFrame:
+    """`count` rows of `frame` spread evenly from the lowest to the highest MOS."""
+    ordered = frame.sort_values(["mos", "name"]).reset_index(drop=True)
+    if len(ordered) <= count:
+        return ordered
+    return ordered.iloc[np.unique(np.linspace(0, len(ordered) - 1, count).round().astype(int))]
+
+
+def example_grid(tables: dict, per_dataset: int = 6, image_size: int = 224) -> object:
+    """Example images of each dataset from worst to best, titled with their MOS."""
+    from vpkit.data import prepare_image
+
+    fig, axes = _new_figure(max(len(tables), 1), per_dataset, 2.0, 2.2)
+    for row, (name, table) in zip(axes, tables.items()):
+        examples = spread_examples(table.frame, per_dataset)
+        for ax, (_, item) in zip(row, examples.iterrows()):
+            ax.imshow(prepare_image(item["path"], image_size))
+            ax.set_title(f"MOS {item['mos']:.2f}", fontsize=9)
+        row[0].set_ylabel(DATASET_TITLES.get(name, name))
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    return fig
+
+
+def score_type_bars(zero_shot: pd.DataFrame) -> object:
+    """Zero-shot SRCC of every score type, per dataset."""
+    import seaborn as sns
+
+    fig, axes = _new_figure(1, 1, 9.0, 3.8)
+    sns.barplot(zero_shot, x="score_type", y="srcc", hue="dataset", ax=axes[0, 0])
+    axes[0, 0].set_xlabel("score type (positive vs negative words)")
+    axes[0, 0].set_ylabel("SRCC (test split)")
+    axes[0, 0].tick_params(axis="x", labelrotation=60)
+    axes[0, 0].axhline(0, color="black", linewidth=0.8)
+    return fig
+
+
+# ----------------------------------------------------------------------------- training curves
+
+
+def _draw_curves(axes, rows_by_run: dict[str, list[dict]]) -> None:
+    for ax, (metric, label) in zip(axes, CURVE_METRICS):
+        ax.clear()
+        for name, rows in rows_by_run.items():
+            epochs = [row["epoch"] for row in rows if metric in row]
+            ax.plot(epochs, [row[metric] for row in rows if metric in row], marker="o", label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    if rows_by_run:
+        axes[-1].legend(fontsize=7)
+
+
+def training_curves(run_dirs: Iterable[str | Path]) -> object:
+    """Train loss and validation SRCC per epoch of each run, from the runs' metrics files."""
+    from vpkit.runs import read_metrics
+
+    fig, axes = _new_figure(1, len(CURVE_METRICS), 5.0, 3.5)
+    _draw_curves(axes[0], {Path(run).name: read_metrics(run) for run in run_dirs})
+    return fig
+
+
+class LiveCurves:
+    """Loss and validation SRCC curves redrawn after every epoch (in a notebook; silent elsewhere).
+
+        curves = LiveCurves()
+        train(config, run_dir, callbacks=[curves.for_run(config.name)])
+    """
+
+    def __init__(self):
+        self.rows: dict[str, list[dict]] = {}
+        self.fig, axes = _new_figure(1, len(CURVE_METRICS), 5.0, 3.5)
+        self.axes = axes[0]
+        self.handle = None
+        if in_notebook():
+            from IPython.display import Image, display
+
+            self.handle = display(Image(data=figure_png(self.fig)), display_id=True)
+
+    def for_run(self, name: str):
+        """The per-epoch callback of one run (takes the epoch's metrics row)."""
+        def record(row: dict) -> None:
+            self.rows.setdefault(name, []).append(row)
+            self.redraw()
+        return record
+
+    def redraw(self) -> None:
+        _draw_curves(self.axes, self.rows)
+        if self.handle is not None:
+            from IPython.display import Image
+
+            self.handle.update(Image(data=figure_png(self.fig)))
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def comparison_bars(table: pd.DataFrame) -> object:
+    """Our SRCC beside the paper's (each source) and zero-shot, per dataset (vpkit.tables.padding_table)."""
+    import seaborn as sns
+
+    bars = []
+    for _, row in table.iterrows():
+        label = "zero-shot" if row["experiment"] == "zero-shot" else "ours"
+        if not pd.isna(row["srcc"]):
+            bars.append({"dataset": row["dataset"], "what": label, "srcc": row["srcc"]})
+        if not pd.isna(row.get("paper_srcc", np.nan)):
+            bars.append({"dataset": row["dataset"], "what": f"reported: {_short_source(row['source'])}",
+                         "srcc": row["paper_srcc"]})
+    frame = pd.DataFrame(bars, columns=["dataset", "what", "srcc"]).drop_duplicates()
+    fig, axes = _new_figure(1, 1, 7.5, 3.8)
+    if frame.empty:
+        return _nothing_to_show(fig, axes[0, 0], "no results yet")
+    sns.barplot(frame, x="dataset", y="srcc", hue="what", ax=axes[0, 0])
+    axes[0, 0].set_ylabel("SRCC (test split)")
+    axes[0, 0].axhline(0, color="black", linewidth=0.8)
+    axes[0, 0].legend(fontsize=7)
+    return fig
+
+
+def _short_source(source: str) -> str:
+    return "paper" if str(source).startswith("the paper") else "repository README"
+
+
+def srcc_heatmap(grid: pd.DataFrame) -> object:
+    """Prompt type x dataset SRCC (vpkit.tables.srcc_grid), annotated; empty cells were not run."""
+    import seaborn as sns
+
+    fig, axes = _new_figure(1, 1, 1.8 * max(grid.shape[1], 1) + 2.5, 0.45 * max(len(grid), 1) + 1.5)
+    if grid.empty or grid.isna().all().all():
+        return _nothing_to_show(fig, axes[0, 0], "no runs yet")
+    sns.heatmap(grid.astype(float), annot=True, fmt=".3f", cmap="viridis", ax=axes[0, 0],
+                cbar_kws={"label": "SRCC"})
+    axes[0, 0].set_ylabel("")
+    return fig
+
+
+def add_mul_bars(table: pd.DataFrame) -> object:
+    """SRCC with addition and with multiplication for each prompt and dataset (vpkit.tables.add_vs_mul_table)."""
+    import seaborn as sns
+
+    long = pd.DataFrame(
+        [{"prompt": f"{row['prompt']} / {row['dataset']}", "mode": mode, "srcc": row[f"srcc_{mode}"]}
+         for _, row in table.iterrows() for mode in ("add", "mul")], columns=["prompt", "mode", "srcc"])
+    fig, axes = _new_figure(1, 1, 1.2 * max(len(table), 1) + 3.0, 3.8)
+    if long["srcc"].isna().all():
+        return _nothing_to_show(fig, axes[0, 0], "no add/mul runs yet")
+    sns.barplot(long, x="prompt", y="srcc", hue="mode", ax=axes[0, 0])
+    axes[0, 0].set_xlabel("")
+    axes[0, 0].set_ylabel("SRCC (test split)")
+    axes[0, 0].axhline(0, color="black", linewidth=0.8)
+    axes[0, 0].tick_params(axis="x", labelrotation=30)
+    return fig
+
+
+# ----------------------------------------------------------------------------- prompt gallery
+
+
+def epoch_checkpoints(run_dir: str | Path) -> dict[str, Path]:
+    """'best' and 'epoch N' -> prompt checkpoint of a run folder."""
+    from vpkit.runs import BEST_CHECKPOINT
+
+    run_dir = Path(run_dir)
+    found = {"best": run_dir / BEST_CHECKPOINT} if (run_dir / BEST_CHECKPOINT).is_file() else {}
+    for path in sorted(run_dir.glob("epoch-*.safetensors")):
+        found[f"epoch {int(path.stem.split('-')[1])}"] = path
+    if not found:
+        raise FileNotFoundError(f"{run_dir}: no prompt checkpoints (best.safetensors, epoch-NN.safetensors); "
+                                "has the run finished an epoch?")
+    return found
+
+
+def gallery_examples(run_dir: str | Path, count: int = 3) -> pd.DataFrame:
+    """Test images of the run's dataset spread over the MOS range (name, path, mos)."""
+    from vpkit.data import load_table
+    from vpkit.runs import read_config
+
+    config = read_config(run_dir)
+    data = config.dataset
+    table = load_table(data.name, data.root, layout=data.layout, split=data.split, seed=config.train.seed)
+    return spread_examples(table.rows("test"), count)
+
+
+def prompt_views(prompter, image_path: str | Path, amplify: float | str) -> dict[str, np.ndarray]:
+    """uint8 images: the prompt as learned, amplified, an example image, and that image prompted."""
+    import torch
+
+    from vpkit.data import prepare_image
+    from vpkit.prompters import render_prompt
+
+    image = prepare_image(image_path, prompter.image_size)
+    with torch.no_grad():
+        batch = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
+        prompted = prompter(batch)[0].permute(1, 2, 0).clamp(0, 1).numpy()
+    return {"prompt": render_prompt(prompter, 1.0), "amplified": render_prompt(prompter, amplify),
+            "image": image, "prompted": (prompted * 255).round().astype(np.uint8)}
+
+
+def _amplify_label(amplify) -> str:
+    return "auto" if amplify == "auto" else f"x{amplify:g}"
+
+
+def gallery_figure(run_dirs: Iterable[str | Path], examples: int = 3, amplify: float | str = "auto",
+                   checkpoint: str = "best") -> object:
+    """One row per run: the prompt, the prompt amplified, and `examples` test images with the prompt applied."""
+    from vpkit.evaluate import load_trained_prompt
+
+    run_dirs = list(run_dirs)
+    fig, axes = _new_figure(max(len(run_dirs), 1), 2 + examples, 2.2, 2.4)
+    for row, run_dir in zip(axes, run_dirs):
+        prompter = load_trained_prompt(epoch_checkpoints(run_dir)[checkpoint]).prompter
+        images = gallery_examples(run_dir, examples)
+        for column, (_, item) in enumerate(images.iterrows()):
+            views = prompt_views(prompter, item["path"], amplify)
+            if column == 0:
+                row[0].imshow(views["prompt"])
+                row[1].imshow(views["amplified"])
+                row[0].set_title("prompt", fontsize=9)
+                row[1].set_title(f"prompt {_amplify_label(amplify)}", fontsize=9)
+            row[2 + column].imshow(views["prompted"])
+            row[2 + column].set_title(f"MOS {item['mos']:.2f}, prompted", fontsize=9)
+        row[0].set_ylabel(Path(run_dir).name, fontsize=7)
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    return fig
+
+
+def view_figure(views: dict[str, np.ndarray], title: str) -> object:
+    fig, axes = _new_figure(1, len(views), 2.6, 2.8)
+    for ax, (name, pixels) in zip(axes[0], views.items()):
+        ax.imshow(pixels)
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def prompt_gallery(run_dirs: Iterable[str | Path], examples: int = 6):
+    """Interactive gallery: choose the run, the epoch, the image and the amplification.
+
+    Returns the ipywidgets box (also displayed), or None where widgets cannot be shown (no ipywidgets,
+    or not in a notebook); the static `gallery_figure` covers those cases.
+    """
+    run_dirs = [Path(run) for run in run_dirs]
+    if not run_dirs:
+        print("no runs to show")
+        return None
+    try:
+        import ipywidgets as widgets
+        from IPython.display import display
+    except ImportError:
+        print("ipywidgets is not installed (pip install 'vpkit[notebooks]'); see the static gallery above")
+        return None
+    if not in_notebook():
+        print("not in a notebook: the interactive gallery needs Jupyter; see the static gallery")
+        return None
+    from vpkit.evaluate import load_trained_prompt
+
+    run = widgets.Dropdown(options=[(p.name, p) for p in run_dirs], description="run")
+    epoch = widgets.Dropdown(description="epoch")
+    image = widgets.Dropdown(description="image")
+    amplify = widgets.FloatLogSlider(value=10.0, base=10, min=0, max=2, step=0.05, description="amplify")
+
+    def refresh_choices(change=None) -> None:
+        epoch.options = list(epoch_checkpoints(run.value))
+        image.options = [(f"{r['name']} (MOS {r['mos']:.2f})", r["path"])
+                         for _, r in gallery_examples(run.value, examples).iterrows()]
+
+    def draw(run_dir, checkpoint, path, factor) -> None:
+        if checkpoint is None or path is None:
+            return
+        prompter = load_trained_prompt(epoch_checkpoints(run_dir)[checkpoint]).prompter
+        fig = view_figure(prompt_views(prompter, path, factor), f"{run_dir.name}, {checkpoint}")
+        from IPython.display import Image
+
+        display(Image(data=figure_png(fig)))
+
+    refresh_choices()
+    run.observe(refresh_choices, names="value")
+    output = widgets.interactive_output(draw, {"run_dir": run, "checkpoint": epoch, "path": image,
+                                               "factor": amplify})
+    box = widgets.VBox([widgets.HBox([run, epoch]), widgets.HBox([image, amplify]), output])
+    display(box)
+    return box

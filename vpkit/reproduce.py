@@ -1,0 +1,576 @@
+"""Reproducing the paper: the notebooks' settings, which experiments run, and `vpkit reproduce`.
+
+The notebooks in notebooks/ only call this module, vpkit.tables and vpkit.plots. Each starts with a
+papermill `parameters` cell (model, data_root, experiments, epochs, batch_size, lr, limit, device,
+out_dir, figures_dir, seed) and passes it to `notebook_settings`. `vpkit reproduce --profile demo|paper`
+runs them in order with the parameters of configs/profiles/<profile>.yaml, into
+
+    OUT/runs/<experiment>/   one run folder per experiment (vpkit.runs)
+    OUT/tables/*.csv         zero-shot scores and the paper's tables
+    OUT/figures/*.png        every figure the notebooks draw
+    OUT/notebooks/*.ipynb    the executed notebooks
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+PROFILES_DIR = REPO_ROOT / "configs" / "profiles"
+NOTEBOOKS = ("00_data", "01_zero_shot", "02_train_padding", "03_train_patches", "04_train_full", "05_tables",
+             "06_prompt_gallery")
+KERNEL_NAME = "python3"
+
+DEMO_DATA = "demo"  # data_root value meaning "the generated synthetic set, made if absent"
+DEMO_DATA_FOLDER = "demo_data"  # where it is made, inside out_dir
+FAMILIES = ("padding", "fixed_patch", "full")  # the three training notebooks, by prompt type
+DATASET_ORDER = ("kadid", "koniq", "agiqa")
+
+# name -> (allowed types, may be null). The order is the notebooks' parameters cell.
+PARAMETERS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "model": ((str,), False),
+    "data_root": ((str,), False),
+    "experiments": ((list,), True),
+    "epochs": ((int,), True),
+    "batch_size": ((int,), True),
+    "lr": ((int, float), True),
+    "limit": ((int,), True),
+    "device": ((str,), False),
+    "out_dir": ((str,), False),
+    "figures_dir": ((str,), False),
+    "seed": ((int,), False),
+}
+# Parameters that come from where the reproduction writes, not from a profile.
+OUTPUT_PARAMETERS = ("out_dir", "figures_dir")
+PROFILE_KEYS = ("description", "required", "parameters")
+
+
+class ReproduceError(RuntimeError):
+    """Bad parameters or profile, or a notebook that failed; the message says where and what to do."""
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+def check_parameters(values: dict, source: str) -> dict:
+    """Validate notebook parameters (any subset of PARAMETERS); returns them with lr as float."""
+    unknown = sorted(set(values) - set(PARAMETERS))
+    if unknown:
+        raise ReproduceError(f"{source}: unknown parameter(s) {', '.join(unknown)}; allowed: {', '.join(PARAMETERS)}")
+    checked = {}
+    for name, value in values.items():
+        types, nullable = PARAMETERS[name]
+        where = f"{source}: {name}"
+        if value is None:
+            if not nullable:
+                raise ReproduceError(f"{where} must be given (it cannot be null)")
+            checked[name] = None
+            continue
+        if isinstance(value, bool) or not isinstance(value, types):
+            wanted = " or ".join(t.__name__ for t in types) + (" or null" if nullable else "")
+            raise ReproduceError(f"{where} = {value!r} must be {wanted}")
+        checked[name] = _check_value(where, name, value)
+    return checked
+
+
+def _check_value(where: str, name: str, value):
+    from vpkit.config import PAPER_EXPERIMENTS
+
+    if name == "experiments":
+        numbers = range(1, len(PAPER_EXPERIMENTS) + 1)
+        bad = [n for n in value if isinstance(n, bool) or not isinstance(n, int) or n not in numbers]
+        if bad or not value:
+            raise ReproduceError(f"{where} = {value!r}: give paper experiment numbers 1..{len(PAPER_EXPERIMENTS)} "
+                                 "(or null for every experiment of each notebook's family)")
+        return sorted(set(value))
+    if name in ("epochs", "batch_size") and value < 1:
+        raise ReproduceError(f"{where} = {value} must be at least 1")
+    if name == "limit" and value < 3:
+        raise ReproduceError(f"{where} = {value} must be at least 3 (correlations need 3 images) or null for all")
+    if name == "lr":
+        if value <= 0:
+            raise ReproduceError(f"{where} = {value} must be positive")
+        return float(value)
+    if name == "device" and not (value in ("cpu", "cuda", "auto") or value.startswith("cuda:")):
+        raise ReproduceError(f"{where} = {value!r}: use cpu, cuda, cuda:N or auto")
+    if name in ("model", "data_root", "out_dir", "figures_dir") and not value.strip():
+        raise ReproduceError(f"{where} is empty")
+    return value
+
+
+# ----------------------------------------------------------------------------- profiles
+
+
+@dataclass
+class Profile:
+    """A reproduction profile: notebook parameters, and those the command line must supply."""
+
+    name: str
+    path: Path
+    description: str
+    parameters: dict
+    required: tuple[str, ...]
+
+
+def profile_path(name_or_path: str | Path) -> Path:
+    """configs/profiles/<name>.yaml for a bare name, else the given file."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.parent != Path("."):
+        return path
+    return PROFILES_DIR / f"{name_or_path}.yaml"
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    """A validated profile (`demo`, `paper` or a YAML file with description, required, parameters)."""
+    path = profile_path(name_or_path)
+    if not path.is_file():
+        known = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+        raise ReproduceError(f"{path}: no such profile; known profiles: {', '.join(known) or 'none'} "
+                             "(or give a YAML file path)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ReproduceError(f"{path}: not valid YAML ({error})") from error
+    if not isinstance(data, dict):
+        raise ReproduceError(f"{path}: a profile is a mapping with keys {', '.join(PROFILE_KEYS)}")
+    unknown = sorted(set(data) - set(PROFILE_KEYS))
+    if unknown:
+        raise ReproduceError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(PROFILE_KEYS)}")
+    parameters = data.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise ReproduceError(f"{path}: 'parameters' must be a mapping of notebook parameters to values")
+    outputs = sorted(set(parameters) & set(OUTPUT_PARAMETERS))
+    if outputs:
+        raise ReproduceError(f"{path}: parameters.{outputs[0]} is set by `vpkit reproduce --out`; remove it")
+    required = data.get("required") or []
+    if not isinstance(required, list) or not set(required) <= set(PARAMETERS) - set(OUTPUT_PARAMETERS):
+        raise ReproduceError(f"{path}: 'required' must list parameter names, e.g. [model, data_root]")
+    given = {k: v for k, v in parameters.items() if not (k in required and v is None)}  # null: from the CLI
+    parameters = {**parameters, **check_parameters(given, f"{path}: parameters")}
+    missing = sorted(set(PARAMETERS) - set(OUTPUT_PARAMETERS) - set(parameters) - set(required))
+    if missing:
+        raise ReproduceError(f"{path}: parameters.{missing[0]} is missing; give a value (null where allowed) "
+                             "or list it under 'required'")
+    return Profile(path.stem, path, str(data.get("description", "")), parameters, tuple(required))
+
+
+def profile_parameters(profile: Profile, overrides: dict, out_dir: str | Path) -> dict:
+    """The notebook parameters of a run: the profile's, then `overrides` (None = keep), paths absolute."""
+    merged = dict(profile.parameters)
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    missing = [name for name in profile.required if merged.get(name) is None]
+    if missing:
+        options = " and ".join(f"--{name.replace('_', '-')}" for name in missing)
+        raise ReproduceError(f"profile '{profile.name}' ({profile.path}) needs {options} on the command line "
+                             "(e.g. --model models/mplug-owl2-llama2-7b --data-root data)")
+    out_dir = Path(out_dir).expanduser().resolve()
+    merged["out_dir"] = str(out_dir)
+    merged["figures_dir"] = str(out_dir / "figures")
+    if merged["data_root"] != DEMO_DATA:
+        merged["data_root"] = str(Path(merged["data_root"]).expanduser().resolve())
+    if Path(merged["model"]).expanduser().exists():
+        merged["model"] = str(Path(merged["model"]).expanduser().resolve())
+    return check_parameters(merged, f"profile '{profile.name}' with command-line options")
+
+
+# ----------------------------------------------------------------------------- notebook settings
+
+
+@dataclass
+class Settings:
+    """A notebook's parameters, checked, with paths resolved and folders made."""
+
+    model: str
+    data_root: Path
+    experiments: list[int] | None
+    epochs: int | None
+    batch_size: int | None
+    lr: float | None
+    limit: int | None
+    device: str
+    out_dir: Path
+    figures_dir: Path
+    seed: int
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.out_dir / "runs"
+
+    @property
+    def tables_dir(self) -> Path:
+        return self.out_dir / "tables"
+
+
+def notebook_settings(*, progress: bool = True, **parameters) -> Settings:
+    """Check a notebook's parameters, make the output folders and, for data_root="demo", the demo set."""
+    from vpkit.evaluate import resolve_device
+
+    missing = sorted(set(PARAMETERS) - set(parameters))
+    if missing:
+        raise ReproduceError(f"notebook parameters: {', '.join(missing)} missing; the parameters cell sets "
+                             f"all of {', '.join(PARAMETERS)}")
+    values = check_parameters(parameters, "notebook parameters")
+    out_dir = Path(values["out_dir"]).expanduser().resolve()
+    figures_dir = Path(values["figures_dir"]).expanduser().resolve()
+    for folder in (out_dir / "runs", out_dir / "tables", figures_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    if values["data_root"] == DEMO_DATA:
+        data_root = ensure_demo_data(out_dir / DEMO_DATA_FOLDER, progress=progress)
+    else:
+        data_root = Path(values["data_root"]).expanduser().resolve()
+        if not data_root.is_dir():
+            raise ReproduceError(f"data_root {data_root} is not a folder; give the folder holding kadid10k/, "
+                                 f"koniq10k/, AGIQA-3K/ (see data/README.md), or '{DEMO_DATA}'")
+    return Settings(values["model"], data_root, values["experiments"], values["epochs"], values["batch_size"],
+                    values["lr"], values["limit"], resolve_device(values["device"]), out_dir, figures_dir,
+                    values["seed"])
+
+
+def ensure_demo_data(root: Path, progress: bool = True) -> Path:
+    """The synthetic KADID-style demo set under `root` (8 references, the demo distortions), made if absent."""
+    from vpkit.data.synth import DEMO_DISTORTIONS, SMALL_N_REFS, generate
+
+    if not (root / "kadid10k" / "synthetic.json").is_file():  # written last: its presence means complete
+        print(f"making the synthetic demo set in {root} (scores are synthetic, not human opinions)")
+        generate(root, n_refs=SMALL_N_REFS, distortions=DEMO_DISTORTIONS, progress=progress)
+    return root
+
+
+# ----------------------------------------------------------------------------- datasets
+
+
+@dataclass
+class FoundDataset:
+    """One dataset looked for under a data root: its table, or why it cannot be used."""
+
+    name: str
+    table: object | None  # vpkit.data.IQATable
+    problems: list
+
+    @property
+    def usable(self) -> bool:
+        return self.table is not None and not self.problems
+
+
+def find_datasets(data_root: str | Path, seed: int = 42) -> dict[str, FoundDataset]:
+    """Each of KADID-10k, KonIQ-10k and AGIQA-3K under `data_root`, loaded with the paper's split."""
+    import warnings
+
+    from vpkit.data import build_table
+
+    found = {}
+    for name in DATASET_ORDER:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a subset's image count is reported by `vpkit data check`
+            table, problems = build_table(name, data_root, split="paper", seed=seed)
+        found[name] = FoundDataset(name, table, list(problems))
+    return found
+
+
+def usable_tables(found: dict[str, FoundDataset]) -> dict:
+    """name -> IQATable of the datasets that load without problems; an error when there are none."""
+    usable = {name: item.table for name, item in found.items() if item.usable}
+    if not usable:
+        first = next((item.problems[0] for item in found.values() if item.problems), "nothing found")
+        raise ReproduceError(f"no usable dataset: {first}")
+    return usable
+
+
+def usable_datasets(settings: Settings) -> list[str]:
+    """Datasets that load without problems (and that `settings.experiments` asks for, when it is set)."""
+    found = find_datasets(settings.data_root, settings.seed)
+    wanted = {_dataset_of(n) for n in settings.experiments} if settings.experiments else set(DATASET_ORDER)
+    unusable = [name for name in DATASET_ORDER if name in wanted and not found[name].usable]
+    if settings.experiments and unusable:
+        problem = found[unusable[0]].problems
+        raise ReproduceError(f"experiments {settings.experiments} need {', '.join(unusable)}, which cannot be "
+                             f"loaded from {settings.data_root}: {problem[0] if problem else 'not found'}")
+    return [name for name in DATASET_ORDER if name in wanted and found[name].usable]
+
+
+def _dataset_of(number: int) -> str:
+    from vpkit.config import paper_experiment
+
+    return paper_experiment(number).dataset
+
+
+# ----------------------------------------------------------------------------- experiments
+
+
+def family_experiments(family: str, settings: Settings) -> list[int]:
+    """The paper experiments of one prompt family to run: `settings.experiments` (or all) of that family,
+    on the datasets found under the data root."""
+    from vpkit.config import PAPER_EXPERIMENTS
+
+    if family not in FAMILIES:
+        raise ReproduceError(f"unknown prompt family {family!r}; use one of {', '.join(FAMILIES)}")
+    datasets = usable_datasets(settings)
+    chosen = [exp.number for exp in PAPER_EXPERIMENTS
+              if exp.prompt_type == family and exp.dataset in datasets
+              and (settings.experiments is None or exp.number in settings.experiments)]
+    skipped = sorted(set(DATASET_ORDER) - set(datasets))
+    if skipped and settings.experiments is None:
+        print(f"not under {settings.data_root}, so skipped: {', '.join(skipped)}")
+    return chosen
+
+
+def experiment_config(number: int, settings: Settings):
+    """Paper experiment `number` with the notebook's model, data, device and training overrides."""
+    from vpkit.config import paper_config
+
+    overrides = {
+        "model": {"name_or_path": settings.model},
+        "dataset": {"root": str(settings.data_root)},
+        "train": {"epochs": settings.epochs, "batch_size": settings.batch_size, "lr": settings.lr,
+                  "limit": settings.limit, "device": settings.device, "seed": settings.seed},
+    }
+    return paper_config(number).with_overrides(overrides, source=f"experiment {number} with notebook parameters")
+
+
+def run_experiments(numbers: Iterable[int], settings: Settings,
+                    callback_for: Callable[[str], Callable[[dict], None]] | None = None,
+                    progress: bool = True) -> pd.DataFrame:
+    """Train each experiment into settings.runs_dir/<name> (finished runs are skipped, stopped ones
+    resumed); `callback_for(name)` gives the per-epoch callback. Returns vpkit.runs.collect_runs of them."""
+    from vpkit.runs import collect_runs
+    from vpkit.train import train
+
+    run_dirs = []
+    for number in numbers:
+        config = experiment_config(number, settings)
+        run_dir = settings.runs_dir / config.name
+        check_finished_run(config, run_dir)
+        callbacks = [callback_for(config.name)] if callback_for is not None else []
+        train(config, run_dir, resume=True, callbacks=callbacks, progress=progress)
+        run_dirs.append(run_dir)
+    return collect_runs(run_dirs) if run_dirs else pd.DataFrame(columns=["run", "name", "status"])
+
+
+def trained_runs(settings: Settings) -> list[Path]:
+    """Run folders under settings.runs_dir with a best prompt, of settings.experiments when set."""
+    from vpkit.runs import BEST_CHECKPOINT, collect_runs
+
+    runs = collect_runs(settings.runs_dir)
+    if runs.empty:
+        return []
+    if settings.experiments is not None:
+        runs = runs[runs["number"].isin(settings.experiments)]
+    return [Path(run) for run in runs["run"] if (Path(run) / BEST_CHECKPOINT).is_file()]
+
+
+def check_finished_run(config, run_dir: Path) -> None:
+    """Refuse to reuse a finished run that was trained with other settings (train() would just report it)."""
+    from vpkit.config import OPERATIONAL_FIELDS, resolve_for_model
+    from vpkit.runs import read_config, run_status
+
+    if run_status(run_dir) != "finished":
+        return
+    recorded = read_config(run_dir)
+    resolved, _ = resolve_for_model(config, recorded.prompt.image_size, config.train.device)
+    if resolved.hash() == recorded.hash():
+        return
+    old, new = recorded.to_dict(), resolved.to_dict()
+    changed = [f"{section}.{key}: {old[section][key]!r} -> {value!r}"
+               for section, values in new.items() if isinstance(values, dict)
+               for key, value in values.items()
+               if old[section].get(key) != value and key not in OPERATIONAL_FIELDS.get(section, ())]
+    raise ReproduceError(f"{run_dir}: a finished run with other settings is there ({'; '.join(changed) or 'name'}); "
+                         "use another out_dir (--out), or delete that folder to train it again")
+
+
+# ----------------------------------------------------------------------------- zero-shot
+
+
+def zero_shot_scores(settings: Settings, datasets: Iterable[str], split: str = "test",
+                     progress: bool = True) -> pd.DataFrame:
+    """The frozen model without a prompt on each dataset's split: SRCC, PLCC, KRCC per score type
+    (every type of vpkit.scoring, plus Q-Align's weighted levels)."""
+    from vpkit.models import load_scorer
+
+    dtype = "fp16" if settings.device.startswith("cuda") else "fp32"  # the paper's precision, on GPU
+    scorer = load_scorer(settings.model, dtype=dtype, device=settings.device)
+    frames = []
+    for dataset in datasets:
+        logits, mos = _zero_shot_logits(scorer, dataset, settings, split, progress)
+        frame = _score_type_metrics(logits, mos, scorer.score_word_list)
+        frame.insert(0, "dataset", dataset)
+        frame["split"], frame["n_images"], frame["model"] = split, len(mos), settings.model
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _zero_shot_logits(scorer, dataset: str, settings: Settings, split: str, progress: bool):
+    import numpy as np
+    import torch
+    from tqdm.auto import tqdm
+
+    from vpkit.data import load_table, make_loader
+    from vpkit.evaluate import autocast, limit_table, to_model_input
+
+    table = load_table(dataset, settings.data_root, split="paper", seed=settings.seed)
+    if settings.limit is not None:
+        table = limit_table(table, settings.limit, settings.seed, split=split)
+    loader = make_loader(table, split, scorer.image_size, settings.batch_size or 32, train=False,
+                         seed=settings.seed, progress=progress)
+    amp = "fp16" if settings.device.startswith("cuda") else "none"
+    logits, names = [], []
+    with torch.no_grad():
+        for batch in tqdm(loader, desc=f"zero-shot {dataset}", leave=False, disable=not progress):
+            with autocast(settings.device, amp):
+                logits.append(scorer.word_logits(to_model_input(batch["image"], settings.device)).float().cpu())
+            names.extend(batch["name"])
+    mos = table.frame.set_index("name")["mos"].loc[names].to_numpy(dtype=np.float64)
+    return torch.cat(logits), mos
+
+
+def _score_type_metrics(logits, mos, words: tuple[str, ...]) -> pd.DataFrame:
+    from vpkit.metrics import MetricInputError, krcc, plcc, srcc
+    from vpkit.scoring import (
+        QALIGN_WORDS,
+        SCORE_TYPES,
+        ScoreWordError,
+        qalign_score,
+        score_from_logits,
+        score_indices,
+    )
+
+    rows = []
+    for score_type in [*SCORE_TYPES, "qalign"]:
+        row = {"score_type": score_type, "srcc": float("nan"), "plcc": float("nan"), "krcc": float("nan"),
+               "note": ""}
+        try:
+            if score_type == "qalign":
+                missing = [w for w in QALIGN_WORDS if w not in words]
+                if missing:
+                    raise ScoreWordError(f"{missing} not single tokens of this model")
+                scores = qalign_score(logits, [words.index(w) for w in QALIGN_WORDS])
+            else:
+                scores = score_from_logits(logits, *score_indices(score_type, words))
+            pred = scores.numpy()
+            row.update(srcc=srcc(pred, mos), plcc=plcc(pred, mos), krcc=krcc(pred, mos))
+        except (ScoreWordError, MetricInputError) as error:
+            row["note"] = str(error).splitlines()[0]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- running the notebooks
+
+
+def notebook_paths(notebooks_dir: str | Path = NOTEBOOKS_DIR, only: Iterable[str] | None = None) -> list[Path]:
+    """The notebooks to run, in order; `only` holds prefixes such as "00" or "05_tables"."""
+    folder = Path(notebooks_dir)
+    paths = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    if not paths:
+        raise ReproduceError(f"{folder}: no notebooks (NN_name.ipynb) here; pass --notebooks DIR")
+    if only:
+        wanted = [str(item).strip() for item in only if str(item).strip()]
+        unmatched = [w for w in wanted if not any(p.stem.startswith(w) for p in paths)]
+        if unmatched:
+            raise ReproduceError(f"--only {','.join(unmatched)} matches no notebook in {folder}; "
+                                 f"there are: {', '.join(p.stem for p in paths)}")
+        paths = [p for p in paths if any(p.stem.startswith(w) for w in wanted)]
+    return paths
+
+
+def run_notebook(source: Path, target: Path, parameters: dict, log_output: bool = False) -> float:
+    """Execute one notebook with papermill into `target`; returns seconds. A failing cell raises
+    ReproduceError naming the notebook, the cell and the error (the executed notebook is kept)."""
+    import papermill
+
+    started = time.perf_counter()
+    try:
+        papermill.execute_notebook(str(source), str(target), parameters=parameters, kernel_name=KERNEL_NAME,
+                                   progress_bar=False, log_output=log_output, cwd=str(target.parent))
+    except papermill.PapermillExecutionError as error:
+        cell = _source_cell_number(source, error)
+        raise ReproduceError(
+            f"{source} failed in cell {cell} (In [{error.exec_count}]): {error.ename}: {error.evalue}\n"
+            f"the executed notebook with the traceback is {target}") from None
+    return time.perf_counter() - started
+
+
+def _source_cell_number(source: Path, error) -> int:
+    """1-based number of the failing cell in the source notebook (papermill's index counts injected cells)."""
+    import nbformat
+
+    cells = nbformat.read(str(source), as_version=4).cells
+    for number, cell in enumerate(cells, start=1):
+        if cell.cell_type == "code" and cell.source.strip() == str(error.source).strip():
+            return number
+    return error.cell_index + 1
+
+
+def run_notebooks(parameters: dict, out_dir: str | Path, notebooks_dir: str | Path = NOTEBOOKS_DIR,
+                  only: Iterable[str] | None = None, log_output: bool = False,
+                  echo: Callable[[str], None] = print) -> dict[str, float]:
+    """Run the notebooks in order into out_dir/notebooks/; returns seconds per notebook."""
+    paths = notebook_paths(notebooks_dir, only)
+    executed_dir = Path(out_dir) / "notebooks"
+    executed_dir.mkdir(parents=True, exist_ok=True)
+    seconds = {}
+    for index, path in enumerate(paths, start=1):
+        echo(f"[{index}/{len(paths)}] {path.name} ...")
+        seconds[path.stem] = run_notebook(path, executed_dir / path.name, parameters, log_output)
+        echo(f"[{index}/{len(paths)}] {path.name} done in {seconds[path.stem]:.1f} s")
+    return seconds
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add `vpkit reproduce` to the vpkit command line."""
+    parser = subparsers.add_parser("reproduce", help="run the notebooks in order (profiles demo, paper)")
+    parser.add_argument("--profile", default="demo",
+                        help="demo (tiny model, generated data, CPU, minutes), paper (needs --model and "
+                             "--data-root), or a profile YAML file")
+    parser.add_argument("--out", help="output folder (default: reproduce/<profile>)")
+    parser.add_argument("--model", help="tiny, tiny-random or a model folder")
+    parser.add_argument("--data-root", help="folder with the datasets, or 'demo'")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--experiments", help="comma-separated paper experiment numbers (default: the profile's)")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--limit", type=int, help="at most N images per split")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--only", help="comma-separated notebook prefixes, e.g. 00,05")
+    parser.add_argument("--notebooks", help="folder of the notebooks (default: the repository's notebooks/)")
+    parser.add_argument("--verbose", action="store_true", help="show the notebooks' output as they run")
+    parser.set_defaults(handler=_run_reproduce)
+    return parser
+
+
+def _run_reproduce(args) -> int:
+    profile = load_profile(args.profile)
+    out_dir = Path(args.out) if args.out else Path("reproduce") / profile.name
+    overrides = {"model": args.model, "data_root": args.data_root, "device": args.device, "epochs": args.epochs,
+                 "batch_size": args.batch_size, "lr": args.lr, "limit": args.limit, "seed": args.seed,
+                 "experiments": _number_list(args.experiments)}
+    parameters = profile_parameters(profile, overrides, out_dir)
+    only = args.only.split(",") if args.only else None
+    print(f"vpkit reproduce: profile {profile.name} -> {parameters['out_dir']}")
+    print("  " + ", ".join(f"{k}={v}" for k, v in parameters.items() if k not in OUTPUT_PARAMETERS))
+    started = time.perf_counter()
+    seconds = run_notebooks(parameters, parameters["out_dir"], args.notebooks or NOTEBOOKS_DIR, only, args.verbose)
+    total = time.perf_counter() - started
+    print(f"done: {len(seconds)} notebook(s) in {total:.1f} s wall time; runs/, tables/, figures/ and the "
+          f"executed notebooks/ are in {parameters['out_dir']}")
+    return 0
+
+
+def _number_list(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ReproduceError(f"--experiments {text!r}: give comma-separated numbers, e.g. 4,22,10") from None

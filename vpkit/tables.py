@@ -1,0 +1,262 @@
+"""The paper's tables rebuilt from run folders, each beside the numbers the paper reports.
+
+    results = run_results("OUT/runs")          # one row per paper experiment that has a run folder
+    paper = read_paper_results()               # data/paper_results.csv: the few published numbers, with source
+    padding_table(results, paper, zero_shot)   # 30 px padding + addition per dataset (and the zero-shot row)
+    prompt_type_table(results, paper)          # SRCC for each prompt type x dataset (addition)
+    add_vs_mul_table(results, paper)           # addition against multiplication
+
+A number the paper does not report is NaN here and "n/a" in written CSVs and displays; it is never
+filled in. `*_diff` columns are ours minus the paper's.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PAPER_RESULTS = REPO_ROOT / "data" / "paper_results.csv"
+PAPER_RESULTS_COLUMNS = ("experiment", "dataset", "prompt", "size", "mode", "srcc", "plcc", "parameters_reported",
+                         "source")
+NOT_AVAILABLE = "n/a"
+ZERO_SHOT = "zero-shot"
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def read_paper_results(path: str | Path = PAPER_RESULTS) -> pd.DataFrame:
+    """The published numbers (one row per experiment and source); NaN where a source gives none."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the paper's reported numbers are missing (data/paper_results.csv "
+                                "ships with the repository; pass its path)")
+    frame = pd.read_csv(path, na_values=[NOT_AVAILABLE, ""], keep_default_na=True)
+    missing = [c for c in PAPER_RESULTS_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: column(s) {', '.join(missing)} missing; expected {', '.join(PAPER_RESULTS_COLUMNS)}")
+    for position, row in frame.iterrows():
+        if pd.isna(row["source"]) or not str(row["source"]).strip():
+            raise ValueError(f"{path}, line {position + 2}: column 'source' is empty; every reported number "
+                             "needs the place it was published")
+    return frame
+
+
+def run_results(runs_dir: str | Path) -> pd.DataFrame:
+    """One row per paper experiment with a run folder under `runs_dir`: what it is, its status, test
+    SRCC/PLCC, and trainable parameters as trained and at the paper's 448 px."""
+    from vpkit.runs import collect_runs, read_config
+
+    runs = collect_runs(runs_dir)
+    columns = ["experiment", "name", "status", "epochs_done", "best_epoch", "srcc", "plcc", "parameters",
+               "parameters_448", "model", "run"]
+    if runs.empty:
+        return pd.DataFrame(columns=columns)
+    runs = runs[runs["number"].notna()]
+    duplicated = runs[runs["number"].duplicated()]
+    if not duplicated.empty:
+        print(f"note: several run folders for experiment(s) {sorted(set(duplicated['number'].astype(int)))}; "
+              "the first of each is used")
+        runs = runs.drop_duplicates("number")
+    rows = []
+    for _, run in runs.iterrows():
+        config = read_config(run["run"])
+        rows.append({
+            "experiment": int(run["number"]), "name": run["name"], "status": run["status"],
+            "epochs_done": run["epochs_done"], "best_epoch": run["best_epoch"],
+            "srcc": run.get("test_srcc", np.nan), "plcc": run.get("test_plcc", np.nan),
+            "parameters": _parameters(config.prompt), "parameters_448": _paper_parameters(int(run["number"])),
+            "model": run["model"], "run": run["run"],
+        })
+    return pd.DataFrame(rows, columns=columns)
+
+
+def read_zero_shot(path: str | Path, score_type: str | None = None, missing_ok: bool = False) -> pd.DataFrame | None:
+    """Zero-shot scores written by notebook 01 (vpkit.reproduce.zero_shot_scores) of one score type
+    (default: the paper's); None when the file is absent and `missing_ok`."""
+    from vpkit.scoring import DEFAULT_SCORE_TYPE
+
+    path = Path(path)
+    if not path.is_file():
+        if missing_ok:
+            print(f"note: no zero-shot scores at {path} (notebook 01_zero_shot makes them); no zero-shot rows")
+            return None
+        raise FileNotFoundError(f"{path}: no zero-shot scores; run notebook 01_zero_shot first")
+    frame = pd.read_csv(path, na_values=[NOT_AVAILABLE])
+    wanted = score_type or DEFAULT_SCORE_TYPE
+    return frame[frame["score_type"] == wanted].reset_index(drop=True)
+
+
+def dataset_summary(found: dict) -> pd.DataFrame:
+    """One row per dataset looked for (vpkit.reproduce.find_datasets): usable or not, images per split, MOS range."""
+    rows = []
+    for name, item in found.items():
+        row = {"dataset": name, "usable": item.usable, "images": 0, "train": 0, "val": 0, "test": 0,
+               "mos_min": np.nan, "mos_max": np.nan, "layout": "", "note": ""}
+        if item.table is not None:
+            frame = item.table.frame
+            row.update(images=len(frame), **item.table.split_counts(), mos_min=frame["mos"].min(),
+                       mos_max=frame["mos"].max(), layout=item.table.layout,
+                       note="synthetic scores (demo set)" if item.table.synthetic else "")
+        if item.problems:
+            row["note"] = str(item.problems[0])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- the tables
+
+
+def padding_table(results: pd.DataFrame, paper: pd.DataFrame, zero_shot: pd.DataFrame | None = None) -> pd.DataFrame:
+    """30 px padding + addition on each dataset (the paper's headline), with a zero-shot row per dataset."""
+    numbers = _experiments(lambda e: e.prompt_type == "padding" and e.size == 30 and e.mode == "add")
+    table = _compare(numbers, results, paper)
+    if zero_shot is not None and not zero_shot.empty:
+        table = pd.concat([table, _zero_shot_rows(zero_shot, table.columns)], ignore_index=True)
+    return _sorted(table)
+
+
+def prompt_type_table(results: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """SRCC and PLCC of every prompt type and size (addition) on every dataset."""
+    return _sorted(_compare(_experiments(lambda e: e.mode == "add"), results, paper))
+
+
+def add_vs_mul_table(results: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """Each multiplication experiment beside the addition one with the same dataset, prompt and size."""
+    from vpkit.config import PAPER_EXPERIMENTS
+
+    compared = _compare(list(range(1, len(PAPER_EXPERIMENTS) + 1)), results, paper)
+    by_number = compared.drop_duplicates("experiment").set_index("experiment")
+    rows = []
+    for mul in (e for e in PAPER_EXPERIMENTS if e.mode == "mul"):
+        add = next(e for e in PAPER_EXPERIMENTS if e.mode == "add" and (e.dataset, e.position, e.size)
+                   == (mul.dataset, mul.position, mul.size))
+        if add.number not in by_number.index and mul.number not in by_number.index:
+            continue
+        row = {"dataset": mul.dataset, "prompt": _label(mul), "size": mul.size,
+               "experiment_add": add.number, "experiment_mul": mul.number}
+        for mode, exp in (("add", add), ("mul", mul)):
+            found = by_number.loc[exp.number] if exp.number in by_number.index else None
+            for column in ("srcc", "plcc", "paper_srcc"):
+                row[f"{column}_{mode}"] = np.nan if found is None else found[column]
+        row["srcc_mul_minus_add"] = row["srcc_mul"] - row["srcc_add"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def srcc_grid(table: pd.DataFrame) -> pd.DataFrame:
+    """prompt_type_table as prompt x dataset of our SRCC (for display and heat maps)."""
+    ours = table[table["experiment"] != ZERO_SHOT].drop_duplicates("experiment")
+    grid = ours.pivot_table(index="prompt", columns="dataset", values="srcc", aggfunc="first", dropna=False)
+    return grid.reindex(columns=[d for d in ("kadid", "koniq", "agiqa") if d in grid.columns])
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def display_table(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """Numbers rounded, NaN shown as n/a: for showing in a notebook."""
+    shown = frame.copy().astype(object)
+    for column in frame.columns:
+        if pd.api.types.is_float_dtype(frame[column]):
+            shown[column] = [NOT_AVAILABLE if pd.isna(v) else round(float(v), digits) for v in frame[column]]
+        else:
+            shown[column] = [NOT_AVAILABLE if _missing(v) else v for v in frame[column]]
+    return shown
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write a table as CSV atomically, with n/a for missing numbers; returns the path."""
+    from vpkit.runs import write_csv_atomic
+
+    path = Path(path)
+    written = frame.copy().astype(object)
+    written[frame.isna()] = NOT_AVAILABLE
+    write_csv_atomic(path, written)
+    return path
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _experiments(keep) -> list[int]:
+    from vpkit.config import PAPER_EXPERIMENTS
+
+    return [e.number for e in PAPER_EXPERIMENTS if keep(e)]
+
+
+def _label(exp) -> str:
+    from vpkit.cli import PROMPT_LABELS
+
+    size = "" if exp.size is None else f" {exp.size} px"
+    return f"{PROMPT_LABELS[exp.position]}{size}"
+
+
+def _compare(numbers: list[int], results: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """A row per (experiment, reporting source) for experiments we ran or the paper reports."""
+    from vpkit.config import paper_experiment
+
+    ours = results[results["experiment"].isin(numbers)].set_index("experiment")
+    reported = paper[paper["experiment"].isin(numbers)]
+    rows = []
+    for number in sorted(set(ours.index) | set(reported["experiment"])):
+        exp = paper_experiment(int(number))
+        run = ours.loc[number] if number in ours.index else None
+        base = {"experiment": int(number), "dataset": exp.dataset, "prompt": _label(exp), "mode": exp.mode,
+                "status": "not run" if run is None else run["status"],
+                "srcc": np.nan if run is None else run["srcc"], "plcc": np.nan if run is None else run["plcc"],
+                "parameters": np.nan if run is None else run["parameters"],
+                "parameters_448": _paper_parameters(int(number))}
+        sources = reported[reported["experiment"] == number]
+        for _, source in (sources.iterrows() if not sources.empty else [(None, None)]):
+            rows.append({**base, **_reported(source)})
+    table = pd.DataFrame(rows, columns=_COMPARE_COLUMNS)
+    for column in ("srcc", "plcc", "paper_srcc", "paper_plcc", "parameters"):
+        table[column] = pd.to_numeric(table[column], errors="coerce")
+    table["srcc_diff"] = table["srcc"] - table["paper_srcc"]
+    table["plcc_diff"] = table["plcc"] - table["paper_plcc"]
+    return table
+
+
+_COMPARE_COLUMNS = ["experiment", "dataset", "prompt", "mode", "status", "srcc", "plcc", "parameters",
+                    "parameters_448", "paper_srcc", "paper_plcc", "paper_parameters", "source"]
+
+
+def _reported(source) -> dict:
+    if source is None:
+        return {"paper_srcc": np.nan, "paper_plcc": np.nan, "paper_parameters": np.nan, "source": np.nan}
+    return {"paper_srcc": source["srcc"], "paper_plcc": source["plcc"],
+            "paper_parameters": source["parameters_reported"], "source": source["source"]}
+
+
+def _zero_shot_rows(zero_shot: pd.DataFrame, columns) -> pd.DataFrame:
+    rows = [{"experiment": ZERO_SHOT, "dataset": row["dataset"], "prompt": "none (zero-shot)", "mode": "",
+             "status": "evaluated", "srcc": row["srcc"], "plcc": row["plcc"], "parameters": 0,
+             "parameters_448": 0} for _, row in zero_shot.iterrows()]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _sorted(table: pd.DataFrame) -> pd.DataFrame:
+    order = {"kadid": 0, "koniq": 1, "agiqa": 2}
+    key = table["dataset"].map(order).fillna(3) * 1000 + pd.to_numeric(table["experiment"], errors="coerce").fillna(0)
+    return table.iloc[np.argsort(key.to_numpy(), kind="stable")].reset_index(drop=True)
+
+
+def _parameters(prompt) -> int:
+    from vpkit.prompters import build_prompter, num_trainable_parameters
+
+    return num_trainable_parameters(build_prompter(prompt.type, size=prompt.size, mode=prompt.mode,
+                                                   delta=prompt.delta, is_center=prompt.is_center,
+                                                   image_size=prompt.image_size))
+
+
+def _paper_parameters(number: int) -> int:
+    from vpkit.config import paper_config
+
+    return _parameters(paper_config(number).prompt)
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
