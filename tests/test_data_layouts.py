@@ -317,3 +317,12 @@ def test_unknown_names_are_rejected(tmp_path):
         load_table("kadid", tmp_path, split="official")
     with pytest.raises(ValueError, match="unknown layout"):
         load_table("kadid", tmp_path, layout="mine")
+
+
+def test_public_names_resolve():
+    from vpkit import data
+
+    assert sorted(data.__all__) == sorted(data._MODULE_OF)
+    assert all(getattr(data, name) is not None for name in data.__all__)
+    with pytest.raises(AttributeError):
+        data.not_a_name  # noqa: B018

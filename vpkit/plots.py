@@ -47,6 +47,7 @@ def save_figure(fig, path: str | Path) -> Path:
     os.close(handle)
     try:
         Path(tmp).write_bytes(figure_png(fig))
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a figure is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -122,12 +123,11 @@ def score_type_bars(zero_shot: pd.DataFrame) -> object:
     """Zero-shot SRCC of every score type, per dataset."""
     import seaborn as sns
 
-    fig, axes = _new_figure(1, 1, 9.0, 3.8)
-    sns.barplot(zero_shot, x="score_type", y="srcc", hue="dataset", ax=axes[0, 0])
-    axes[0, 0].set_xlabel("score type (positive vs negative words)")
-    axes[0, 0].set_ylabel("SRCC (test split)")
-    axes[0, 0].tick_params(axis="x", labelrotation=60)
-    axes[0, 0].axhline(0, color="black", linewidth=0.8)
+    fig, axes = _new_figure(1, 1, 7.0, 0.3 * zero_shot["score_type"].nunique() * zero_shot["dataset"].nunique() + 1.2)
+    sns.barplot(zero_shot, y="score_type", x="srcc", hue="dataset", orient="h", ax=axes[0, 0])
+    axes[0, 0].set_ylabel("score type (positive vs negative words)")
+    axes[0, 0].set_xlabel("SRCC (test split)")
+    axes[0, 0].axvline(0, color="black", linewidth=0.8)
     return fig
 
 
@@ -286,7 +286,7 @@ def prompt_views(prompter, image_path: str | Path, amplify: float | str) -> dict
 
     image = prepare_image(image_path, prompter.image_size)
     with torch.no_grad():
-        batch = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
+        batch = torch.tensor(image).permute(2, 0, 1)[None].float() / 255.0  # a copy: the array may be read-only
         prompted = prompter(batch)[0].permute(1, 2, 0).clamp(0, 1).numpy()
     return {"prompt": render_prompt(prompter, 1.0), "amplified": render_prompt(prompter, amplify),
             "image": image, "prompted": (prompted * 255).round().astype(np.uint8)}
@@ -336,8 +336,8 @@ def view_figure(views: dict[str, np.ndarray], title: str) -> object:
 def prompt_gallery(run_dirs: Iterable[str | Path], examples: int = 6):
     """Interactive gallery: choose the run, the epoch, the image and the amplification.
 
-    Returns the ipywidgets box (also displayed), or None where widgets cannot be shown (no ipywidgets,
-    or not in a notebook); the static `gallery_figure` covers those cases.
+    Returns the ipywidgets box (a notebook shows it as the cell's result), or None where widgets cannot
+    be shown (no ipywidgets, or not in a notebook); the static `gallery_figure` covers those cases.
     """
     run_dirs = [Path(run) for run in run_dirs]
     if not run_dirs:
@@ -345,7 +345,6 @@ def prompt_gallery(run_dirs: Iterable[str | Path], examples: int = 6):
         return None
     try:
         import ipywidgets as widgets
-        from IPython.display import display
     except ImportError:
         print("ipywidgets is not installed (pip install 'vpkit[notebooks]'); see the static gallery above")
         return None
@@ -369,7 +368,7 @@ def prompt_gallery(run_dirs: Iterable[str | Path], examples: int = 6):
             return
         prompter = load_trained_prompt(epoch_checkpoints(run_dir)[checkpoint]).prompter
         fig = view_figure(prompt_views(prompter, path, factor), f"{run_dir.name}, {checkpoint}")
-        from IPython.display import Image
+        from IPython.display import Image, display
 
         display(Image(data=figure_png(fig)))
 
@@ -377,6 +376,4 @@ def prompt_gallery(run_dirs: Iterable[str | Path], examples: int = 6):
     run.observe(refresh_choices, names="value")
     output = widgets.interactive_output(draw, {"run_dir": run, "checkpoint": epoch, "path": image,
                                                "factor": amplify})
-    box = widgets.VBox([widgets.HBox([run, epoch]), widgets.HBox([image, amplify]), output])
-    display(box)
-    return box
+    return widgets.VBox([widgets.HBox([run, epoch]), widgets.HBox([image, amplify]), output])

@@ -315,7 +315,7 @@ def family_experiments(family: str, settings: Settings) -> list[int]:
     chosen = [exp.number for exp in PAPER_EXPERIMENTS
               if exp.prompt_type == family and exp.dataset in datasets
               and (settings.experiments is None or exp.number in settings.experiments)]
-    skipped = sorted(set(DATASET_ORDER) - set(datasets))
+    skipped = [name for name in DATASET_ORDER if name not in datasets]
     if skipped and settings.experiments is None:
         print(f"not under {settings.data_root}, so skipped: {', '.join(skipped)}")
     return chosen

@@ -115,6 +115,7 @@ def padding_table(results: pd.DataFrame, paper: pd.DataFrame, zero_shot: pd.Data
     table = _compare(numbers, results, paper)
     if zero_shot is not None and not zero_shot.empty:
         table = pd.concat([table, _zero_shot_rows(zero_shot, table.columns)], ignore_index=True)
+        table["parameters"] = table["parameters"].astype("Int64")
     return _sorted(table)
 
 
@@ -128,12 +129,13 @@ def add_vs_mul_table(results: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame
     from vpkit.config import PAPER_EXPERIMENTS
 
     compared = _compare(list(range(1, len(PAPER_EXPERIMENTS) + 1)), results, paper)
+    ran = set(results["experiment"])  # a pair is shown when we ran either half (the paper reports no mul)
     by_number = compared.drop_duplicates("experiment").set_index("experiment")
     rows = []
     for mul in (e for e in PAPER_EXPERIMENTS if e.mode == "mul"):
         add = next(e for e in PAPER_EXPERIMENTS if e.mode == "add" and (e.dataset, e.position, e.size)
                    == (mul.dataset, mul.position, mul.size))
-        if add.number not in by_number.index and mul.number not in by_number.index:
+        if not ({add.number, mul.number} & ran):
             continue
         row = {"dataset": mul.dataset, "prompt": _label(mul), "size": mul.size,
                "experiment_add": add.number, "experiment_mul": mul.number}
@@ -143,7 +145,13 @@ def add_vs_mul_table(results: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame
                 row[f"{column}_{mode}"] = np.nan if found is None else found[column]
         row["srcc_mul_minus_add"] = row["srcc_mul"] - row["srcc_add"]
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows, columns=_ADD_MUL_COLUMNS)
+    table["size"] = table["size"].astype("Int64")
+    return table
+
+
+_ADD_MUL_COLUMNS = ["dataset", "prompt", "size", "experiment_add", "experiment_mul", "srcc_add", "plcc_add",
+                    "paper_srcc_add", "srcc_mul", "plcc_mul", "paper_srcc_mul", "srcc_mul_minus_add"]
 
 
 def srcc_grid(table: pd.DataFrame) -> pd.DataFrame:
@@ -213,8 +221,9 @@ def _compare(numbers: list[int], results: pd.DataFrame, paper: pd.DataFrame) -> 
         for _, source in (sources.iterrows() if not sources.empty else [(None, None)]):
             rows.append({**base, **_reported(source)})
     table = pd.DataFrame(rows, columns=_COMPARE_COLUMNS)
-    for column in ("srcc", "plcc", "paper_srcc", "paper_plcc", "parameters"):
+    for column in ("srcc", "plcc", "paper_srcc", "paper_plcc"):
         table[column] = pd.to_numeric(table[column], errors="coerce")
+    table["parameters"] = pd.to_numeric(table["parameters"], errors="coerce").astype("Int64")
     table["srcc_diff"] = table["srcc"] - table["paper_srcc"]
     table["plcc_diff"] = table["plcc"] - table["paper_plcc"]
     return table
@@ -259,4 +268,7 @@ def _paper_parameters(number: int) -> int:
 
 
 def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # a list or array is a value, not a missing one
+        return False

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
 import time
@@ -82,6 +83,9 @@ def train(config: ExperimentConfig, run_dir: str | Path, resume: bool = False, o
     config, notes = resolve_for_model(config, config.prompt.image_size, device)  # precision first
     if scorer is None:
         scorer = _load_scorer(config, device)
+    elif torch.device(scorer.device).type != torch.device(device).type:
+        raise ValueError(f"the scorer given is on {scorer.device} but train.device resolves to {device}; "
+                         "move one of them (config train.device or load_scorer(device=...))")
     config, more_notes = resolve_for_model(config, scorer.image_size, device)  # then the prompt size
     for note in notes + more_notes:
         print(f"note: {note}")
@@ -116,8 +120,8 @@ def _fit(config, run_dir, action, scorer, device, callbacks, progress) -> dict:
 
     train_loader = _loader(config, table, "train", scorer.image_size, train=True, progress=progress)
     val_loader = _loader(config, table, "val", scorer.image_size, train=False, progress=progress)
-    epochs = tqdm(range(state.epoch + 1, cfg.epochs + 1), desc=config.name, disable=not progress,
-                  initial=state.epoch, total=cfg.epochs)
+    remaining = [] if state.stopped_early else range(state.epoch + 1, cfg.epochs + 1)
+    epochs = tqdm(remaining, desc=config.name, disable=not progress, initial=state.epoch, total=cfg.epochs)
     for epoch in epochs:
         train_loader.sampler.set_epoch(epoch)  # order and flips depend on (seed, epoch) only: resumable
         started = time.perf_counter()
@@ -173,16 +177,17 @@ def train_one_epoch(model, prompter, optimizer, scaler, loader, device: str, amp
         with autocast(device, amp):
             scores = model(images)
         loss = F.mse_loss(scores.float(), labels)  # the score is fp32 whatever the model's precision
-        if not torch.isfinite(loss) and not scaler.is_enabled():
-            raise FloatingPointError(f"training loss is {loss.item()} at step {step}; lower train.lr or use fp32")
         scaler.scale(loss / grad_accum).backward()
         if step % grad_accum == 0 or step == steps:
-            scaler.step(optimizer)
+            scaler.step(optimizer)  # under fp16 the scaler skips steps with inf/NaN gradients
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
-        total_loss += loss.item() * len(labels)
+        loss_value = loss.item()  # the one host-device sync of the step, after the work is queued
+        if not math.isfinite(loss_value) and not scaler.is_enabled():
+            raise FloatingPointError(f"training loss is {loss_value} at step {step}; lower train.lr or use fp32")
+        total_loss += loss_value * len(labels)
         n_images += len(labels)
-        bar.set_postfix(loss=f"{loss.item():.4f}")
+        bar.set_postfix(loss=f"{loss_value:.4f}")
     prompter.eval()
     return total_loss / max(n_images, 1), n_images
 

@@ -3,7 +3,7 @@ and reading its score file into one standard frame (name, mos, group, split, lin
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -101,7 +101,6 @@ class ParsedRows:
     frame: pd.DataFrame
     score: ScoreColumn
     split_column: str | None
-    notes: list[str] = field(default_factory=list)
 
 
 def _dataset_dirs(spec: DatasetSpec, root: Path) -> list[Path]:
@@ -202,8 +201,7 @@ def read_rows(match: LayoutMatch) -> tuple[ParsedRows | None, list[Problem]]:
     problems.extend(_name_problems(frame, name_col, path))
     if len(frame) == 0:
         problems.append(Problem(path, "has a header but no rows", "re-download the file"))
-    notes = [f"score column '{score.name}' divided by {score.scale:g}"]
-    return ParsedRows(frame, score, split_col, notes), problems
+    return ParsedRows(frame, score, split_col), problems
 
 
 def _first_present(frame: pd.DataFrame, columns: tuple[str, ...]) -> str | None:

@@ -15,9 +15,7 @@ class DatasetSpec:
     folder_names: tuple[str, ...]  # folder names users have under the data root
     total: int  # images in the full dataset
     paper_split: tuple[int, int, int]  # train, val, test image counts of the paper's split
-    scale: float  # label = mos / scale (what the paper divides by)
-    mos_range: tuple[float, float]  # valid range of the raw score in the paper's files
-    mos_name: str  # what the raw score is called in the paper's files
+    scale: float  # label = mos / scale in the paper's files (score columns per layout: vpkit.data.layouts)
 
     @property
     def fractions(self) -> tuple[float, float, float]:
@@ -33,8 +31,6 @@ SPECS: dict[str, DatasetSpec] = {
         total=10_125,
         paper_split=(8100, 1012, 1013),
         scale=5.0,
-        mos_range=(1.0, 5.0),
-        mos_name="dmos",
     ),
     "koniq": DatasetSpec(
         key="koniq",
@@ -43,8 +39,6 @@ SPECS: dict[str, DatasetSpec] = {
         total=10_073,
         paper_split=(7058, 1000, 2015),
         scale=100.0,
-        mos_range=(0.0, 100.0),
-        mos_name="MOS",
     ),
     "agiqa": DatasetSpec(
         key="agiqa",
@@ -53,8 +47,6 @@ SPECS: dict[str, DatasetSpec] = {
         total=2_982,
         paper_split=(1789, 596, 597),
         scale=5.0,
-        mos_range=(0.0, 5.0),
-        mos_name="mos_quality",
     ),
 }
 

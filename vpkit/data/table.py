@@ -140,10 +140,12 @@ def _choose_split(spec: DatasetSpec, match: LayoutMatch, parsed: ParsedRows, spl
 def _fractions(spec: DatasetSpec, match: LayoutMatch) -> tuple[float, float, float]:
     """Split proportions: the paper's, or those a synthetic set records for itself."""
     marker = match.dataset_dir / SYNTHETIC_MARKER
-    if marker.is_file():
-        recorded = json.loads(marker.read_text()).get("split_fractions")
-        if recorded:
-            return tuple(float(f) for f in recorded)  # type: ignore[return-value]
+    try:
+        recorded = json.loads(marker.read_text()).get("split_fractions") if marker.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        recorded = None  # a damaged marker: fall back to the paper's proportions
+    if recorded and len(recorded) == 3:
+        return tuple(float(f) for f in recorded)  # type: ignore[return-value]
     return spec.fractions
 
 

@@ -1,0 +1,243 @@
+"""vpkit.reproduce: profiles, notebook settings, which experiments run, zero-shot score types, failures."""
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+
+from vpkit import reproduce
+from vpkit.config import paper_config, resolve_for_model
+from vpkit.reproduce import ReproduceError
+from vpkit.runs import RunState, write_config, write_state
+
+GOOD_PROFILE = """
+description: test
+required: [model]
+parameters:
+  model: null
+  data_root: demo
+  experiments: [4, 10]
+  epochs: 1
+  batch_size: 8
+  lr: 30
+  limit: 16
+  device: cpu
+  seed: 1
+"""
+
+
+def write_profile(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "profile.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory) -> Path:
+    """A very small KADID-style synthetic set (5 references, 36/12/12 images)."""
+    from vpkit.data.synth import generate
+
+    root = tmp_path_factory.mktemp("synth")
+    generate(root, n_refs=5, distortions=["jpeg", "pixelate", "brighten", "darken"], levels=(1, 3, 5),
+             size=(64, 48), progress=False, workers=1)
+    return root
+
+
+def settings_for(root: Path, tmp_path: Path, **changes) -> reproduce.Settings:
+    values = dict(model="tiny-random", data_root=str(root), experiments=None, epochs=1, batch_size=8, lr=None,
+                  limit=16, device="cpu", out_dir=str(tmp_path / "out"), figures_dir=str(tmp_path / "fig"), seed=42)
+    values.update(changes)
+    return reproduce.notebook_settings(**values)
+
+
+# ----------------------------------------------------------------------------- profiles
+
+
+@pytest.mark.parametrize("name", ["demo", "paper"])
+def test_shipped_profiles_are_valid_and_complete(name):
+    profile = reproduce.load_profile(name)
+    assert set(profile.parameters) == set(reproduce.PARAMETERS) - set(reproduce.OUTPUT_PARAMETERS)
+    assert profile.path == reproduce.PROFILES_DIR / f"{name}.yaml"
+
+
+def test_demo_profile_runs_one_add_mul_pair_of_each_family_on_cpu():
+    from vpkit.config import paper_experiment
+
+    profile = reproduce.load_profile("demo")
+    experiments = [paper_experiment(n) for n in profile.parameters["experiments"]]
+    assert {e.dataset for e in experiments} == {"kadid"}  # the demo set has KADID's layout only
+    assert {(e.prompt_type, e.mode) for e in experiments} == {(f, m) for f in reproduce.FAMILIES for m in ("add", "mul")}
+    assert profile.parameters["device"] == "cpu" and profile.parameters["data_root"] == "demo"
+    assert profile.required == ()
+
+
+def test_paper_profile_needs_model_and_data_root(tmp_path):
+    profile = reproduce.load_profile("paper")
+    assert profile.parameters["experiments"] is None and profile.parameters["epochs"] is None
+    with pytest.raises(ReproduceError, match="needs --model and --data-root"):
+        reproduce.profile_parameters(profile, {}, tmp_path)
+
+
+def test_profile_parameters_merge_overrides_and_resolve_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "weights").mkdir()
+    profile = reproduce.load_profile(write_profile(tmp_path, GOOD_PROFILE))
+    assert profile.parameters["lr"] == 30.0 and profile.required == ("model",)
+    parameters = reproduce.profile_parameters(profile, {"model": "weights", "epochs": 3, "lr": None}, "out")
+    assert parameters["model"] == str(tmp_path / "weights")
+    assert parameters["epochs"] == 3 and parameters["lr"] == 30.0  # None keeps the profile's value
+    assert parameters["out_dir"] == str(tmp_path / "out")
+    assert parameters["figures_dir"] == str(tmp_path / "out" / "figures")
+    assert parameters["data_root"] == "demo"
+
+
+@pytest.mark.parametrize("change, message", [
+    (("epochs: 1", "epochs: three"), r"parameters: epochs = 'three' must be int or null"),
+    (("experiments: [4, 10]", "experiments: [4, 40]"), r"experiments = \[4, 40\]: give paper experiment numbers"),
+    (("limit: 16", "limit: 2"), r"limit = 2 must be at least 3"),
+    (("device: cpu", "device: tpu"), r"device = 'tpu': use cpu, cuda"),
+    (("seed: 1", "seed: 1\n  colour: red"), r"unknown parameter\(s\) colour"),
+    (("seed: 1", "seed: 1\n  out_dir: x"), r"parameters.out_dir is set by `vpkit reproduce --out`"),
+    (("  seed: 1\n", ""), r"parameters.seed is missing"),
+    (("description: test", "descriptoin: test"), r"unknown key\(s\) descriptoin"),
+    (("required: [model]", "required: [colour]"), r"'required' must list parameter names"),
+])
+def test_bad_profiles_name_the_file_and_the_field(tmp_path, change, message):
+    path = write_profile(tmp_path, GOOD_PROFILE.replace(*change))
+    with pytest.raises(ReproduceError, match=message) as error:
+        reproduce.load_profile(path)
+    assert str(path) in str(error.value)
+
+
+def test_unknown_profile_lists_the_known_ones():
+    with pytest.raises(ReproduceError, match="known profiles: demo, paper"):
+        reproduce.load_profile("nonsense")
+
+
+def test_command_line_reports_a_missing_required_option(capsys):
+    from vpkit.cli import main
+
+    assert main(["reproduce", "--profile", "paper", "--model", "somewhere"]) == 2
+    assert "needs --data-root" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- settings and experiments
+
+
+def test_notebook_settings_check_everything_and_make_folders(synth_root, tmp_path):
+    settings = settings_for(synth_root, tmp_path, device="auto")
+    assert settings.device == "cpu" and settings.data_root == synth_root
+    assert settings.runs_dir.is_dir() and settings.tables_dir.is_dir() and settings.figures_dir.is_dir()
+    with pytest.raises(ReproduceError, match="batch_size = 0 must be at least 1"):
+        settings_for(synth_root, tmp_path, batch_size=0)
+    with pytest.raises(ReproduceError, match="is not a folder"):
+        settings_for(synth_root, tmp_path, data_root=str(tmp_path / "absent"))
+    with pytest.raises(ReproduceError, match="seed missing"):
+        reproduce.notebook_settings(model="tiny")
+
+
+def test_demo_data_root_uses_the_existing_set(synth_root, tmp_path):
+    import shutil
+
+    shutil.copytree(synth_root, tmp_path / "out" / reproduce.DEMO_DATA_FOLDER)
+    settings = settings_for(synth_root, tmp_path, data_root="demo")
+    assert settings.data_root == tmp_path / "out" / reproduce.DEMO_DATA_FOLDER
+    assert reproduce.usable_datasets(settings) == ["kadid"]
+
+
+def test_family_experiments_follow_the_data_and_the_list(synth_root, tmp_path, capsys):
+    every = settings_for(synth_root, tmp_path)
+    assert reproduce.family_experiments("padding", every) == [1, 4, 22]
+    assert reproduce.family_experiments("fixed_patch", every) == [7, 10, 13, 16, 25, 28]
+    assert reproduce.family_experiments("full", every) == [19, 31]
+    assert "skipped: koniq, agiqa" in capsys.readouterr().out
+    chosen = settings_for(synth_root, tmp_path, experiments=[4, 10])
+    assert reproduce.family_experiments("padding", chosen) == [4]
+    assert reproduce.family_experiments("full", chosen) == []
+    with pytest.raises(ReproduceError, match="need koniq, which cannot be loaded"):
+        reproduce.family_experiments("padding", settings_for(synth_root, tmp_path, experiments=[4, 5]))
+    with pytest.raises(ReproduceError, match="unknown prompt family 'patch'"):
+        reproduce.family_experiments("patch", every)
+
+
+def test_experiment_config_applies_the_notebook_parameters(synth_root, tmp_path):
+    config = reproduce.experiment_config(22, settings_for(synth_root, tmp_path, lr=5.0, epochs=2))
+    assert config.number == 22 and config.prompt.mode == "mul" and config.prompt.size == 30
+    assert config.model.name_or_path == "tiny-random" and config.dataset.root == str(synth_root)
+    assert (config.train.epochs, config.train.lr, config.train.limit, config.train.batch_size) == (2, 5.0, 16, 8)
+    paper = reproduce.experiment_config(22, settings_for(synth_root, tmp_path, epochs=None, batch_size=None))
+    assert (paper.train.epochs, paper.train.batch_size, paper.train.lr) == (25, 32, 60.0)  # the paper's own
+
+
+def test_a_finished_run_with_other_settings_is_refused(synth_root, tmp_path):
+    settings = settings_for(synth_root, tmp_path)
+    config = reproduce.experiment_config(4, settings)
+    resolved, _ = resolve_for_model(config, 224, "cpu")
+    run = tmp_path / "run"
+    run.mkdir()
+    write_config(run, resolved)
+    write_state(run, RunState(config_hash=resolved.hash(), epoch=1, best_epoch=1, finished=True))
+    reproduce.check_finished_run(config, run)  # same settings: reused
+    other = reproduce.experiment_config(4, settings_for(synth_root, tmp_path, epochs=2))
+    with pytest.raises(ReproduceError, match=r"train.epochs: 1 -> 2.*another out_dir"):
+        reproduce.check_finished_run(other, run)
+    reproduce.check_finished_run(paper_config(1), tmp_path / "no-run")  # nothing there: nothing to check
+
+
+# ----------------------------------------------------------------------------- zero-shot score types
+
+
+def test_score_type_metrics_cover_every_score_type():
+    from vpkit.scoring import SCORE_TYPES, all_score_words
+
+    words = tuple(w for w in all_score_words() if w != "excellent")  # as if 'excellent' were not one token
+    mos = np.linspace(1, 5, 12)
+    logits = torch.zeros(12, len(words))
+    logits[:, words.index("good")] = torch.tensor(mos)  # more "good" for better images
+    logits[:, words.index("poor")] = -torch.tensor(mos)
+    frame = reproduce._score_type_metrics(logits, mos, words).set_index("score_type")
+    assert list(frame.index) == [*SCORE_TYPES, "qalign"]
+    assert frame.loc["good_vs_poor", "srcc"] == pytest.approx(1.0)
+    assert frame.loc["good+fine_vs_poor+bad", "srcc"] == pytest.approx(1.0)
+    assert np.isnan(frame.loc["excellent_vs_bad", "srcc"]) and "excellent" in frame.loc["excellent_vs_bad", "note"]
+    assert "excellent" in frame.loc["qalign", "note"]
+    # 'fine' and 'bad' logits are equal for every image: a constant score has no correlation, and says why
+    assert np.isnan(frame.loc["fine_vs_bad", "srcc"]) and "constant" in frame.loc["fine_vs_bad", "note"]
+
+
+# ----------------------------------------------------------------------------- running notebooks
+
+
+def test_notebook_selection(tmp_path):
+    for name in ("00_data", "01_zero_shot", "05_tables"):
+        nbformat.write(nbformat.v4.new_notebook(), tmp_path / f"{name}.ipynb")
+    (tmp_path / "scratch.ipynb").write_text("{}")
+    assert [p.stem for p in reproduce.notebook_paths(tmp_path)] == ["00_data", "01_zero_shot", "05_tables"]
+    assert [p.stem for p in reproduce.notebook_paths(tmp_path, ["05", "00"])] == ["00_data", "05_tables"]
+    with pytest.raises(ReproduceError, match="--only 07 matches no notebook"):
+        reproduce.notebook_paths(tmp_path, ["07"])
+    with pytest.raises(ReproduceError, match="no notebooks"):
+        reproduce.notebook_paths(tmp_path / "empty")
+
+
+def test_a_failing_notebook_is_named_with_its_cell(tmp_path):
+    pytest.importorskip("papermill")
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    parameters = nbformat.v4.new_code_cell("divisor = 1")
+    parameters.metadata["tags"] = ["parameters"]
+    notebook.cells = [nbformat.v4.new_markdown_cell("# fails"), parameters,
+                      nbformat.v4.new_code_cell("ratio = 1 / divisor")]
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    nbformat.write(notebook, folder / "00_fails.ipynb")
+    lines = []
+    with pytest.raises(ReproduceError) as error:
+        reproduce.run_notebooks({"divisor": 0}, tmp_path / "out", folder, echo=lines.append)
+    message = str(error.value)
+    assert f"{folder / '00_fails.ipynb'} failed in cell 3" in message
+    assert "ZeroDivisionError" in message and str(tmp_path / "out" / "notebooks" / "00_fails.ipynb") in message
+    executed = nbformat.read(tmp_path / "out" / "notebooks" / "00_fails.ipynb", as_version=4)
+    assert any("divisor = 0" in cell.source for cell in executed.cells)  # the injected parameters are kept
+    assert lines == ["[1/1] 00_fails.ipynb ..."]
