@@ -1,4 +1,4 @@
-"""Training-step and evaluation throughput of vpkit's own loop (vpkit.train.train_one_epoch, vpkit.evaluate.predict).
+"""Training-step and evaluation throughput of vpkit's own loop (train.train_one_epoch, evaluate.predict).
 
 The 7B preset builds the released mPLUG-Owl2-7B shapes with random weights directly on the device
 (vpkit.models: built on `meta`, materialised in the target dtype), so no checkpoint is needed. Batches are
@@ -6,13 +6,14 @@ uint8 images on the CPU, as the data loader yields them, so the host-to-device c
 conversion are timed too. Training = prompt -> normalise -> frozen model -> score -> MSE -> backward to the
 prompt -> SGD step (with a GradScaler under fp16 autocast); evaluation = the same forward without gradients.
 
-    python benchmarks/bench_train.py                              # 7B, bf16, CUDA, batch 8 16 32, compile off/on
+    python benchmarks/bench_train.py                              # 7B bf16 CUDA, batch 8 16 32, compile both
     python benchmarks/bench_train.py --dtype fp16 --amp fp16      # the paper's precision
     python benchmarks/bench_train.py --checkpointing              # activation checkpointing (memory-lean)
     python benchmarks/bench_train.py --preset tiny --device cpu    # the CPU smoke mode
 
 Targets (H200, 7B, batch 32): training >= 110 images/s in <= 40 GiB; evaluation >= 250 images/s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,25 +30,39 @@ from vpkit.evaluate import PromptedScorer, predict
 from vpkit.models import MPLUGOwl2Config, MPLUGOwl2ForCausalLM, build_tiny_tokenizer, tiny_config
 from vpkit.models.query import MPLUGOwl2Scorer
 from vpkit.prompters import build_prompter
-from vpkit.train import compiled, train_one_epoch
+from vpkit.train import compiled, deterministic_kernels, train_one_epoch
 
 TARGETS = {"batch": 32, "train_images_per_s": 110.0, "train_peak_gib": 40.0, "eval_images_per_s": 250.0}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--preset", choices=("7b", "tiny"), default="7b")
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), help="model weights (default bf16 on CUDA, "
-                        "fp32 on CPU)")
-    parser.add_argument("--amp", choices=("none", "fp16", "bf16"), help="autocast (default: the weights' half "
-                        "precision on CUDA, none on CPU)")
+    parser.add_argument(
+        "--dtype", choices=("bf16", "fp16", "fp32"), help="model weights (default bf16 on CUDA, fp32 on CPU)"
+    )
+    parser.add_argument(
+        "--amp",
+        choices=("none", "fp16", "bf16"),
+        help="autocast (default: the weights' half precision on CUDA, none on CPU)",
+    )
     parser.add_argument("--batches", type=int, nargs="+", default=[8, 16, 32])
     parser.add_argument("--steps", type=int, help="timed steps per measurement (default 6 on CUDA, 2 on CPU)")
     parser.add_argument("--warmup", type=int, help="untimed steps first (default 2; 3 with compile)")
-    parser.add_argument("--compile", choices=("off", "on", "both"), help="torch.compile the scorer (default: "
-                        "both on CUDA, off on CPU)")
+    parser.add_argument(
+        "--compile",
+        choices=("off", "on", "both"),
+        help="torch.compile the scorer (default: both on CUDA, off on CPU)",
+    )
     parser.add_argument("--checkpointing", action="store_true", help="activation checkpointing in the model")
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="measure under torch's deterministic kernels (train's default)",
+    )
     parser.add_argument("--prompt", default="padding", help="prompt type (padding, fixed_patch, full)")
     parser.add_argument("--size", type=int, default=30, help="prompt size in px at 448 (scaled to the model)")
     parser.add_argument("--out", help="also write the results as JSON here")
@@ -61,7 +76,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def build_scorer(preset: str, dtype: str, device: str, checkpointing: bool) -> MPLUGOwl2Scorer:
-    """A random-weight scorer; the small word-level tokenizer stands in for LLaMA's (a prompt of similar length)."""
+    """A random-weight scorer; the small word-level tokenizer stands in for LLaMA's (similar length)."""
     tokenizer = build_tiny_tokenizer()
     config = MPLUGOwl2Config(source="7B defaults") if preset == "7b" else tiny_config(len(tokenizer))
     model = MPLUGOwl2ForCausalLM.random_init(config, dtype=dtype, device=device, seed=0)
@@ -73,9 +88,16 @@ def synthetic_batches(count: int, batch: int, image_size: int, pin: bool) -> lis
     generator = torch.Generator().manual_seed(0)
     batches = []
     for i in range(count):
-        images = torch.randint(0, 256, (batch, 3, image_size, image_size), dtype=torch.uint8, generator=generator)
-        batches.append({"image": images.pin_memory() if pin else images, "label": torch.rand(batch, generator=generator),
-                        "name": [f"img{i}_{j}" for j in range(batch)]})
+        images = torch.randint(
+            0, 256, (batch, 3, image_size, image_size), dtype=torch.uint8, generator=generator
+        )
+        batches.append(
+            {
+                "image": images.pin_memory() if pin else images,
+                "label": torch.rand(batch, generator=generator),
+                "name": [f"img{i}_{j}" for j in range(batch)],
+            }
+        )
     return batches
 
 
@@ -115,22 +137,48 @@ def measure(scorer, args, batch: int, use_compile: bool) -> list[dict]:
     pin = args.device.startswith("cuda")
     warm = synthetic_batches(warmup, batch, scorer.image_size, pin)
     batches = synthetic_batches(args.steps, batch, scorer.image_size, pin)
-    common = {"preset": args.preset, "device": args.device, "dtype": args.dtype, "amp": args.amp,
-              "compile": use_compile, "checkpointing": args.checkpointing, "batch": batch}
+    common = {
+        "preset": args.preset,
+        "device": args.device,
+        "dtype": args.dtype,
+        "amp": args.amp,
+        "compile": use_compile,
+        "checkpointing": args.checkpointing,
+        "deterministic": args.deterministic,
+        "batch": batch,
+    }
     rows = []
 
     reset_peak(args.device)
     train_one_epoch(model, prompter, optimizer, scaler, warm, args.device, args.amp, progress=False)
-    seconds = timed(args.device, lambda: train_one_epoch(model, prompter, optimizer, scaler, batches, args.device,
-                                                         args.amp, progress=False))
-    rows.append({**common, "mode": "train", "images_per_s": batch * args.steps / seconds,
-                 "step_ms": 1000 * seconds / args.steps, "peak_gib": peak_gib(args.device)})
+    seconds = timed(
+        args.device,
+        lambda: train_one_epoch(
+            model, prompter, optimizer, scaler, batches, args.device, args.amp, progress=False
+        ),
+    )
+    rows.append(
+        {
+            **common,
+            "mode": "train",
+            "images_per_s": batch * args.steps / seconds,
+            "step_ms": 1000 * seconds / args.steps,
+            "peak_gib": peak_gib(args.device),
+        }
+    )
 
     reset_peak(args.device)
     predict(model, warm, args.device, args.amp, progress=False)
     seconds = timed(args.device, lambda: predict(model, batches, args.device, args.amp, progress=False))
-    rows.append({**common, "mode": "eval", "images_per_s": batch * args.steps / seconds,
-                 "step_ms": 1000 * seconds / args.steps, "peak_gib": peak_gib(args.device)})
+    rows.append(
+        {
+            **common,
+            "mode": "eval",
+            "images_per_s": batch * args.steps / seconds,
+            "step_ms": 1000 * seconds / args.steps,
+            "peak_gib": peak_gib(args.device),
+        }
+    )
     return rows
 
 
@@ -144,11 +192,15 @@ def target_lines(rows: list[dict]) -> list[str]:
         if row["mode"] == "train":
             fast = row["images_per_s"] >= TARGETS["train_images_per_s"]
             lean = row["peak_gib"] is not None and row["peak_gib"] <= TARGETS["train_peak_gib"]
-            lines.append(f"{label}: {row['images_per_s']:.1f} img/s (target >= 110: {'met' if fast else 'MISSED'}), "
-                         f"{row['peak_gib']:.1f} GiB (target <= 40: {'met' if lean else 'MISSED'})")
+            lines.append(
+                f"{label}: {row['images_per_s']:.1f} img/s (target >= 110: {'met' if fast else 'MISSED'}), "
+                f"{row['peak_gib']:.1f} GiB (target <= 40: {'met' if lean else 'MISSED'})"
+            )
         else:
             fast = row["images_per_s"] >= TARGETS["eval_images_per_s"]
-            lines.append(f"{label}: {row['images_per_s']:.1f} img/s (target >= 250: {'met' if fast else 'MISSED'})")
+            lines.append(
+                f"{label}: {row['images_per_s']:.1f} img/s (target >= 250: {'met' if fast else 'MISSED'})"
+            )
     return lines
 
 
@@ -158,19 +210,27 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("CUDA is not available here; use --preset tiny --device cpu")
-    print(f"torch {torch.__version__}, device {args.device}"
-          + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else
-             f" ({torch.get_num_threads()} threads)"))
+    print(
+        f"torch {torch.__version__}, device {args.device}"
+        + (
+            f" ({torch.cuda.get_device_name()})"
+            if args.device.startswith("cuda")
+            else f" ({torch.get_num_threads()} threads)"
+        )
+    )
     started = time.perf_counter()
     scorer = build_scorer(args.preset, args.dtype, args.device, args.checkpointing)
-    print(f"built the {args.preset} scorer ({sum(p.numel() for p in scorer.parameters()) / 1e6:,.1f} M parameters, "
-          f"{scorer.image_size} px) in {time.perf_counter() - started:.1f} s")
+    print(
+        f"built the {args.preset} scorer ({sum(p.numel() for p in scorer.parameters()) / 1e6:,.1f} M params, "
+        f"{scorer.image_size} px) in {time.perf_counter() - started:.1f} s"
+    )
     settings = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
     rows = []
     for use_compile in settings:
         for batch in args.batches:
             try:
-                measured = measure(scorer, args, batch, use_compile)
+                with deterministic_kernels(args.device, args.deterministic):
+                    measured = measure(scorer, args, batch, use_compile)
             except torch.cuda.OutOfMemoryError:
                 print(f"batch {batch} (compile {use_compile}): out of GPU memory", flush=True)
                 torch.cuda.empty_cache()
@@ -178,8 +238,10 @@ def main(argv=None) -> int:
             finally:
                 torch.compiler.reset()  # a fresh compile per setting, and no cache growth between batch sizes
             rows.extend(measured)
-            print(pd.DataFrame(measured).to_string(index=False, float_format=lambda v: f"{v:.2f}", na_rep="-"),
-                  flush=True)
+            print(
+                pd.DataFrame(measured).to_string(index=False, float_format=lambda v: f"{v:.2f}", na_rep="-"),
+                flush=True,
+            )
     table = pd.DataFrame(rows)
     print("\n" + table.to_string(index=False, float_format=lambda v: f"{v:.2f}", na_rep="-"))
     for line in target_lines(rows):

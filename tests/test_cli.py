@@ -1,5 +1,6 @@
 """`vpkit ...` through main([...]): experiments, train --limit, eval (run, all images, zero-shot), score,
 import-prompt, and the one-line errors."""
+
 import json
 
 import pandas as pd
@@ -8,7 +9,7 @@ import torch
 
 import vpkit.models
 from vpkit import __version__
-from vpkit.cli import main
+from vpkit.cli import build_parser, main
 from vpkit.runs import load_prompt_checkpoint
 
 
@@ -17,8 +18,16 @@ def data_root(tmp_path_factory):
     from vpkit.data.synth import DEMO_DISTORTIONS, generate
 
     root = tmp_path_factory.mktemp("synth")
-    generate(root, n_refs=10, distortions=DEMO_DISTORTIONS[:2], levels=(1, 3, 5), size=(64, 48),
-             progress=False, workers=0, include_photos=False)  # 48 train, 6 val, 6 test images
+    generate(
+        root,
+        n_refs=10,
+        distortions=DEMO_DISTORTIONS[:2],
+        levels=(1, 3, 5),
+        size=(64, 48),
+        progress=False,
+        workers=0,
+        include_photos=False,
+    )  # 48 train, 6 val, 6 test images
     return root
 
 
@@ -41,8 +50,25 @@ def load_tiny_once():
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, data_root):
     run = tmp_path_factory.mktemp("runs") / "exp04"
-    args = ["train", "4", "--model", "tiny-random", "--data-root", str(data_root), "--epochs", "1",
-            "--batch-size", "4", "--limit", "4", "--num-workers", "0", "--out", str(run), "--quiet"]
+    args = [
+        "train",
+        "4",
+        "--model",
+        "tiny-random",
+        "--data-root",
+        str(data_root),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--limit",
+        "4",
+        "--num-workers",
+        "0",
+        "--out",
+        str(run),
+        "--quiet",
+    ]
     assert main(args) == 0
     return run, args
 
@@ -53,12 +79,27 @@ def test_version(capsys):
     assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"vpkit {__version__}"
 
 
+def test_data_and_reproduce_commands_are_wired_in():
+    parser = build_parser()
+    assert callable(parser.parse_args(["data", "check", "somewhere"]).handler)
+    assert callable(parser.parse_args(["reproduce", "--profile", "demo"]).handler)
+
+
 def test_experiments_lists_the_33_with_parameter_counts(capsys):
     assert main(["experiments"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 34 and lines[0].split()[:3] == ["number", "name", "dataset"]
-    assert lines[4].split() == ["4", "exp_04_kadid_padding_30px_add", "kadid", "padding", "30", "add", "32", "25",
-                                "150480"]
+    assert lines[4].split() == [
+        "4",
+        "exp_04_kadid_padding_30px_add",
+        "kadid",
+        "padding",
+        "30",
+        "add",
+        "32",
+        "25",
+        "150480",
+    ]
     assert lines[19].split()[-1] == str(3 * 448 * 448)
     assert main(["experiments", "--image-size", "224"]) == 0
     assert capsys.readouterr().out.splitlines()[4].split()[4] == "15"
@@ -77,17 +118,38 @@ def test_eval_scores_any_split_of_the_data_and_zero_shot(trained_run, data_root,
     run, _ = trained_run
     assert main(["eval", str(run), "--split", "test", "--quiet", "--out", str(tmp_path / "eval")]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert metrics["n_images"] == 6 and metrics["dataset"] == "kadid" and metrics["source"].endswith("best.safetensors")
+    assert (
+        metrics["n_images"] == 6
+        and metrics["dataset"] == "kadid"
+        and metrics["source"].endswith("best.safetensors")
+    )
     run_predictions = pd.read_csv(run / "predictions.csv").set_index("name")
     eval_predictions = pd.read_csv(tmp_path / "eval" / "predictions.csv").set_index("name")
     assert eval_predictions.loc[run_predictions.index, "score"].to_numpy() == pytest.approx(
-        run_predictions["score"].to_numpy(), abs=1e-5)
+        run_predictions["score"].to_numpy(), abs=1e-5
+    )
     capsys.readouterr()
 
     assert main(["eval", str(run), "--split", "all", "--limit", "5", "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out)["n_images"] == 5
-    assert main(["eval", "--zero-shot", "--model", "tiny-random", "--dataset", "kadid", "--data-root",
-                 str(data_root), "--split", "val", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--zero-shot",
+                "--model",
+                "tiny-random",
+                "--dataset",
+                "kadid",
+                "--data-root",
+                str(data_root),
+                "--split",
+                "val",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     zero_shot = json.loads(capsys.readouterr().out)
     assert zero_shot["source"] == "zero-shot" and zero_shot["n_images"] == 6
 
@@ -107,7 +169,9 @@ def test_score_rates_image_files_like_the_run_did(trained_run, data_root, tmp_pa
     assert len(capsys.readouterr().out.strip().splitlines()) == 1 + len(list(images.glob("*.png")))
 
 
-def test_import_prompt_turns_a_paper_checkpoint_into_an_evaluable_run(trained_run, data_root, tmp_path, capsys):
+def test_import_prompt_turns_a_paper_checkpoint_into_an_evaluable_run(
+    trained_run, data_root, tmp_path, capsys
+):
     run, _ = trained_run
     state, _ = load_prompt_checkpoint(run / "best.safetensors")
     pth = tmp_path / "visual_prompt.pth"

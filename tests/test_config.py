@@ -1,4 +1,5 @@
 """The experiment schema: the 33 paper experiments, the shipped YAMLs, paper-style YAML, validation errors."""
+
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,19 @@ def test_shipped_yamls_equal_the_generated_paper_experiments():
 def test_paper_experiment_numbering_and_hyper_parameters():
     assert len(PAPER_EXPERIMENTS) == 33
     exp4 = paper_config(4)
-    assert (exp4.dataset.name, exp4.prompt.type, exp4.prompt.size, exp4.prompt.mode) == ("kadid", "padding", 30, "add")
+    assert (exp4.dataset.name, exp4.prompt.type, exp4.prompt.size, exp4.prompt.mode) == (
+        "kadid",
+        "padding",
+        30,
+        "add",
+    )
     assert (exp4.train.batch_size, exp4.train.epochs, exp4.train.lr) == (32, 25, 60.0)
-    assert (exp4.train.momentum, exp4.train.weight_decay, exp4.train.patience, exp4.train.seed) == (0.0, 0.0, 6, 42)
+    assert (exp4.train.momentum, exp4.train.weight_decay, exp4.train.patience, exp4.train.seed) == (
+        0.0,
+        0.0,
+        6,
+        42,
+    )
     assert exp4.train.amp == "fp16" and exp4.model.score_type == "good+fine_vs_poor+bad"
     assert [paper_config(n).dataset.name for n in (1, 2, 3)] == ["kadid", "koniq", "agiqa"]
     assert paper_config(5).train.batch_size == 4 and paper_config(6).train.epochs == 35
@@ -94,7 +105,11 @@ def test_paper_style_yaml_with_an_unsupported_optimiser_is_an_error(tmp_path):
     "section, values, message",
     [
         ("train", {"epoch": 3}, r"unknown key\(s\) train.epoch; allowed in 'train': epochs"),
-        ("dataset", {"name": "live"}, r"dataset.name = 'live' is not allowed; choose one of: kadid, koniq, agiqa"),
+        (
+            "dataset",
+            {"name": "live"},
+            r"dataset.name = 'live' is not allowed; choose one of: kadid, koniq, agiqa",
+        ),
         ("train", {"amp": "fp8"}, r"train.amp = 'fp8' is not allowed; choose one of: none, fp16, bf16"),
         ("train", {"batch_size": 2.5}, r"train.batch_size = 2.5 must be a whole number"),
         ("train", {"lr": 0}, r"train.lr = 0.0 must be > 0"),
@@ -123,7 +138,9 @@ def test_unknown_section_missing_file_and_unknown_number():
 
 
 def test_overrides_are_validated():
-    config = paper_config(4).with_overrides({"train": {"epochs": 2, "lr": None}, "model": {"name_or_path": "tiny"}})
+    config = paper_config(4).with_overrides(
+        {"train": {"epochs": 2, "lr": None}, "model": {"name_or_path": "tiny"}}
+    )
     assert config.train.epochs == 2 and config.train.lr == 60.0 and config.model.name_or_path == "tiny"
     with pytest.raises(ConfigError, match="train.epochs = 0 must be >= 1"):
         paper_config(4).with_overrides({"train": {"epochs": 0}})

@@ -54,10 +54,10 @@ def test_first_code_cell_is_the_parameters_cell(path):
     notebook = nbformat.read(path, as_version=4)
     first = next(cell for cell in notebook.cells if cell.cell_type == "code")
     assert "parameters" in first.metadata.get("tags", []), f"{path.name}: first code cell not tagged 'parameters'"
-    assigned = [node.targets[0].id for node in ast.parse(first.source).body if isinstance(node, ast.Assign)]
-    assert assigned == list(reproduce.PARAMETERS)
-    values = {}
-    exec(first.source, {}, values)  # literals only: the defaults must themselves be valid parameters
+    assignments = [node for node in ast.parse(first.source).body if isinstance(node, ast.Assign)]
+    assert [node.targets[0].id for node in assignments] == list(reproduce.PARAMETERS)
+    # literals only (papermill overrides them), and themselves valid parameters
+    values = {node.targets[0].id: ast.literal_eval(node.value) for node in assignments}
     reproduce.check_parameters(values, path.name)
 
 
@@ -169,3 +169,31 @@ def test_live_curves_and_gallery_widgets_ran_headlessly(executed):
     gallery = nbformat.read(executed / "notebooks" / "06_prompt_gallery.ipynb", as_version=4)
     last = [cell for cell in gallery.cells if cell.cell_type == "code"][-1]
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in last.outputs)
+
+
+def test_gallery_widgets_redraw_for_every_control(executed, monkeypatch, capsys):
+    pytest.importorskip("ipywidgets")
+    from vpkit import plots
+
+    runs = sorted((executed / "runs").iterdir())
+    assert plots.prompt_gallery(runs) is None  # outside Jupyter: no widgets, says why
+    assert "needs Jupyter" in capsys.readouterr().out
+    monkeypatch.setattr(plots, "in_notebook", lambda: True)
+    drawn = []
+    draw = plots.view_figure
+    monkeypatch.setattr(plots, "view_figure", lambda views, title: drawn.append((title, views)) or draw(views, title))
+    box = plots.prompt_gallery(runs)
+    (run, epoch), (image, amplify), picture = box.children[0].children, box.children[1].children, box.children[2]
+    assert Path(image.value).is_file() and epoch.options == ("best", "epoch 1")
+    amplify.value = 30.0
+    epoch.value = "epoch 1"
+    image.index = 2
+    run.value = runs[1]
+    first, second = runs[0].name, runs[1].name
+    # drawn at once, then exactly once per change
+    assert [title for title, _ in drawn] == [f"{first}, best", f"{first}, best", f"{first}, epoch 1",
+                                             f"{first}, epoch 1", f"{second}, best"]
+    views = drawn[-1][1]
+    assert list(views) == ["prompt", "amplified", "image", "prompted"]
+    assert all(pixels.shape == (224, 224, 3) for pixels in views.values())
+    assert picture.value.startswith(b"\x89PNG")

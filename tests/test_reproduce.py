@@ -45,8 +45,9 @@ def synth_root(tmp_path_factory) -> Path:
 
 
 def settings_for(root: Path, tmp_path: Path, **changes) -> reproduce.Settings:
-    values = dict(model="tiny-random", data_root=str(root), experiments=None, epochs=1, batch_size=8, lr=None,
-                  limit=16, device="cpu", out_dir=str(tmp_path / "out"), figures_dir=str(tmp_path / "fig"), seed=42)
+    values = {"model": "tiny-random", "data_root": str(root), "experiments": None, "epochs": 1, "batch_size": 8,
+              "lr": None, "limit": 16, "device": "cpu", "out_dir": str(tmp_path / "out"),
+              "figures_dir": str(tmp_path / "fig"), "seed": 42}
     values.update(changes)
     return reproduce.notebook_settings(**values)
 

@@ -1,4 +1,5 @@
-"""Run folders: atomic files, prompt checkpoints, overwrite/resume rules, reading back, importing paper prompts."""
+"""Run folders: atomic files, prompt checkpoints, overwrite/resume rules, reading back, importing prompts."""
+
 import json
 from pathlib import Path
 
@@ -37,9 +38,14 @@ def fake_run(run_dir, config, epochs=2, finished=True, test_srcc=0.5):
     """A run folder written through the runs API, as the training loop writes it."""
     prepare_run_dir(run_dir, resume=False, overwrite=False)
     write_config(run_dir, config)
-    rows = [{"epoch": e, "train_loss": 0.1 / e, "val_srcc": 0.1 * e, "val_plcc": 0.2 * e} for e in range(1, epochs + 1)]
+    rows = [
+        {"epoch": e, "train_loss": 0.1 / e, "val_srcc": 0.1 * e, "val_plcc": 0.2 * e}
+        for e in range(1, epochs + 1)
+    ]
     write_metrics(run_dir, rows)
-    write_state(run_dir, RunState(config_hash=config.hash(), epoch=epochs, best_epoch=epochs, finished=finished))
+    write_state(
+        run_dir, RunState(config_hash=config.hash(), epoch=epochs, best_epoch=epochs, finished=finished)
+    )
     if finished:
         write_json_atomic(run_dir / "test.json", {"srcc": test_srcc, "plcc": 0.6, "dataset": "kadid"})
 
@@ -47,7 +53,9 @@ def fake_run(run_dir, config, epochs=2, finished=True, test_srcc=0.5):
 def test_prompt_checkpoint_round_trip_keeps_paper_keys_and_metadata(tmp_path):
     prompter = build_prompter("padding", size=4, image_size=32)
     path = tmp_path / "epoch-01.safetensors"
-    save_prompt_checkpoint(path, prompter.state_dict(), {"epoch": 1, "metrics": {"val_srcc": 0.5}, "name": "x"})
+    save_prompt_checkpoint(
+        path, prompter.state_dict(), {"epoch": 1, "metrics": {"val_srcc": 0.5}, "name": "x"}
+    )
     state, metadata = load_prompt_checkpoint(path)
     assert set(state) == {"pad_up", "pad_down", "pad_left", "pad_right"}
     assert torch.equal(state["pad_up"], prompter.pad_up.detach())
@@ -90,13 +98,17 @@ def test_read_run_and_collect_runs_make_one_row_per_run(tmp_path):
     fake_run(tmp_path / "a", small_config(4), test_srcc=0.7)
     fake_run(tmp_path / "b", small_config(1), epochs=3, finished=False)
     record = read_run(tmp_path / "a")
-    assert record.status == "finished" and list(record.metrics["epoch"]) == [1, 2] and record.test["srcc"] == 0.7
+    assert (
+        record.status == "finished" and list(record.metrics["epoch"]) == [1, 2] and record.test["srcc"] == 0.7
+    )
     table = collect_runs(tmp_path)
     assert list(table["number"]) == [1, 4]
     assert list(table["status"]) == ["partial", "finished"]
     assert table.loc[1, "test_srcc"] == 0.7 and table.loc[1, "val_srcc"] == pytest.approx(0.2)
     assert table.loc[0, "epochs_done"] == 3 and table.loc[0, "best_epoch"] == 3
-    assert (tmp_path / "a" / "metrics.csv").read_text().splitlines()[0] == "epoch,train_loss,val_srcc,val_plcc"
+    assert (tmp_path / "a" / "metrics.csv").read_text().splitlines()[
+        0
+    ] == "epoch,train_loss,val_srcc,val_plcc"
 
 
 def test_import_prompt_makes_a_run_folder_that_loads_back(tmp_path):

@@ -1,4 +1,5 @@
 """The training loop end to end on the random-weight tiny model and a generated KADID-style set."""
+
 import json
 
 import pandas as pd
@@ -21,8 +22,16 @@ def data_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")
     # 10 references x 2 distortions x 3 levels: 48 train, 6 val, 6 test images (whole references per split);
     # the runs use 4 of each
-    generate(root, n_refs=10, distortions=DEMO_DISTORTIONS[:2], levels=(1, 3, 5), size=(64, 48),
-             progress=False, workers=0, include_photos=False)
+    generate(
+        root,
+        n_refs=10,
+        distortions=DEMO_DISTORTIONS[:2],
+        levels=(1, 3, 5),
+        size=(64, 48),
+        progress=False,
+        workers=0,
+        include_photos=False,
+    )
     return root
 
 
@@ -35,22 +44,35 @@ def quick_config(data_root, **train):
     # 4 images per split, one step per epoch; momentum so that resuming must restore the optimizer state
     settings = {"epochs": 2, "batch_size": 4, "limit": 4, "momentum": 0.9, "num_workers": 0, **train}
     return paper_config(4).with_overrides(
-        {"model": {"name_or_path": "tiny-random"}, "dataset": {"root": str(data_root)}, "train": settings})
+        {"model": {"name_or_path": "tiny-random"}, "dataset": {"root": str(data_root)}, "train": settings}
+    )
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, data_root, scorer):
     run_dir = tmp_path_factory.mktemp("runs") / "exp04"
     epochs_seen = []
-    test = train(quick_config(data_root), run_dir, scorer=scorer, callbacks=[epochs_seen.append], progress=False)
+    test = train(
+        quick_config(data_root), run_dir, scorer=scorer, callbacks=[epochs_seen.append], progress=False
+    )
     return run_dir, test, epochs_seen
 
 
 def test_a_padding_prompt_trains_into_a_complete_run_folder(finished_run, data_root):
     run_dir, test, epochs_seen = finished_run
     names = {p.name for p in run_dir.iterdir()}
-    assert {"config.yaml", "metrics.csv", "metrics.jsonl", "epoch-01.safetensors", "epoch-02.safetensors",
-            "best.safetensors", "test.json", "predictions.csv", "state.json", "trainer-state-02.pt"} == names
+    assert {
+        "config.yaml",
+        "metrics.csv",
+        "metrics.jsonl",
+        "epoch-01.safetensors",
+        "epoch-02.safetensors",
+        "best.safetensors",
+        "test.json",
+        "predictions.csv",
+        "state.json",
+        "trainer-state-02.pt",
+    } == names
 
     record = read_run(run_dir)
     # the paper's 30 px at 448 px is 15 px at the tiny model's 224 px, and the resolved config says so
@@ -68,7 +90,8 @@ def test_a_padding_prompt_trains_into_a_complete_run_folder(finished_run, data_r
     assert all(torch.equal(best_state[k], epoch_state[k]) for k in best_state)
     assert metadata["epoch"] == best and metadata["config_hash"] == record.config.hash()
     assert metadata["prompt"]["size"] == 15 and metadata["metrics"]["val_srcc"] == pytest.approx(
-        float(record.metrics.loc[best - 1, "val_srcc"]))
+        float(record.metrics.loc[best - 1, "val_srcc"])
+    )
 
     first, _ = load_prompt_checkpoint(run_dir / "epoch-01.safetensors")
     second, _ = load_prompt_checkpoint(run_dir / "epoch-02.safetensors")
@@ -87,8 +110,9 @@ def test_the_saved_best_prompt_scores_the_test_split_as_the_run_did(finished_run
     run_dir, _, _ = finished_run
     trained = load_trained_prompt(run_dir)
     saved = pd.read_csv(run_dir / "predictions.csv")
-    metrics, predictions = evaluate_on_dataset(scorer, trained.prompter, "kadid", data_root, "test",
-                                               num_workers=0, progress=False)
+    metrics, predictions = evaluate_on_dataset(
+        scorer, trained.prompter, "kadid", data_root, "test", num_workers=0, progress=False
+    )
     predictions = predictions.set_index("name").loc[saved["name"]]  # the run scored a seeded sample of 4
     assert predictions["score"].to_numpy() == pytest.approx(saved["score"].to_numpy(), abs=1e-6)
     assert metrics["n_images"] == 6
@@ -111,7 +135,13 @@ def test_a_killed_run_resumes_to_the_same_result(finished_run, data_root, scorer
             raise KeyboardInterrupt("simulated kill")
 
     with pytest.raises(KeyboardInterrupt):
-        train(quick_config(data_root), run_dir, scorer=scorer, callbacks=[kill_after_first_epoch], progress=False)
+        train(
+            quick_config(data_root),
+            run_dir,
+            scorer=scorer,
+            callbacks=[kill_after_first_epoch],
+            progress=False,
+        )
     assert run_status(run_dir) == "partial"
     with pytest.raises(RunFolderError, match="--resume"):
         train(quick_config(data_root), run_dir, scorer=scorer, progress=False)
@@ -123,14 +153,22 @@ def test_a_killed_run_resumes_to_the_same_result(finished_run, data_root, scorer
     reference, _ = load_prompt_checkpoint(reference_dir / "best.safetensors")
     assert all(torch.equal(resumed[k], reference[k]) for k in reference)
     drop = list(TIMING_COLUMNS)
-    pd.testing.assert_frame_equal(read_run(run_dir).metrics.drop(columns=drop),
-                                  read_run(reference_dir).metrics.drop(columns=drop))
+    pd.testing.assert_frame_equal(
+        read_run(run_dir).metrics.drop(columns=drop), read_run(reference_dir).metrics.drop(columns=drop)
+    )
 
 
 def test_early_stopping_after_patience_epochs_without_improvement(data_root, scorer, tmp_path):
     # lr far below float32 resolution of the prompt: it never changes, so validation never improves
     config = quick_config(data_root, epochs=6, patience=2, lr=1e-12, momentum=0.0)
-    test = train(config, tmp_path / "run", scorer=scorer, progress=False)
+
+    def kill_at_the_stopping_epoch(row):
+        if row["epoch"] == 3:
+            raise KeyboardInterrupt("killed before the test split was scored")
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "run", scorer=scorer, callbacks=[kill_at_the_stopping_epoch], progress=False)
+    test = train(config, tmp_path / "run", resume=True, scorer=scorer, progress=False)  # straight to the test
     record = read_run(tmp_path / "run")
     assert list(record.metrics["epoch"]) == [1, 2, 3] and list(record.metrics["best"]) == [True, False, False]
     assert record.state.stopped_early and test["best_epoch"] == 1 and test["epochs_run"] == 3

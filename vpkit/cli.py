@@ -1,13 +1,14 @@
 """`vpkit ...`: the command line, thin over vpkit.config, vpkit.train, vpkit.evaluate and vpkit.runs.
 
-    vpkit experiments                         the paper's 33 experiments
-    vpkit train 4 --model tiny --data-root D  train one (a number or a YAML file)
-    vpkit runs runs/                          what the runs under a folder got
-    vpkit eval RUN --dataset koniq ...        test a trained prompt (also cross-dataset, or --zero-shot)
-    vpkit score RUN a.jpg b.png --out s.csv   score your own images
-    vpkit import-prompt visual_prompt.pth ... the paper's released prompts -> a run folder
-    vpkit data ...                            dataset checks and the synthetic demo set
+vpkit experiments                         the paper's 33 experiments
+vpkit train 4 --model tiny --data-root D  train one (a number or a YAML file)
+vpkit runs runs/                          what the runs under a folder got
+vpkit eval RUN --dataset koniq ...        test a trained prompt (also cross-dataset, or --zero-shot)
+vpkit score RUN a.jpg b.png --out s.csv   score your own images
+vpkit import-prompt visual_prompt.pth ... the paper's released prompts -> a run folder
+vpkit data ...                            dataset checks and the synthetic demo set
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,8 +62,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _add_experiments(commands) -> None:
     parser = commands.add_parser("experiments", help="list the paper's 33 experiments")
-    parser.add_argument("--image-size", type=int, default=448,
-                        help="count trainable parameters at this input size (default 448, the paper's)")
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=448,
+        help="count trainable parameters at this input size (default 448, the paper's)",
+    )
     parser.set_defaults(handler=_run_experiments)
 
 
@@ -79,12 +84,22 @@ def experiments_table(image_size: int = 448) -> pd.DataFrame:
         config = paper_config(exp.number)
         prompt = config.prompt
         size = None if prompt.size is None else scaled_prompt_size(prompt.size, PAPER_IMAGE_SIZE, image_size)
-        prompter = build_prompter(prompt.type, size=size, mode=prompt.mode, is_center=prompt.is_center,
-                                  image_size=image_size)
-        rows.append({"number": exp.number, "name": config.name, "dataset": exp.dataset,
-                     "prompt": PROMPT_LABELS[exp.position], "size": "-" if size is None else size,
-                     "mode": prompt.mode, "batch": config.train.batch_size, "epochs": config.train.epochs,
-                     "parameters": num_trainable_parameters(prompter)})
+        prompter = build_prompter(
+            prompt.type, size=size, mode=prompt.mode, is_center=prompt.is_center, image_size=image_size
+        )
+        rows.append(
+            {
+                "number": exp.number,
+                "name": config.name,
+                "dataset": exp.dataset,
+                "prompt": PROMPT_LABELS[exp.position],
+                "size": "-" if size is None else size,
+                "mode": prompt.mode,
+                "batch": config.train.batch_size,
+                "epochs": config.train.epochs,
+                "parameters": num_trainable_parameters(prompter),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -98,11 +113,17 @@ def _run_experiments(args) -> int:
 
 def _add_train(commands) -> None:
     parser = commands.add_parser("train", help="train one experiment (a paper number 1..33 or a YAML file)")
-    parser.add_argument("experiment", help="paper experiment number (e.g. 4) or a config YAML (vpkit or paper style)")
+    parser.add_argument(
+        "experiment", help="paper experiment number (e.g. 4) or a config YAML (vpkit or paper style)"
+    )
     parser.add_argument("--model", help="tiny, tiny-random or a model folder (overrides model.name_or_path)")
     parser.add_argument("--data-root", help="dataset root folder (overrides dataset.root)")
-    parser.add_argument("--split", dest="split_scheme", choices=("paper", "random", "content"),
-                        help="train/val/test split scheme")
+    parser.add_argument(
+        "--split",
+        dest="split_scheme",
+        choices=("paper", "random", "content"),
+        help="train/val/test split scheme",
+    )
     parser.add_argument("--preprocess", choices=("resize_crop", "stretch", "pad"))
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
@@ -113,9 +134,22 @@ def _add_train(commands) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), help="model weights precision")
     parser.add_argument("--amp", choices=("none", "fp16", "bf16"), help="autocast precision (CUDA)")
-    parser.add_argument("--checkpointing", action="store_true", default=None,
-                        help="activation checkpointing in the frozen model (less memory, slower)")
-    parser.add_argument("--compile", action="store_true", default=None, help="torch.compile the scorer (CUDA)")
+    parser.add_argument(
+        "--checkpointing",
+        action="store_true",
+        default=None,
+        help="activation checkpointing in the frozen model (less memory, slower)",
+    )
+    parser.add_argument(
+        "--compile", action="store_true", default=None, help="torch.compile the scorer (CUDA)"
+    )
+    parser.add_argument(
+        "--nondeterministic",
+        dest="deterministic",
+        action="store_false",
+        default=None,
+        help="allow torch's nondeterministic (faster) kernels; runs are then not bitwise repeatable",
+    )
     parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
     parser.add_argument("--num-workers", type=int)
     parser.add_argument("--cache-dir", help="cache prepared images here (faster later epochs and runs)")
@@ -132,11 +166,23 @@ def train_overrides(args) -> dict:
     return {
         "model": {"name_or_path": args.model, "dtype": args.dtype},
         "dataset": {"root": args.data_root, "split": args.split_scheme, "preprocess": args.preprocess},
-        "train": {"epochs": args.epochs, "batch_size": args.batch_size, "eval_batch_size": args.eval_batch_size,
-                  "lr": args.lr, "patience": args.patience, "grad_accum": args.grad_accum, "seed": args.seed,
-                  "amp": args.amp, "checkpointing": args.checkpointing, "compile": args.compile,
-                  "device": args.device, "num_workers": args.num_workers, "cache_dir": args.cache_dir,
-                  "limit": args.limit},
+        "train": {
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "eval_batch_size": args.eval_batch_size,
+            "lr": args.lr,
+            "patience": args.patience,
+            "grad_accum": args.grad_accum,
+            "seed": args.seed,
+            "amp": args.amp,
+            "checkpointing": args.checkpointing,
+            "compile": args.compile,
+            "device": args.device,
+            "num_workers": args.num_workers,
+            "cache_dir": args.cache_dir,
+            "limit": args.limit,
+            "deterministic": args.deterministic,
+        },
     }
 
 
@@ -156,7 +202,9 @@ def _run_train(args) -> int:
 
 
 def _add_runs(commands) -> None:
-    parser = commands.add_parser("runs", help="a table of the runs under a folder (status, best epoch, test metrics)")
+    parser = commands.add_parser(
+        "runs", help="a table of the runs under a folder (status, best epoch, test metrics)"
+    )
     parser.add_argument("root", nargs="?", default="runs")
     parser.add_argument("--out", help="also write the table to this CSV file")
     parser.set_defaults(handler=_run_runs)
@@ -193,8 +241,12 @@ def _add_eval(commands) -> None:
     parser.add_argument("--zero-shot", action="store_true", help="no prompt: the frozen model alone")
     parser.add_argument("--dataset", choices=("kadid", "koniq", "agiqa"), help="default: the run's dataset")
     parser.add_argument("--data-root", help="default: the run's dataset root")
-    parser.add_argument("--split", default="test", choices=("train", "val", "test", "all"),
-                        help="which images (all = the whole dataset, e.g. for cross-dataset tests)")
+    parser.add_argument(
+        "--split",
+        default="test",
+        choices=("train", "val", "test", "all"),
+        help="which images (all = the whole dataset, e.g. for cross-dataset tests)",
+    )
     parser.add_argument("--split-scheme", choices=("paper", "random", "content"), help="default: the run's")
     parser.add_argument("--preprocess", choices=("resize_crop", "stretch", "pad"))
     parser.add_argument("--limit", type=int, help="score at most N images")
@@ -219,11 +271,21 @@ def _run_eval(args) -> int:
     scorer = load_scorer_for(trained, device, model=args.model, dtype=args.dtype)
     same_data = run is not None and dataset == run.dataset.name
     metrics, predictions = evaluate_on_dataset(
-        scorer, trained.prompter if trained else None, dataset, root, args.split,
+        scorer,
+        trained.prompter if trained else None,
+        dataset,
+        root,
+        args.split,
         split_scheme=args.split_scheme or (run.dataset.split if same_data else "paper"),
         layout=run.dataset.layout if same_data else "auto",
-        method=args.preprocess or _recorded_preprocess(trained), batch_size=args.batch_size, device=device,
-        amp=args.amp, limit=args.limit, cache_dir=args.cache_dir, progress=not args.quiet)
+        method=args.preprocess or _recorded_preprocess(trained),
+        batch_size=args.batch_size,
+        device=device,
+        amp=args.amp,
+        limit=args.limit,
+        cache_dir=args.cache_dir,
+        progress=not args.quiet,
+    )
     metrics["source"] = "zero-shot" if trained is None else str(trained.source)
     print(json.dumps(_rounded(metrics), indent=2))
     if args.out:
@@ -262,7 +324,9 @@ def image_files(paths: list[str]) -> list[Path]:
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
-                raise FileNotFoundError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+                raise FileNotFoundError(
+                    f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder"
+                )
             files.extend(found)
         else:
             files.append(path)
@@ -282,9 +346,16 @@ def _run_score(args) -> int:
     trained = load_trained_prompt(args.source, device)
     scorer = load_scorer_for(trained, device, model=args.model, dtype=args.dtype)
     check_prompt_fits(trained.prompter, scorer, trained.source)
-    scores = score_image_files(scorer, trained.prompter, image_files(args.images), device, amp=args.amp,
-                               batch_size=args.batch_size, method=args.preprocess or _recorded_preprocess(trained),
-                               progress=not args.quiet)
+    scores = score_image_files(
+        scorer,
+        trained.prompter,
+        image_files(args.images),
+        device,
+        amp=args.amp,
+        batch_size=args.batch_size,
+        method=args.preprocess or _recorded_preprocess(trained),
+        progress=not args.quiet,
+    )
     print(scores.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if args.out:
         from vpkit.runs import write_csv_atomic
@@ -307,7 +378,9 @@ def _add_import_prompt(commands) -> None:
     parser.add_argument("--delta", type=float)
     parser.add_argument("--is-center", action="store_true", default=None, help="centre patch (fixed_patch)")
     parser.add_argument("--image-size", type=int, help="input size the prompt was trained at (default 448)")
-    parser.add_argument("--dataset", choices=("kadid", "koniq", "agiqa"), help="the dataset it was trained on")
+    parser.add_argument(
+        "--dataset", choices=("kadid", "koniq", "agiqa"), help="the dataset it was trained on"
+    )
     parser.add_argument("--model", help="the model it belongs to (default: the paper's mPLUG-Owl2 folder)")
     parser.add_argument("--out", required=True, help="the run folder to create")
     parser.add_argument("--overwrite", action="store_true")
@@ -321,15 +394,26 @@ def _run_import_prompt(args) -> int:
     base = paper_config(args.experiment) if args.experiment else ExperimentConfig(name=Path(args.out).name)
     if args.experiment is None and args.type is None:
         raise ValueError("say what the prompt is: --experiment N, or --type (and --size, --mode)")
-    config = base.with_overrides({
-        "model": {"name_or_path": args.model},
-        "dataset": {"name": args.dataset},
-        "prompt": {"type": args.type, "size": args.size, "mode": args.mode, "delta": args.delta,
-                   "is_center": args.is_center, "image_size": args.image_size},
-    }, source="command line")
+    config = base.with_overrides(
+        {
+            "model": {"name_or_path": args.model},
+            "dataset": {"name": args.dataset},
+            "prompt": {
+                "type": args.type,
+                "size": args.size,
+                "mode": args.mode,
+                "delta": args.delta,
+                "is_center": args.is_center,
+                "image_size": args.image_size,
+            },
+        },
+        source="command line",
+    )
     out = import_prompt(args.checkpoint, args.out, config, overwrite=args.overwrite)
-    print(f"imported {args.checkpoint} as {config.prompt.type} ({config.prompt.size or 'full'} px at "
-          f"{config.prompt.image_size}, {config.prompt.mode}) into {out}")
+    print(
+        f"imported {args.checkpoint} as {config.prompt.type} ({config.prompt.size or 'full'} px at "
+        f"{config.prompt.image_size}, {config.prompt.mode}) into {out}"
+    )
     return 0
 
 

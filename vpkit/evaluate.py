@@ -3,6 +3,7 @@
 Used by the training loop (validation and test), by `vpkit eval` (same- and cross-dataset, zero-shot)
 and by `vpkit score` (a user's own image files).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,7 +24,9 @@ def resolve_device(device: str | None) -> str:
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} was asked for but CUDA is not available here; use --device cpu")
+        raise RuntimeError(
+            f"device {device!r} was asked for but CUDA is not available here; use --device cpu"
+        )
     return device
 
 
@@ -40,7 +43,7 @@ def to_model_input(images_uint8: torch.Tensor, device: str) -> torch.Tensor:
 
 
 class PromptedScorer(torch.nn.Module):
-    """scorer(prompter(images)) as one module ([0,1] images -> fp32 scores), so it can be torch.compile'd whole.
+    """scorer(prompter(images)) as one module ([0,1] images -> fp32 scores), to torch.compile as a whole.
 
     `prompter` None scores the images as they are (zero-shot).
     """
@@ -54,9 +57,10 @@ class PromptedScorer(torch.nn.Module):
 
 
 @torch.no_grad()
-def predict(model, loader, device: str, amp: str = "none", progress: bool = True,
-            desc: str = "scoring") -> pd.DataFrame:
-    """Score every batch of `loader` with `model` (e.g. a PromptedScorer); columns name, label, score (fp32)."""
+def predict(
+    model, loader, device: str, amp: str = "none", progress: bool = True, desc: str = "scoring"
+) -> pd.DataFrame:
+    """Score every batch of `loader` with `model` (e.g. a PromptedScorer); columns name, label, score."""
     names, labels, scores = [], [], []
     for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
         images = to_model_input(batch["image"], device)
@@ -71,7 +75,7 @@ def predict(model, loader, device: str, amp: str = "none", progress: bool = True
 
 
 def correlation_metrics(predictions: pd.DataFrame, target: str = "label", logistic: bool = True) -> dict:
-    """SRCC, PLCC, KRCC, selection ((SRCC+PLCC)/2) and, with `logistic`, the logistic-fit PLCCs of score vs `target`.
+    """SRCC, PLCC, KRCC, selection ((SRCC+PLCC)/2) and, with `logistic`, logistic-fit PLCCs; score vs `target`.
 
     Without `logistic` (per-epoch validation) nothing is fitted: faster, and no fit warnings on small splits.
     """
@@ -80,7 +84,11 @@ def correlation_metrics(predictions: pd.DataFrame, target: str = "label", logist
     pred, mos = predictions["score"].to_numpy(), predictions[target].to_numpy()
     if logistic:
         return {key: float(value) for key, value in metrics.evaluate(pred, mos).items()}
-    result = {"srcc": metrics.srcc(pred, mos), "plcc": metrics.plcc(pred, mos), "krcc": metrics.krcc(pred, mos)}
+    result = {
+        "srcc": metrics.srcc(pred, mos),
+        "plcc": metrics.plcc(pred, mos),
+        "krcc": metrics.krcc(pred, mos),
+    }
     result["selection"] = metrics.selection_metric(pred, mos)
     return {key: float(value) for key, value in result.items()}
 
@@ -119,11 +127,18 @@ def load_trained_prompt(source: str | Path, device: str = "cpu") -> TrainedPromp
     state, metadata = load_prompt_checkpoint(path)
     spec = metadata.get("prompt")
     if not isinstance(spec, dict):
-        raise RunFolderError(f"{path}: no 'prompt' metadata (type, size, mode ...); import a paper checkpoint "
-                             "with `vpkit import-prompt` first")
-    prompter = build_prompter(spec["type"], size=spec.get("size"), mode=spec.get("mode", "add"),
-                              delta=spec.get("delta", 1.0), is_center=spec.get("is_center", False),
-                              image_size=spec["image_size"])
+        raise RunFolderError(
+            f"{path}: no 'prompt' metadata (type, size, mode ...); import a paper checkpoint "
+            "with `vpkit import-prompt` first"
+        )
+    prompter = build_prompter(
+        spec["type"],
+        size=spec.get("size"),
+        mode=spec.get("mode", "add"),
+        delta=spec.get("delta", 1.0),
+        is_center=spec.get("is_center", False),
+        image_size=spec["image_size"],
+    )
     load_prompt_state(prompter, state)
     run_dir = path.parent
     config = read_config(run_dir) if (run_dir / CONFIG_FILE).is_file() else None
@@ -134,15 +149,24 @@ def check_prompt_fits(prompter, scorer, source) -> None:
     if prompter.image_size != scorer.image_size:
         raise ValueError(
             f"{source}: the prompt was trained for {prompter.image_size} px inputs but this model sees "
-            f"{scorer.image_size} px; evaluate with the model it was trained with (--model)")
+            f"{scorer.image_size} px; evaluate with the model it was trained with (--model)"
+        )
 
 
 # ------------------------------------------------------------------------- scoring files
 
 
 @torch.no_grad()
-def score_image_files(scorer, prompter, paths: Iterable[str | Path], device: str, amp: str = "none",
-                      batch_size: int = 8, method: str = "resize_crop", progress: bool = True) -> pd.DataFrame:
+def score_image_files(
+    scorer,
+    prompter,
+    paths: Iterable[str | Path],
+    device: str,
+    amp: str = "none",
+    batch_size: int = 8,
+    method: str = "resize_crop",
+    progress: bool = True,
+) -> pd.DataFrame:
     """Score image files (any size; prepared like the training images); columns path, score."""
     from vpkit.data import prepare_image
 
@@ -152,7 +176,7 @@ def score_image_files(scorer, prompter, paths: Iterable[str | Path], device: str
         raise FileNotFoundError(f"image file(s) not found: {', '.join(missing)}")
     scores = []
     for start in tqdm(range(0, len(paths), batch_size), desc="scoring", leave=False, disable=not progress):
-        chunk = paths[start:start + batch_size]
+        chunk = paths[start : start + batch_size]
         arrays = [prepare_image(path, scorer.image_size, method=method) for path in chunk]
         images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
         with autocast(device, amp):
@@ -178,8 +202,14 @@ def limit_table(table, limit: int, seed: int, split: str | None = None):
     return limited
 
 
-def load_scorer_for(trained: TrainedPrompt | None, device: str, model: str | None = None,
-                    dtype: str | None = None, normalisation: str | None = None, score_type: str | None = None):
+def load_scorer_for(
+    trained: TrainedPrompt | None,
+    device: str,
+    model: str | None = None,
+    dtype: str | None = None,
+    normalisation: str | None = None,
+    score_type: str | None = None,
+):
     """The scorer a trained prompt belongs to (explicit arguments win over what the run recorded)."""
     from vpkit.models import load_scorer
     from vpkit.scoring import DEFAULT_SCORE_TYPE
@@ -187,24 +217,46 @@ def load_scorer_for(trained: TrainedPrompt | None, device: str, model: str | Non
     recorded = trained.metadata if trained is not None else {}
     if trained is not None and trained.config is not None:
         run_model = trained.config.model
-        recorded = {"model": run_model.name_or_path, "dtype": run_model.dtype,
-                    "normalisation": run_model.normalisation, "score_type": run_model.score_type}
+        recorded = {
+            "model": run_model.name_or_path,
+            "dtype": run_model.dtype,
+            "normalisation": run_model.normalisation,
+            "score_type": run_model.score_type,
+        }
     model = model or recorded.get("model")
     if model is None:
         raise ValueError("no model given: pass --model (tiny, tiny-random or a model folder)")
     dtype = dtype or recorded.get("dtype") or "fp32"
     if not device.startswith("cuda"):
         dtype = "fp32"  # half precision is a CUDA feature here
-    return load_scorer(model, dtype=dtype, device=device,
-                       normalisation=normalisation or recorded.get("normalisation"),
-                       score_type=score_type or recorded.get("score_type") or DEFAULT_SCORE_TYPE)
+    return load_scorer(
+        model,
+        dtype=dtype,
+        device=device,
+        normalisation=normalisation or recorded.get("normalisation"),
+        score_type=score_type or recorded.get("score_type") or DEFAULT_SCORE_TYPE,
+    )
 
 
-def evaluate_on_dataset(scorer, prompter, dataset: str, root: str | Path, split: str = "test", *,
-                        split_scheme: str = "paper", layout: str = "auto", method: str = "resize_crop",
-                        batch_size: int = 32, device: str = "cpu", amp: str = "none", limit: int | None = None,
-                        seed: int = 42, cache_dir: str | None = None, num_workers: int | None = None,
-                        progress: bool = True) -> tuple[dict, pd.DataFrame]:
+def evaluate_on_dataset(
+    scorer,
+    prompter,
+    dataset: str,
+    root: str | Path,
+    split: str = "test",
+    *,
+    split_scheme: str = "paper",
+    layout: str = "auto",
+    method: str = "resize_crop",
+    batch_size: int = 32,
+    device: str = "cpu",
+    amp: str = "none",
+    limit: int | None = None,
+    seed: int = 42,
+    cache_dir: str | None = None,
+    num_workers: int | None = None,
+    progress: bool = True,
+) -> tuple[dict, pd.DataFrame]:
     """Metrics and predictions (name, mos, label, score) of a prompt (or none: zero-shot) on a dataset split.
 
     `split` is train|val|test, or `all` for every image (cross-dataset tests).
@@ -213,15 +265,29 @@ def evaluate_on_dataset(scorer, prompter, dataset: str, root: str | Path, split:
 
     table = load_table(dataset, root, layout=layout, split=split_scheme, seed=seed)
     if table.rows(split).empty:
-        raise ValueError(f"{dataset} at {root}: no images in split '{split}' ({table.split_counts()}); "
-                         "use --split all to score every image")
+        raise ValueError(
+            f"{dataset} at {root}: no images in split '{split}' ({table.split_counts()}); "
+            "use --split all to score every image"
+        )
     if limit is not None:
         table = limit_table(table, limit, seed, split=split)
     if prompter is not None:
         check_prompt_fits(prompter, scorer, "prompt")
-    loader = make_loader(table, split, scorer.image_size, batch_size, train=False, method=method,
-                         cache_dir=cache_dir, num_workers=num_workers, seed=seed, progress=progress)
-    predictions = predict(PromptedScorer(scorer, prompter), loader, device, amp, progress, f"{dataset} {split}")
+    loader = make_loader(
+        table,
+        split,
+        scorer.image_size,
+        batch_size,
+        train=False,
+        method=method,
+        cache_dir=cache_dir,
+        num_workers=num_workers,
+        seed=seed,
+        progress=progress,
+    )
+    predictions = predict(
+        PromptedScorer(scorer, prompter), loader, device, amp, progress, f"{dataset} {split}"
+    )
     mos = table.frame.set_index("name")["mos"]
     predictions.insert(1, "mos", mos.loc[predictions["name"]].to_numpy())
     metrics = correlation_metrics(predictions)

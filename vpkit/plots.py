@@ -357,23 +357,32 @@ def prompt_gallery(run_dirs: Iterable[str | Path], examples: int = 6):
     epoch = widgets.Dropdown(description="epoch")
     image = widgets.Dropdown(description="image")
     amplify = widgets.FloatLogSlider(value=10.0, base=10, min=0, max=2, step=0.05, description="amplify")
+    # An Image widget, not an Output widget: an Output widget capturing a display while a notebook is
+    # executed headlessly (papermill/nbclient) can deadlock the execution (jupyter/nbclient#312).
+    picture = widgets.Image(format="png")
 
-    def refresh_choices(change=None) -> None:
-        epoch.options = list(epoch_checkpoints(run.value))
-        image.options = [(f"{r['name']} (MOS {r['mos']:.2f})", r["path"])
-                         for _, r in gallery_examples(run.value, examples).iterrows()]
+    choosing = []  # non-empty while choose_run fills the dropdowns: one redraw at the end, not one per change
 
-    def draw(run_dir, checkpoint, path, factor) -> None:
-        if checkpoint is None or path is None:
+    def redraw(change=None) -> None:
+        if choosing or epoch.value is None or image.value is None:
             return
-        prompter = load_trained_prompt(epoch_checkpoints(run_dir)[checkpoint]).prompter
-        fig = view_figure(prompt_views(prompter, path, factor), f"{run_dir.name}, {checkpoint}")
-        from IPython.display import Image, display
+        prompter = load_trained_prompt(epoch_checkpoints(run.value)[epoch.value]).prompter
+        fig = view_figure(prompt_views(prompter, image.value, amplify.value), f"{run.value.name}, {epoch.value}")
+        picture.value = figure_png(fig)
 
-        display(Image(data=figure_png(fig)))
+    def choose_run(change=None) -> None:
+        choosing.append(run.value)
+        try:
+            epoch.options = list(epoch_checkpoints(run.value))
+            image.options = [(f"{r['name']} (MOS {r['mos']:.2f})", r["path"])
+                             for _, r in gallery_examples(run.value, examples).iterrows()]
+            epoch.index = image.index = 0  # a Dropdown that started empty keeps no selection by itself
+        finally:
+            choosing.clear()
+        redraw()
 
-    refresh_choices()
-    run.observe(refresh_choices, names="value")
-    output = widgets.interactive_output(draw, {"run_dir": run, "checkpoint": epoch, "path": image,
-                                               "factor": amplify})
-    return widgets.VBox([widgets.HBox([run, epoch]), widgets.HBox([image, amplify]), output])
+    choose_run()
+    run.observe(choose_run, names="value")
+    for control in (epoch, image, amplify):
+        control.observe(redraw, names="value")
+    return widgets.VBox([widgets.HBox([run, epoch]), widgets.HBox([image, amplify]), picture])

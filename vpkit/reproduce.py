@@ -27,6 +27,8 @@ PROFILES_DIR = REPO_ROOT / "configs" / "profiles"
 NOTEBOOKS = ("00_data", "01_zero_shot", "02_train_padding", "03_train_patches", "04_train_full", "05_tables",
              "06_prompt_gallery")
 KERNEL_NAME = "python3"
+# The kernel's start-up warning about unencrypted local TCP says nothing about the notebook; errors still show.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 DEMO_DATA = "demo"  # data_root value meaning "the generated synthetic set, made if absent"
 DEMO_DATA_FOLDER = "demo_data"  # where it is made, inside out_dir
@@ -488,7 +490,8 @@ def run_notebook(source: Path, target: Path, parameters: dict, log_output: bool 
     started = time.perf_counter()
     try:
         papermill.execute_notebook(str(source), str(target), parameters=parameters, kernel_name=KERNEL_NAME,
-                                   progress_bar=False, log_output=log_output, cwd=str(target.parent))
+                                   progress_bar=not log_output, log_output=log_output, cwd=str(target.parent),
+                                   extra_arguments=KERNEL_ARGUMENTS)
     except papermill.PapermillExecutionError as error:
         cell = _source_cell_number(source, error)
         raise ReproduceError(

@@ -14,6 +14,7 @@ A run folder holds
 `state.json` is written last in each epoch, so a run killed at any point resumes from the last epoch
 that `state.json` names.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,7 +39,17 @@ STATE_FILE = "state.json"
 BEST_CHECKPOINT = "best.safetensors"
 TEST_FILE = "test.json"
 PREDICTIONS_FILE = "predictions.csv"
-RUN_FILES = (CONFIG_FILE, METRICS_CSV, METRICS_JSONL, STATE_FILE, BEST_CHECKPOINT, TEST_FILE, PREDICTIONS_FILE)
+RUN_FILES = (
+    CONFIG_FILE,
+    METRICS_CSV,
+    METRICS_JSONL,
+    STATE_FILE,
+    BEST_CHECKPOINT,
+    TEST_FILE,
+    PREDICTIONS_FILE,
+)
+# What collect_runs reports of test.json (as test_<key>); None there is a metric that could not be computed.
+TEST_SUMMARY_KEYS = ("srcc", "plcc", "krcc", "plcc_logistic4", "plcc_logistic5", "n_images")
 RUN_FILE_PATTERNS = ("epoch-*.safetensors", "trainer-state-*.pt")
 
 
@@ -107,17 +118,29 @@ def epoch_checkpoint_name(epoch: int) -> str:
 def save_prompt_checkpoint(path: str | Path, state_dict: dict, metadata: dict) -> None:
     """Save a prompt state dict (paper key names) with string-encoded metadata, atomically."""
     tensors = {key: value.detach().to("cpu", torch.float32).contiguous() for key, value in state_dict.items()}
-    text_metadata = {key: value if isinstance(value, str) else json.dumps(json_safe(value), default=_json_default)
-                     for key, value in metadata.items()}
+    text_metadata = {
+        key: value if isinstance(value, str) else json.dumps(json_safe(value), default=_json_default)
+        for key, value in metadata.items()
+    }
     _atomic_replace(Path(path), lambda tmp: save_file(tensors, tmp, metadata=text_metadata))
 
 
 def prompt_checkpoint_metadata(config, prompter, epoch: int, metrics: dict, **extra) -> dict:
-    """What a prompt checkpoint records: enough to rebuild the prompter and pick the model without config.yaml."""
-    return {"format": "vpkit-prompt", "config_hash": config.hash(), "name": config.name, "epoch": epoch,
-            "metrics": metrics, "prompt": prompter.spec(), "model": config.model.name_or_path,
-            "dtype": config.model.dtype, "normalisation": config.model.normalisation,
-            "score_type": config.model.score_type, "preprocess": config.dataset.preprocess, **extra}
+    """What a prompt checkpoint records: enough to rebuild the prompter and its model without config.yaml."""
+    return {
+        "format": "vpkit-prompt",
+        "config_hash": config.hash(),
+        "name": config.name,
+        "epoch": epoch,
+        "metrics": metrics,
+        "prompt": prompter.spec(),
+        "model": config.model.name_or_path,
+        "dtype": config.model.dtype,
+        "normalisation": config.model.normalisation,
+        "score_type": config.model.score_type,
+        "preprocess": config.dataset.preprocess,
+        **extra,
+    }
 
 
 def load_prompt_checkpoint(path: str | Path) -> tuple[dict, dict]:
@@ -177,8 +200,9 @@ def read_state(run_dir: str | Path) -> RunState | None:
     try:
         return RunState.from_dict(json.loads(path.read_text()))
     except (json.JSONDecodeError, TypeError) as error:
-        raise RunFolderError(f"{path}: unreadable run state ({error}); delete the run folder or use --overwrite") \
-            from error
+        raise RunFolderError(
+            f"{path}: unreadable run state ({error}); delete the run folder or use --overwrite"
+        ) from error
 
 
 def run_status(run_dir: str | Path) -> str:
@@ -213,8 +237,10 @@ def prepare_run_dir(run_dir: str | Path, resume: bool, overwrite: bool) -> str:
         return "resume"
     if status == "started":
         if not (resume or overwrite):
-            raise RunFolderError(f"{run_dir}: a run started here but finished no epoch; pass --overwrite "
-                                 "(or --resume) to start it again")
+            raise RunFolderError(
+                f"{run_dir}: a run started here but finished no epoch; pass --overwrite "
+                "(or --resume) to start it again"
+            )
         clear_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     return "new"
@@ -324,9 +350,10 @@ def _summary_row(record: RunRecord) -> dict:
             for column in ("val_srcc", "val_plcc"):
                 if column in best:
                     row[column] = float(best[column].iloc[0])
-    for key, value in (record.test or {}).items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            row[f"test_{key}"] = value
+    test = record.test or {}
+    for key in TEST_SUMMARY_KEYS:
+        if key in test:
+            row[f"test_{key}"] = test[key]
     return row
 
 
@@ -365,13 +392,22 @@ def import_prompt(checkpoint: str | Path, out_dir: str | Path, config, overwrite
             raise RunFolderError(f"{out_dir}: not empty; pass --overwrite to replace the run files there")
         clear_run_dir(out_dir)
     spec = config.prompt
-    prompter = build_prompter(spec.type, size=spec.size, mode=spec.mode, delta=spec.delta,
-                              is_center=spec.is_center, image_size=spec.image_size)
-    load_prompt_state(prompter, Path(checkpoint))  # raises with the checkpoint's real shape when it does not fit
+    prompter = build_prompter(
+        spec.type,
+        size=spec.size,
+        mode=spec.mode,
+        delta=spec.delta,
+        is_center=spec.is_center,
+        image_size=spec.image_size,
+    )
+    load_prompt_state(
+        prompter, Path(checkpoint)
+    )  # raises with the checkpoint's real shape when it does not fit
     out_dir.mkdir(parents=True, exist_ok=True)
     write_config(out_dir, config)
-    metadata = prompt_checkpoint_metadata(config, prompter, epoch=0, metrics={},
-                                          imported_from=str(Path(checkpoint).resolve()))
+    metadata = prompt_checkpoint_metadata(
+        config, prompter, epoch=0, metrics={}, imported_from=str(Path(checkpoint).resolve())
+    )
     save_prompt_checkpoint(out_dir / BEST_CHECKPOINT, prompter.state_dict(), metadata)
     write_state(out_dir, RunState(config_hash=config.hash(), finished=True))
     return out_dir

@@ -9,6 +9,7 @@
 Everything lands in a run folder (vpkit.runs); a killed run resumes from its last finished epoch and
 ends exactly where an uninterrupted run would (data order, augmentation and RNG states are restored).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -64,8 +65,16 @@ from vpkit.runs import (
 EpochCallback = Callable[[dict], None]
 
 
-def train(config: ExperimentConfig, run_dir: str | Path, resume: bool = False, overwrite: bool = False, *,
-          scorer=None, callbacks: Iterable[EpochCallback] = (), progress: bool = True) -> dict:
+def train(
+    config: ExperimentConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    *,
+    scorer=None,
+    callbacks: Iterable[EpochCallback] = (),
+    progress: bool = True,
+) -> dict:
     """Train the prompt of `config` into `run_dir`; returns the test metrics of the best epoch.
 
     `scorer` reuses an already loaded QualityScorer (else `load_scorer` from config.model).
@@ -84,13 +93,15 @@ def train(config: ExperimentConfig, run_dir: str | Path, resume: bool = False, o
     if scorer is None:
         scorer = _load_scorer(config, device)
     elif torch.device(scorer.device).type != torch.device(device).type:
-        raise ValueError(f"the scorer given is on {scorer.device} but train.device resolves to {device}; "
-                         "move one of them (config train.device or load_scorer(device=...))")
+        raise ValueError(
+            f"the scorer given is on {scorer.device} but train.device resolves to {device}; "
+            "move one of them (config train.device or load_scorer(device=...))"
+        )
     config, more_notes = resolve_for_model(config, scorer.image_size, device)  # then the prompt size
     for note in notes + more_notes:
         print(f"note: {note}")
 
-    with _deterministic(device):
+    with deterministic_kernels(device, config.train.deterministic):
         return _fit(config, run_dir, action, scorer, device, list(callbacks), progress)
 
 
@@ -101,12 +112,17 @@ def _fit(config, run_dir, action, scorer, device, callbacks, progress) -> dict:
     _seed_everything(cfg.seed)
     table = _load_table(config)
     prompter = build_prompter(
-        config.prompt.type, size=config.prompt.size, mode=config.prompt.mode, delta=config.prompt.delta,
-        is_center=config.prompt.is_center, image_size=scorer.image_size,
+        config.prompt.type,
+        size=config.prompt.size,
+        mode=config.prompt.mode,
+        delta=config.prompt.delta,
+        is_center=config.prompt.is_center,
+        image_size=scorer.image_size,
         generator=torch.Generator().manual_seed(cfg.seed),
     ).to(device)
-    optimizer = torch.optim.SGD(prompter.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.SGD(
+        prompter.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
     scaler = torch.amp.GradScaler(torch.device(device).type, enabled=cfg.amp == "fp16")
     model = compiled(PromptedScorer(scorer.eval(), prompter), cfg.compile)  # used for training and scoring
 
@@ -125,8 +141,9 @@ def _fit(config, run_dir, action, scorer, device, callbacks, progress) -> dict:
     for epoch in epochs:
         train_loader.sampler.set_epoch(epoch)  # order and flips depend on (seed, epoch) only: resumable
         started = time.perf_counter()
-        loss, n_images = train_one_epoch(model, prompter, optimizer, scaler, train_loader, device, cfg.amp,
-                                         cfg.grad_accum, progress)
+        loss, n_images = train_one_epoch(
+            model, prompter, optimizer, scaler, train_loader, device, cfg.amp, cfg.grad_accum, progress
+        )
         train_seconds = time.perf_counter() - started
         val = _validation_metrics(predict(model, val_loader, device, cfg.amp, progress, "val"), epoch)
 
@@ -135,9 +152,15 @@ def _fit(config, run_dir, action, scorer, device, callbacks, progress) -> dict:
             state.best_epoch, state.best_selection, state.bad_epochs = epoch, val["selection"], 0
         else:
             state.bad_epochs += 1
-        row = {"epoch": epoch, "train_loss": loss, **{f"val_{k}": v for k, v in val.items()},
-               "best": improved, "lr": optimizer.param_groups[0]["lr"], "train_seconds": round(train_seconds, 3),
-               "train_images_per_s": round(n_images / max(train_seconds, 1e-9), 3)}
+        row = {
+            "epoch": epoch,
+            "train_loss": loss,
+            **{f"val_{k}": v for k, v in val.items()},
+            "best": improved,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_seconds": round(train_seconds, 3),
+            "train_images_per_s": round(n_images / max(train_seconds, 1e-9), 3),
+        }
         rows.append(row)
         state.epoch = epoch
         state.stopped_early = state.bad_epochs >= cfg.patience
@@ -159,8 +182,17 @@ def compiled(model: nn.Module, compile_model: bool) -> nn.Module:
     return torch.compile(model) if compile_model else model
 
 
-def train_one_epoch(model, prompter, optimizer, scaler, loader, device: str, amp: str = "none", grad_accum: int = 1,
-                    progress: bool = True) -> tuple[float, int]:
+def train_one_epoch(
+    model,
+    prompter,
+    optimizer,
+    scaler,
+    loader,
+    device: str,
+    amp: str = "none",
+    grad_accum: int = 1,
+    progress: bool = True,
+) -> tuple[float, int]:
     """One pass over `loader` with SGD on the prompt; returns (mean MSE per image, images seen).
 
     `model` maps [0,1] images to fp32 scores (a PromptedScorer, maybe compiled); `scaler` is a GradScaler
@@ -184,7 +216,9 @@ def train_one_epoch(model, prompter, optimizer, scaler, loader, device: str, amp
             optimizer.zero_grad(set_to_none=True)
         loss_value = loss.item()  # the one host-device sync of the step, after the work is queued
         if not math.isfinite(loss_value) and not scaler.is_enabled():
-            raise FloatingPointError(f"training loss is {loss_value} at step {step}; lower train.lr or use fp32")
+            raise FloatingPointError(
+                f"training loss is {loss_value} at step {step}; lower train.lr or use fp32"
+            )
         total_loss += loss_value * len(labels)
         n_images += len(labels)
         bar.set_postfix(loss=f"{loss_value:.4f}")
@@ -211,8 +245,14 @@ def _load_scorer(config: ExperimentConfig, device: str):
     from vpkit.models import load_scorer
 
     model = config.model
-    return load_scorer(model.name_or_path, dtype=model.dtype, device=device, normalisation=model.normalisation,
-                       score_type=model.score_type, checkpointing=config.train.checkpointing)
+    return load_scorer(
+        model.name_or_path,
+        dtype=model.dtype,
+        device=device,
+        normalisation=model.normalisation,
+        score_type=model.score_type,
+        checkpointing=config.train.checkpointing,
+    )
 
 
 def _load_table(config: ExperimentConfig):
@@ -229,12 +269,23 @@ def _loader(config: ExperimentConfig, table, split: str, image_size: int, train:
     from vpkit.data import make_loader
 
     if table.rows(split).empty:
-        raise ValueError(f"dataset {config.dataset.name} at {config.dataset.root} has no '{split}' images with "
-                         f"split scheme '{config.dataset.split}'; check the split file or use --split random")
+        raise ValueError(
+            f"dataset {config.dataset.name} at {config.dataset.root} has no '{split}' images with "
+            f"split scheme '{config.dataset.split}'; check the split file or use --split random"
+        )
     cfg = config.train
-    return make_loader(table, split, image_size, cfg.batch_size if train else cfg.eval_batch_size, train=train,
-                       method=config.dataset.preprocess, cache_dir=cfg.cache_dir, num_workers=cfg.num_workers,
-                       seed=cfg.seed, progress=progress)
+    return make_loader(
+        table,
+        split,
+        image_size,
+        cfg.batch_size if train else cfg.eval_batch_size,
+        train=train,
+        method=config.dataset.preprocess,
+        cache_dir=cfg.cache_dir,
+        num_workers=cfg.num_workers,
+        seed=cfg.seed,
+        progress=progress,
+    )
 
 
 # ----------------------------------------------------------------------------- determinism
@@ -247,12 +298,21 @@ def _seed_everything(seed: int) -> None:
 
 
 @contextlib.contextmanager
-def _deterministic(device: str):
-    """Deterministic kernels while training (warn where torch has none); the global flag is restored after."""
+def deterministic_kernels(device: str, enabled: bool = True):
+    """Deterministic kernels while training (a warning where torch has none); the global flags are restored.
+
+    Disabled, torch's defaults stay as they are (faster on CUDA, not bitwise repeatable).
+    """
+    if not enabled:
+        yield
+        return
     if device.startswith("cuda"):
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-                torch.backends.cudnn.benchmark)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for repeatable matmuls
+    previous = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+    )
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = False
     try:
@@ -266,8 +326,12 @@ def _rng_state() -> dict:
     numpy_state = np.random.get_state()
     return {
         "python": random.getstate(),
-        "numpy": {"keys": torch.from_numpy(numpy_state[1].astype(np.int64)), "pos": int(numpy_state[2]),
-                  "has_gauss": int(numpy_state[3]), "cached_gaussian": float(numpy_state[4])},
+        "numpy": {
+            "keys": torch.from_numpy(numpy_state[1].astype(np.int64)),
+            "pos": int(numpy_state[2]),
+            "has_gauss": int(numpy_state[3]),
+            "cached_gaussian": float(numpy_state[4]),
+        },
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -276,8 +340,15 @@ def _rng_state() -> dict:
 def _set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
     numpy = state["numpy"]
-    np.random.set_state(("MT19937", numpy["keys"].numpy().astype(np.uint32), numpy["pos"], numpy["has_gauss"],
-                         numpy["cached_gaussian"]))
+    np.random.set_state(
+        (
+            "MT19937",
+            numpy["keys"].numpy().astype(np.uint32),
+            numpy["pos"],
+            numpy["has_gauss"],
+            numpy["cached_gaussian"],
+        )
+    )
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -290,18 +361,28 @@ def _trainer_state_name(epoch: int) -> str:
     return f"trainer-state-{epoch:02d}.pt"
 
 
-def _save_epoch(run_dir: Path, config, state: RunState, rows: list[dict], prompter, optimizer, scaler) -> None:
+def _save_epoch(
+    run_dir: Path, config, state: RunState, rows: list[dict], prompter, optimizer, scaler
+) -> None:
     """Save one finished epoch; state.json goes last, so it only ever names fully saved epochs."""
     epoch = state.epoch
     metrics = {k: v for k, v in rows[-1].items() if k.startswith("val_") or k == "train_loss"}
     epoch_file = run_dir / epoch_checkpoint_name(epoch)
-    save_prompt_checkpoint(epoch_file, prompter.state_dict(), prompt_checkpoint_metadata(config, prompter, epoch, metrics))
+    save_prompt_checkpoint(
+        epoch_file, prompter.state_dict(), prompt_checkpoint_metadata(config, prompter, epoch, metrics)
+    )
     if state.best_epoch == epoch:
         copy_checkpoint(epoch_file, run_dir / BEST_CHECKPOINT)
     write_metrics(run_dir, rows)
-    torch_save_atomic(run_dir / _trainer_state_name(epoch),
-                      {"epoch": epoch, "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                       "rng": _rng_state()})
+    torch_save_atomic(
+        run_dir / _trainer_state_name(epoch),
+        {
+            "epoch": epoch,
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": _rng_state(),
+        },
+    )
     write_state(run_dir, state)
     for old in run_dir.glob("trainer-state-*.pt"):
         if old.name != _trainer_state_name(epoch):
@@ -317,8 +398,10 @@ def _restore(run_dir: Path, config, prompter, optimizer, scaler) -> tuple[RunSta
         _refuse_other_config(run_dir, read_config(run_dir), config)
     trainer_file = run_dir / _trainer_state_name(state.epoch)
     if not trainer_file.is_file():
-        raise RunFolderError(f"{trainer_file}: missing, so epoch {state.epoch} cannot be resumed exactly; "
-                             "pass --overwrite to start again")
+        raise RunFolderError(
+            f"{trainer_file}: missing, so epoch {state.epoch} cannot be resumed exactly; "
+            "pass --overwrite to start again"
+        )
     state_dict, _ = load_prompt_checkpoint(run_dir / epoch_checkpoint_name(state.epoch))
     load_prompt_state(prompter, state_dict)
     saved = torch.load(trainer_file, map_location="cpu", weights_only=True)
@@ -340,8 +423,10 @@ def _check_same_config(run_dir: Path, config: ExperimentConfig, device: str) -> 
 
 
 def _refuse_other_config(run_dir: Path, recorded: ExperimentConfig, config: ExperimentConfig) -> None:
-    raise RunFolderError(f"{run_dir}: holds a run of other settings ({_config_differences(recorded, config)}); "
-                         "use the same settings, another --out, or --overwrite to start again")
+    raise RunFolderError(
+        f"{run_dir}: holds a run of other settings ({_config_differences(recorded, config)}); "
+        "use the same settings, another --out, or --overwrite to start again"
+    )
 
 
 def _config_differences(old: ExperimentConfig, new: ExperimentConfig) -> str:
@@ -349,8 +434,11 @@ def _config_differences(old: ExperimentConfig, new: ExperimentConfig) -> str:
     changed = []
     for section, values in new_dict.items():
         if isinstance(values, dict):
-            changed += [f"{section}.{k}: {old_dict[section].get(k)!r} -> {v!r}" for k, v in values.items()
-                        if old_dict[section].get(k) != v]
+            changed += [
+                f"{section}.{k}: {old_dict[section].get(k)!r} -> {v!r}"
+                for k, v in values.items()
+                if old_dict[section].get(k) != v
+            ]
         elif old_dict.get(section) != values:
             changed.append(f"{section}: {old_dict.get(section)!r} -> {values!r}")
     return "; ".join(changed) or "none visible (a different vpkit version?)"
@@ -364,8 +452,10 @@ def _test_best(run_dir: Path, config, table, model, prompter, state: RunState, d
     from vpkit.prompters import load_prompt_state
 
     if state.best_epoch == 0:
-        raise RunFolderError(f"{run_dir}: no epoch had defined validation metrics, so there is no best prompt "
-                             "to test; see the warnings above")
+        raise RunFolderError(
+            f"{run_dir}: no epoch had defined validation metrics, so there is no best prompt "
+            "to test; see the warnings above"
+        )
     state_dict, _ = load_prompt_checkpoint(run_dir / BEST_CHECKPOINT)
     load_prompt_state(prompter, state_dict)
     loader = _loader(config, table, "test", prompter.image_size, train=False, progress=progress)
@@ -373,23 +463,37 @@ def _test_best(run_dir: Path, config, table, model, prompter, state: RunState, d
     mos = table.frame.set_index("name")["mos"]
     predictions.insert(1, "mos", mos.loc[predictions["name"]].to_numpy())
     test = correlation_metrics(predictions)
-    test.update({"best_epoch": state.best_epoch, "epochs_run": state.epoch, "stopped_early": state.stopped_early,
-                 "n_images": len(predictions), "dataset": config.dataset.name, "split": "test",
-                 "config_hash": config.hash()})
+    test.update(
+        {
+            "best_epoch": state.best_epoch,
+            "epochs_run": state.epoch,
+            "stopped_early": state.stopped_early,
+            "n_images": len(predictions),
+            "dataset": config.dataset.name,
+            "split": "test",
+            "config_hash": config.hash(),
+        }
+    )
     test = json_safe(test)  # NaN (a failed logistic fit) -> None, as in test.json
     write_csv_atomic(run_dir / PREDICTIONS_FILE, predictions)
     write_json_atomic(run_dir / TEST_FILE, test)
     state.finished = True
     write_state(run_dir, state)
-    print(f"{config.name}: test SRCC {test['srcc']:.4f}, PLCC {test['plcc']:.4f} (best epoch {state.best_epoch})")
+    print(
+        f"{config.name}: test SRCC {test['srcc']:.4f}, PLCC {test['plcc']:.4f}, best epoch {state.best_epoch}"
+    )
     return test
 
 
 def _report_finished(run_dir: Path) -> dict:
     path = run_dir / TEST_FILE
     if not path.is_file():
-        raise RunFolderError(f"{run_dir}: marked finished but {TEST_FILE} is missing; pass --overwrite to retrain")
+        raise RunFolderError(
+            f"{run_dir}: marked finished but {TEST_FILE} is missing; pass --overwrite to retrain"
+        )
     test = json.loads(path.read_text())
-    print(f"{run_dir}: already finished (test SRCC {test.get('srcc', float('nan')):.4f}); "
-          "pass --overwrite to train again")
+    print(
+        f"{run_dir}: already finished (test SRCC {test.get('srcc', float('nan')):.4f}); "
+        "pass --overwrite to train again"
+    )
     return test
