@@ -169,6 +169,9 @@ def test_live_curves_and_gallery_widgets_ran_headlessly(executed):
     gallery = nbformat.read(executed / "notebooks" / "06_prompt_gallery.ipynb", as_version=4)
     last = [cell for cell in gallery.cells if cell.cell_type == "code"][-1]
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in last.outputs)
+    state = gallery.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    pictures = [model for model in state.values() if model["model_name"] == "ImageModel"]
+    assert len(pictures) == 1 and pictures[0]["buffers"][0]["path"] == ["value"]  # the gallery drew headlessly
 
 
 def test_gallery_widgets_redraw_for_every_control(executed, monkeypatch, capsys):
@@ -196,4 +199,4 @@ def test_gallery_widgets_redraw_for_every_control(executed, monkeypatch, capsys)
     views = drawn[-1][1]
     assert list(views) == ["prompt", "amplified", "image", "prompted"]
     assert all(pixels.shape == (224, 224, 3) for pixels in views.values())
-    assert picture.value.startswith(b"\x89PNG")
+    assert bytes(picture.value).startswith(b"\x89PNG")

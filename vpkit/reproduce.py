@@ -236,12 +236,13 @@ def notebook_settings(*, progress: bool = True, **parameters) -> Settings:
 
 
 def ensure_demo_data(root: Path, progress: bool = True) -> Path:
-    """The synthetic KADID-style demo set under `root` (8 references, the demo distortions), made if absent."""
-    from vpkit.data.synth import DEMO_DISTORTIONS, SMALL_N_REFS, generate
+    """The synthetic KADID-style demo set under `root` (40 references x 10 demo distortions x 5 levels, so the
+    held-out test split has 4 references and 200 images), made if absent."""
+    from vpkit.data.synth import DEFAULT_N_REFS, DEMO_DISTORTIONS, generate
 
-    if not (root / "kadid10k" / "synthetic.json").is_file():  # written last: its presence means complete
+    if not (root / "kadid10k" / "synthetic.json").is_file():  # the set is moved into place whole
         print(f"making the synthetic demo set in {root} (scores are synthetic, not human opinions)")
-        generate(root, n_refs=SMALL_N_REFS, distortions=DEMO_DISTORTIONS, progress=progress)
+        generate(root, n_refs=DEFAULT_N_REFS, distortions=DEMO_DISTORTIONS, progress=progress)
     return root
 
 
@@ -482,16 +483,20 @@ def notebook_paths(notebooks_dir: str | Path = NOTEBOOKS_DIR, only: Iterable[str
     return paths
 
 
-def run_notebook(source: Path, target: Path, parameters: dict, log_output: bool = False) -> float:
-    """Execute one notebook with papermill into `target`; returns seconds. A failing cell raises
-    ReproduceError naming the notebook, the cell and the error (the executed notebook is kept)."""
+def run_notebook(source: Path, target: Path, parameters: dict, stream_output: bool = False) -> float:
+    """Execute one notebook with papermill into `target`; returns seconds. `stream_output` copies the
+    cells' printed output to this process's stdout/stderr (else a progress bar over the cells). A failing
+    cell raises ReproduceError naming the notebook, the cell and the error (the executed notebook is kept)."""
+    import sys
+
     import papermill
 
+    streams = {"stdout_file": sys.stdout, "stderr_file": sys.stderr} if stream_output else {}
     started = time.perf_counter()
     try:
         papermill.execute_notebook(str(source), str(target), parameters=parameters, kernel_name=KERNEL_NAME,
-                                   progress_bar=not log_output, log_output=log_output, cwd=str(target.parent),
-                                   extra_arguments=KERNEL_ARGUMENTS)
+                                   progress_bar=not stream_output, cwd=str(target.parent),
+                                   extra_arguments=KERNEL_ARGUMENTS, **streams)
     except papermill.PapermillExecutionError as error:
         cell = _source_cell_number(source, error)
         raise ReproduceError(
@@ -512,7 +517,7 @@ def _source_cell_number(source: Path, error) -> int:
 
 
 def run_notebooks(parameters: dict, out_dir: str | Path, notebooks_dir: str | Path = NOTEBOOKS_DIR,
-                  only: Iterable[str] | None = None, log_output: bool = False,
+                  only: Iterable[str] | None = None, stream_output: bool = False,
                   echo: Callable[[str], None] = print) -> dict[str, float]:
     """Run the notebooks in order into out_dir/notebooks/; returns seconds per notebook."""
     paths = notebook_paths(notebooks_dir, only)
@@ -521,7 +526,7 @@ def run_notebooks(parameters: dict, out_dir: str | Path, notebooks_dir: str | Pa
     seconds = {}
     for index, path in enumerate(paths, start=1):
         echo(f"[{index}/{len(paths)}] {path.name} ...")
-        seconds[path.stem] = run_notebook(path, executed_dir / path.name, parameters, log_output)
+        seconds[path.stem] = run_notebook(path, executed_dir / path.name, parameters, stream_output)
         echo(f"[{index}/{len(paths)}] {path.name} done in {seconds[path.stem]:.1f} s")
     return seconds
 
