@@ -44,7 +44,7 @@ Do not use it to judge real images.
 
 Command: `{command}` (file `scripts/pretrain_tiny.py`, logic in `vpkit/models/tiny_pretrain.py`).
 
-* Data: `vpkit.data.synth.generate` with the **brightness change and colour** families only (`PRETRAIN_DISTORTIONS`), 5 levels
+* Data: `vpkit.data.synth.generate` with six **brightness and colour** types only (`PRETRAIN_DISTORTIONS`: brighten, darken, colour shift, saturation 1, colour quantisation, colour diffusion), 5 levels
   each, {s['n_refs']} **procedural** reference images (reference seed `PRETRAIN_REFERENCE_SEED`, no photographs),
   288x224 px, prepared to 224x224 (shorter side, centre crop) as the demo prepares its images. Labels: the
   synthetic set's documented DMOS / 5 (a function of distortion type, level and SSIM; not human opinions).

@@ -4,14 +4,14 @@ A frozen model with random weights knows nothing, so a prompt trained on it has 
 situation is a model with general quality knowledge meeting a new dataset; this reproduces it in miniature:
 
 * the tiny architecture (`vpkit.models.tiny`, the real mPLUG-Owl2 code at toy sizes) is trained end to end,
-  every weight, on generated images of two KADID families (brightness change and colour,
-  `PRETRAIN_DISTORTIONS`) made from procedural references (`PRETRAIN_REFERENCE_SEED`, no photographs).
+  every weight, on generated images of six KADID types from the brightness-change and colour families
+  (`PRETRAIN_DISTORTIONS`) made from procedural references (`PRETRAIN_REFERENCE_SEED`, no photographs).
   Blur and noise were tried first: on 2 CPU cores the toy ViT had not learned them after ~1,900 steps
   (held-out SRCC ~0.1), while global statistics it learns in a few minutes;
 * it answers the paper's question with its own language head: the loss asks the last-position logits of the
   score words to give the right quality (MSE of several score types' softmax mass against the label) and to
   put the five Q-Align level words in order (cross-entropy to a soft level target);
-* the demo then evaluates it on distortion types (`DEMO_DISTORTIONS`) and references (photographs and
+* the demo then evaluates it on ten distortion types (`DEMO_DISTORTIONS`) and references (photographs and
   procedural images from another seed) it never saw, which is where a prompt has something to adapt.
 """
 from __future__ import annotations
