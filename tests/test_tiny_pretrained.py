@@ -31,11 +31,12 @@ def test_shipped_weights_reproduce_recorded_scores(tiny):
     assert torch.allclose(scores, torch.tensor(recorded["scores"]), atol=recorded["tolerance"], rtol=0)
 
 
-def test_pretrained_weights_rank_blur_and_noise(tiny):
-    """The pristine image scores above its blurred and noisy versions; the random preset has no such order."""
+def test_pretrained_weights_rank_what_they_were_taught(tiny):
+    """The pristine image scores above its strongly darkened, desaturated and brightened versions (types seen in
+    pretraining); the random preset gives other scores."""
     with torch.no_grad():
         scores = tiny(fixed_check_images(tiny.image_size))
-    assert scores[0] > scores[1] and scores[0] > scores[2]
+    assert (scores[0] > scores[1:]).all()
     assert not torch.allclose(scores, load_scorer("tiny-random")(fixed_check_images(tiny.image_size)))
 
 

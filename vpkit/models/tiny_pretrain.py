@@ -199,15 +199,16 @@ def pretrain(settings: PretrainSettings, work_dir: Path, log=print):
 
 
 def fixed_check_images(size: int) -> Tensor:
-    """Four deterministic images (a procedural reference and three distortions of it), float [4,3,S,S],
-    used to record the shipped weights' scores so that any change to the architecture is caught."""
+    """Four deterministic images (a procedural reference and three strong distortions of types the tiny model
+    was pretrained on), float [4,3,S,S], used to record the shipped weights' scores so that any change to the
+    architecture is caught."""
     from vpkit.data import prepare_image
     from vpkit.data.synth import apply_distortion, reference_images
 
     reference = reference_images(1, (size + size // 4, size), seed=12345, photos=False)[0].image
     rng = np.random.default_rng(12345)
-    images = [reference] + [apply_distortion(name, reference, 3, rng)
-                            for name in ("gaussian_blur", "white_noise", "jpeg")]
+    images = [reference] + [apply_distortion(name, reference, level, rng)
+                            for name, level in (("darken", 5), ("color_saturation_1", 3), ("brighten", 5))]
     prepared = [prepare_image(_pil(image), size) for image in images]
     return torch.from_numpy(np.stack(prepared)).permute(0, 3, 1, 2).float() / 255
 
