@@ -237,8 +237,14 @@ def load_scorer(model: str | Path = "tiny", *, dtype: torch.dtype | str = "fp32"
 def load_tokenizer(folder: Path):
     """AutoTokenizer of a model folder. It also parses config.json, whose reference-era fields (rope_scaling)
     draw a deprecation warning from transformers 5 that says nothing about the tokenizer; it is silenced."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+    settings = folder / "tokenizer_config.json"
+    if settings.is_file() and json.loads(settings.read_text(encoding="utf-8")).get("tokenizer_class") == \
+            "PreTrainedTokenizerFast":
+        # A plain fast tokenizer (the tiny models'): loading it directly skips AutoTokenizer's reading of
+        # config.json, whose model_type transformers does not know and warns about.
+        return PreTrainedTokenizerFast.from_pretrained(str(folder))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*rope_scaling.*", category=FutureWarning)
         return AutoTokenizer.from_pretrained(str(folder))
