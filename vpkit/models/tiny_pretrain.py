@@ -111,8 +111,13 @@ def seed_everything(seed: int) -> None:
 
 def generate_sets(work_dir: Path, settings: PretrainSettings) -> tuple[Path, Path]:
     """(pretraining set root, unseen-distortion check set root), both in the KADID layout."""
-    from vpkit.data.synth import (DEMO_DISTORTIONS, DEMO_REFERENCE_SEED, PRETRAIN_DISTORTIONS,
-                                  PRETRAIN_REFERENCE_SEED, generate)
+    from vpkit.data.synth import (
+        DEMO_DISTORTIONS,
+        DEMO_REFERENCE_SEED,
+        PRETRAIN_DISTORTIONS,
+        PRETRAIN_REFERENCE_SEED,
+        generate,
+    )
 
     pretrain_root, unseen_root = work_dir / "pretrain", work_dir / "unseen"
     generate(pretrain_root, n_refs=settings.n_refs, distortions=PRETRAIN_DISTORTIONS, seed=settings.seed,
