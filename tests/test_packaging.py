@@ -93,3 +93,11 @@ def test_drift_is_detected():
     assert _by_name(lines, "a") != _by_name(["numpy>=1.25", "scipy>=1.11"], "b")
     with pytest.raises(AssertionError, match="twice"):
         _by_name(["numpy>=1.26", "NumPy>=1.26"], "a")
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    """.ci/run's command line appears verbatim in README.md's quick start, so the two cannot drift apart."""
+    ci_lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
+                if line.strip() and not line.startswith(("#", "set ", "cd "))]
+    assert len(ci_lines) == 1, f".ci/run should hold one command line, found {ci_lines}"
+    assert ci_lines[0] in (ROOT / "README.md").read_text()
