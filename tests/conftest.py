@@ -13,3 +13,15 @@ def golden_dir() -> Path:
     if not (path / "vectors.safetensors").is_file():
         pytest.skip(f"conformance vectors not found at {path} (they ship beside the project, not inside it)")
     return path
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory) -> Path:
+    """A small generated KADID-style set, shared by the training and CLI tests: 10 references x 2 distortions x
+    3 levels (whole references per split: 48 train, 6 val, 6 test images)."""
+    from vpkit.data.synth import DEMO_DISTORTIONS, generate
+
+    root = tmp_path_factory.mktemp("synth")
+    generate(root, n_refs=10, distortions=DEMO_DISTORTIONS[:2], levels=(1, 3, 5), size=(64, 48), progress=False,
+             workers=0, include_photos=False)
+    return root

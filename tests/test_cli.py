@@ -13,24 +13,6 @@ from vpkit.cli import build_parser, main
 from vpkit.runs import load_prompt_checkpoint
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    from vpkit.data.synth import DEMO_DISTORTIONS, generate
-
-    root = tmp_path_factory.mktemp("synth")
-    generate(
-        root,
-        n_refs=10,
-        distortions=DEMO_DISTORTIONS[:2],
-        levels=(1, 3, 5),
-        size=(64, 48),
-        progress=False,
-        workers=0,
-        include_photos=False,
-    )  # 48 train, 6 val, 6 test images
-    return root
-
-
 @pytest.fixture(scope="module", autouse=True)
 def load_tiny_once():
     """Every command loads the real tiny-random scorer; build it once for this module (it takes seconds)."""

@@ -16,26 +16,6 @@ TIMING_COLUMNS = ("train_seconds", "train_images_per_s")
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    from vpkit.data.synth import DEMO_DISTORTIONS, generate
-
-    root = tmp_path_factory.mktemp("synth")
-    # 10 references x 2 distortions x 3 levels: 48 train, 6 val, 6 test images (whole references per split);
-    # the runs use 4 of each
-    generate(
-        root,
-        n_refs=10,
-        distortions=DEMO_DISTORTIONS[:2],
-        levels=(1, 3, 5),
-        size=(64, 48),
-        progress=False,
-        workers=0,
-        include_photos=False,
-    )
-    return root
-
-
-@pytest.fixture(scope="module")
 def scorer():
     return load_scorer("tiny-random")
 
