@@ -17,8 +17,9 @@ from pathlib import Path
 
 import torch
 
+from vpkit.atomic import write_json_atomic, write_text_atomic
 from vpkit.models import TINY_ASSET_DIR, save_pretrained
-from vpkit.models.tiny_pretrain import PretrainSettings, fixed_check_images, pretrain, write_json_atomically
+from vpkit.models.tiny_pretrain import PretrainSettings, fixed_check_images, pretrain
 
 
 def parse_args() -> argparse.Namespace:
@@ -89,12 +90,12 @@ def main() -> None:
         scores = scorer(fixed_check_images(scorer.image_size)).tolist()
     recorded = {"score_type": scorer.score_type, "normalisation": scorer.normalisation, "scores": scores,
                 "tolerance": 1e-4, "written": time.strftime("%Y-%m-%d")}
-    write_json_atomically(recorded, out / "recorded_scores.json")
-    write_json_atomically(report, out / "pretraining.json")
+    write_json_atomic(out / "recorded_scores.json", recorded)
+    write_json_atomic(out / "pretraining.json", report)
     command = "python scripts/pretrain_tiny.py" + "".join(
         f" --{f.name.replace('_', '-')} {getattr(settings, f.name)}" for f in fields(PretrainSettings)
         if getattr(settings, f.name) != f.default)
-    (out / "README.md").write_text(model_card(report, recorded, command), encoding="utf-8")
+    write_text_atomic(out / "README.md", model_card(report, recorded, command))
     print(f"wrote {out} in {report['seconds']:.0f} s: seen-test SRCC {report['seen_test']['srcc']:.3f}, "
           f"unseen zero-shot SRCC {report['unseen_zero_shot']['srcc']:.3f}")
 

@@ -6,13 +6,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from vpkit.atomic import atomic_replace
 from vpkit.config import paper_config
 from vpkit.evaluate import load_trained_prompt
 from vpkit.prompters import PromptStateError, build_prompter
 from vpkit.runs import (
     RunFolderError,
     RunState,
-    _atomic_replace,
     collect_runs,
     import_prompt,
     load_prompt_checkpoint,
@@ -72,7 +72,7 @@ def test_a_failed_atomic_write_leaves_the_old_file_intact(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        _atomic_replace(path, broken)
+        atomic_replace(path, broken)
     assert json.loads(path.read_text()) == {"epoch": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
 

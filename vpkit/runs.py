@@ -18,10 +18,7 @@ that `state.json` names.
 from __future__ import annotations
 
 import json
-import math
-import os
 import shutil
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +28,15 @@ import pandas as pd
 import torch
 import yaml
 from safetensors.torch import load_file, safe_open, save_file
+
+from vpkit.atomic import (
+    _json_default,
+    atomic_replace,
+    json_safe,
+    write_csv_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 CONFIG_FILE = "config.yaml"
 METRICS_CSV = "metrics.csv"
@@ -58,54 +64,11 @@ class RunFolderError(RuntimeError):
 
 
 # ------------------------------------------------------------------------- atomic writes
-
-
-def _atomic_replace(path: Path, write) -> None:
-    """Write through `write(tmp_path)` into a temporary file beside `path`, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    _atomic_replace(Path(path), lambda tmp: Path(tmp).write_text(text))
-
-
-def json_safe(value: Any) -> Any:
-    """`value` with NaN and infinities as None (null), so the JSON files are strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(item) for item in value]
-    return value
-
-
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    text = json.dumps(json_safe(data), indent=2, sort_keys=True, default=_json_default, allow_nan=False)
-    write_text_atomic(path, text + "\n")
-
-
-def write_csv_atomic(path: str | Path, frame: pd.DataFrame) -> None:
-    _atomic_replace(Path(path), lambda tmp: frame.to_csv(tmp, index=False))
+# (the writers live in vpkit.atomic; they are re-exported here for the run-folder API)
 
 
 def torch_save_atomic(path: str | Path, obj: Any) -> None:
-    _atomic_replace(Path(path), lambda tmp: torch.save(obj, tmp))
-
-
-def _json_default(value: Any):
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+    atomic_replace(path, lambda tmp: torch.save(obj, tmp))
 
 
 # ------------------------------------------------------------------------- prompt checkpoints
@@ -122,7 +85,7 @@ def save_prompt_checkpoint(path: str | Path, state_dict: dict, metadata: dict) -
         key: value if isinstance(value, str) else json.dumps(json_safe(value), default=_json_default)
         for key, value in metadata.items()
     }
-    _atomic_replace(Path(path), lambda tmp: save_file(tensors, tmp, metadata=text_metadata))
+    atomic_replace(path, lambda tmp: save_file(tensors, tmp, metadata=text_metadata))
 
 
 def prompt_checkpoint_metadata(config, prompter, epoch: int, metrics: dict, **extra) -> dict:
@@ -372,7 +335,7 @@ def collect_runs(runs: str | Path | Iterable[str | Path]) -> pd.DataFrame:
 
 def copy_checkpoint(source: str | Path, target: str | Path) -> None:
     """Copy a checkpoint file atomically (best.safetensors from the best epoch's file)."""
-    _atomic_replace(Path(target), lambda tmp: shutil.copyfile(source, tmp))
+    atomic_replace(target, lambda tmp: shutil.copyfile(source, tmp))
 
 
 # ------------------------------------------------------------------------- importing the paper's prompts

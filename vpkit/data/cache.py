@@ -14,6 +14,8 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from vpkit.atomic import write_text_atomic
+
 from .images import METHODS, PREP_VERSION, prepare_image
 from .table import IQATable
 from .workers import default_num_workers
@@ -69,10 +71,10 @@ def ensure_cache(table: IQATable, size: int, method: str, cache_dir: str | Path,
         return PreparedCache(array_path, manifest_path, {n: i for i, n in enumerate(manifest["names"])},
                              size, method)
     _build(cache, paths, names, num_workers, progress)
-    _write_json_atomically(manifest_path, {
+    write_text_atomic(manifest_path, json.dumps({
         "format": CACHE_FORMAT, "fingerprint": fingerprint, "dataset": table.dataset,
         "image_dir": str(table.image_dir), "size": size, "method": method, "names": names,
-    })
+    }))
     return cache
 
 
@@ -146,12 +148,3 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _write_json_atomically(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(payload))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

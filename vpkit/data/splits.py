@@ -3,12 +3,12 @@ by source content, how much content the splits share, and saving a generated spl
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from vpkit.atomic import write_csv_atomic
 
 from .problems import DatasetError, Problem
 from .specs import SPLIT_NAMES
@@ -109,20 +109,7 @@ def load_or_save_split(path: Path, names: pd.Series, generated: pd.Series) -> tu
         return names.map(mapping), f"read from {path}"
     frame = pd.DataFrame({"name": names.to_numpy(), "split": generated.to_numpy()})
     try:
-        write_csv_atomically(frame, path)
+        write_csv_atomic(path, frame)
     except OSError as exc:
         return generated, f"not saved ({path.parent} is not writable: {exc.strerror})"
     return generated, f"saved to {path}"
-
-
-def write_csv_atomically(frame: pd.DataFrame, path: Path) -> None:
-    """Write a CSV through a temporary file in the same folder, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            frame.to_csv(handle, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

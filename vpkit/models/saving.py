@@ -13,6 +13,8 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
+from vpkit.atomic import atomic_replace
+
 from .mplug_owl2 import MPLUGOwl2ForCausalLM
 
 TOKENIZER_CLASS = "PreTrainedTokenizerFast"  # resolvable by AutoTokenizer across transformers 5.x
@@ -23,11 +25,11 @@ def save_pretrained(model: MPLUGOwl2ForCausalLM, tokenizer, directory: str | Pat
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(directory / "model.safetensors", lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    atomic_replace(directory / "model.safetensors", lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
     if tokenizer is not None:
         _save_tokenizer(tokenizer, directory)
     config_text = json.dumps(model.config.to_dict(), indent=2, sort_keys=False) + "\n"
-    _atomic_write(directory / "config.json", lambda tmp: Path(tmp).write_text(config_text, encoding="utf-8"))
+    atomic_replace(directory / "config.json", lambda tmp: Path(tmp).write_text(config_text, encoding="utf-8"))
     return directory
 
 
@@ -45,14 +47,3 @@ def _save_tokenizer(tokenizer, directory: Path) -> None:
             os.replace(path, directory / path.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def _atomic_write(target: Path, write) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

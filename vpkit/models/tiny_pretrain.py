@@ -16,11 +16,8 @@ situation is a model with general quality knowledge meeting a new dataset; this 
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 import random
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -222,12 +219,3 @@ def _pil(array: np.ndarray):
     from PIL import Image
 
     return Image.fromarray(array)
-
-
-def write_json_atomically(data, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        json.dump(data, stream, indent=2)
-        stream.write("\n")
-    os.replace(temporary, path)

@@ -15,8 +15,10 @@ import pandas as pd
 from PIL import Image, features
 from tqdm.auto import tqdm
 
+from vpkit.atomic import write_csv_atomic
+
 from ..specs import SPLIT_NAMES
-from ..splits import split_sizes, write_csv_atomically
+from ..splits import split_sizes
 from ..workers import available_cpus
 from .distortions import LEVELS, TYPE_BY_NAME, TYPES, apply_distortion
 from .references import Reference, reference_images
@@ -60,7 +62,7 @@ def generate(out_root: str | Path, n_refs: int = DEFAULT_N_REFS, distortions: li
         split_of = _reference_split(ref_names, seed)
         frame = pd.DataFrame(rows, columns=["dist_img", "ref_img", "dmos", "var"]).sort_values("dist_img")
         frame["split"] = frame["ref_img"].str.removesuffix(".png").map(split_of)
-        write_csv_atomically(frame, staging / "split_kadid10k.csv")
+        write_csv_atomic(staging / "split_kadid10k.csv", frame)
         settings = {
             "generator": "vpkit.data.synth", "format": SYNTH_FORMAT, "n_refs": n_refs, "distortions": list(names),
             "levels": list(levels), "size": [width, height], "seed": seed, "reference_seed": ref_seed,

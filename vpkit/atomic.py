@@ -1,0 +1,55 @@
+"""Atomic file writes: every result, checkpoint, table and cache manifest goes through here, so a kill never
+leaves a half-written file (write to a temporary file beside the target, then rename over it)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def atomic_replace(path: str | Path, write) -> None:
+    """Write through `write(tmp_path)` into a temporary file beside `path`, then rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    atomic_replace(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with NaN and infinities as None (null), so the JSON files are strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    text = json.dumps(json_safe(data), indent=2, sort_keys=True, default=_json_default, allow_nan=False)
+    write_text_atomic(path, text + "\n")
+
+
+def write_csv_atomic(path: str | Path, frame) -> None:
+    """A pandas DataFrame as CSV, without its index."""
+    atomic_replace(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def _json_default(value: Any):
+    if hasattr(value, "item"):  # numpy and torch scalars
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
