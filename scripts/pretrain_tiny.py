@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from vpkit.atomic import write_json_atomic, write_text_atomic
+from vpkit.data.synth import DEMO_DISTORTIONS
 from vpkit.models import TINY_ASSET_DIR, save_pretrained
 from vpkit.models.tiny_pretrain import PretrainSettings, fixed_check_images, pretrain
 
@@ -55,8 +56,11 @@ Command: `{command}` (file `scripts/pretrain_tiny.py`, logic in `vpkit/models/ti
   ("USER: <|image|>Rate the technical quality of the image. ASSISTANT:") answered at the last position.
 * Loss: mean over score types {', '.join('`' + t + '`' for t in ('good+fine_vs_poor+bad', 'good_vs_bad', 'good_vs_poor', 'fine_vs_poor', 'excellent+good_vs_poor+bad', 'high_vs_low'))}
   of MSE(softmax mass of positive vs negative words, label), plus {s['level_loss_weight']} x cross-entropy of the
-  five Q-Align level words (excellent, good, fair, poor, bad) to a soft target centred on the label.
-* Optimiser: AdamW, lr {s['lr']}, weight decay {s['weight_decay']}, cosine schedule, batch {s['batch_size']},
+  five Q-Align level words (excellent, good, fair, poor, bad) to a soft target centred on the label, plus
+  {s['probe_loss_weight']} x MSE of a linear probe on the mean vision token (thrown away after; it speeds up the vision
+  encoder's learning).
+* Optimiser: AdamW, lr {s['lr']}, weight decay {s['weight_decay']}, {s['warmup_steps']} warm-up steps then cosine decay,
+  batch {s['batch_size']},
   {s['epochs']} epochs, random horizontal flips, seed {s['seed']}.
 * Run: {report['seconds']:.0f} s on {report['threads']} CPU threads, torch {report['torch']}, {platform.machine()}.
 
@@ -64,8 +68,12 @@ Command: `{command}` (file `scripts/pretrain_tiny.py`, logic in `vpkit/models/ti
 
 | check | SRCC | PLCC |
 | --- | --- | --- |
-| seen distortions (blur, noise), held-out references, test split | {seen['srcc']:.3f} | {seen['plcc']:.3f} |
+| seen distortion types (brightness, colour), held-out references, test split | {seen['srcc']:.3f} | {seen['plcc']:.3f} |
 | **unseen** distortion types (`DEMO_DISTORTIONS`) on unseen references, zero-shot | {unseen['srcc']:.3f} | {unseen['plcc']:.3f} |
+
+The unseen types are `DEMO_DISTORTIONS` ({', '.join(DEMO_DISTORTIONS)}): they change the same kind of global
+statistics as the pretraining types, which is why the model ranks them a little. It has **not** learned blur,
+noise or compression (attempts and measurements: the docstring of `vpkit/models/tiny_pretrain.py`).
 
 Last epoch: loss {last['loss']:.4f}, validation SRCC {last['val_srcc']:.3f}.
 Training history and all metrics: `pretraining.json`.

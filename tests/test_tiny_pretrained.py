@@ -1,9 +1,14 @@
 """The shipped `tiny` weights: they load, they reproduce their recorded scores, and they know something."""
 import json
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from vpkit.data import prepare_image
+from vpkit.data.synth import PRETRAIN_DISTORTIONS, apply_distortion, reference_images
+from vpkit.metrics import srcc
 from vpkit.models import TINY_ASSET_DIR, load_scorer
 from vpkit.models.tiny_pretrain import LEVEL_CENTRES, PretrainingLoss, fixed_check_images, level_targets
 
@@ -31,13 +36,31 @@ def test_shipped_weights_reproduce_recorded_scores(tiny):
     assert torch.allclose(scores, torch.tensor(recorded["scores"]), atol=recorded["tolerance"], rtol=0)
 
 
+def _mild_and_strong_versions(size: int) -> tuple[torch.Tensor, np.ndarray]:
+    """Six new procedural references, each pretraining type at level 1 and level 5: (images, levels)."""
+    references = reference_images(6, (size + size // 4, size), seed=777, photos=False)
+    rng = np.random.default_rng(0)
+    images, levels = [], []
+    for reference in references:
+        for name in PRETRAIN_DISTORTIONS:
+            for level in (1, 5):
+                distorted = apply_distortion(name, reference.image, level, rng)
+                images.append(prepare_image(Image.fromarray(distorted), size))
+                levels.append(level)
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255, np.array(levels)
+
+
 def test_pretrained_weights_rank_what_they_were_taught(tiny):
-    """The pristine image scores above its strongly darkened, desaturated and brightened versions (types seen in
-    pretraining); the random preset gives other scores."""
+    """On references it never saw, the toy scores mild versions of its pretraining types above strong ones
+    (measured SRCC ~0.55 for the shipped weights, ~-0.06 for the random preset); one image may be misranked,
+    so the check is statistical."""
+    images, levels = _mild_and_strong_versions(tiny.image_size)
     with torch.no_grad():
-        scores = tiny(fixed_check_images(tiny.image_size))
-    assert (scores[0] > scores[1:]).all()
-    assert not torch.allclose(scores, load_scorer("tiny-random")(fixed_check_images(tiny.image_size)))
+        trained = tiny(images).numpy()
+        untrained = load_scorer("tiny-random")(images).numpy()
+    assert srcc(trained, -levels) > 0.4
+    assert trained[levels == 1].mean() > trained[levels == 5].mean()
+    assert srcc(untrained, -levels) < 0.2
 
 
 def test_level_targets_are_distributions_peaked_at_the_label():

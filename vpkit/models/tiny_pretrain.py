@@ -5,14 +5,22 @@ situation is a model with general quality knowledge meeting a new dataset; this 
 
 * the tiny architecture (`vpkit.models.tiny`, the real mPLUG-Owl2 code at toy sizes) is trained end to end,
   every weight, on generated images of six KADID types from the brightness-change and colour families
-  (`PRETRAIN_DISTORTIONS`) made from procedural references (`PRETRAIN_REFERENCE_SEED`, no photographs).
-  Blur and noise were tried first: on 2 CPU cores the toy ViT had not learned them after ~1,900 steps
-  (held-out SRCC ~0.1), while global statistics it learns in a few minutes;
+  (`PRETRAIN_DISTORTIONS`) made from 200 procedural references (`PRETRAIN_REFERENCE_SEED`, no photographs);
 * it answers the paper's question with its own language head: the loss asks the last-position logits of the
   score words to give the right quality (MSE of several score types' softmax mass against the label) and to
   put the five Q-Align level words in order (cross-entropy to a soft level target);
-* the demo then evaluates it on ten distortion types (`DEMO_DISTORTIONS`) and references (photographs and
+* the demo then evaluates it on five distortion types (`DEMO_DISTORTIONS`) and references (photographs and
   procedural images from another seed) it never saw, which is where a prompt has something to adapt.
+
+What did not work, measured on 2 CPU cores (so that nobody repeats it blindly):
+* learning rates of 5e-4 and above: the toy ViT collapses to the mean label within ~50 steps (even on a single
+  batch of noisy grey images, which it fits at 1e-4); 2.5e-4 with a short warm-up is stable;
+* 48 references: the model memorises them (training loss falls, validation SRCC does not); 200 generalise better
+  (held-out SRCC 0.44 against 0.35 after the same time);
+* blur and noise types: after 800 steps the ViT's held-out SRCC stayed below 0.25 at 224 px / 28 px patches,
+  at 112 px / 14 px and 7 px patches, with a DCT initialisation of the patch embedding and with an auxiliary
+  regression of hand-made sharpness features, while an MLP on multi-scale Laplacian statistics reaches 0.87:
+  the non-monotone cue (too little or too much high frequency is bad) is slow for a ViT this small.
 """
 from __future__ import annotations
 
@@ -42,15 +50,22 @@ LEVEL_WIDTH = 0.12  # spread of the soft level target around the label
 class PretrainSettings:
     """Everything that decides the shipped weights (recorded in the model card)."""
 
-    n_refs: int = 48
-    epochs: int = 20
+    n_refs: int = 200  # fewer are memorised (see the module docstring)
+    epochs: int = 5
     batch_size: int = 16
-    lr: float = 5e-4  # a ViT needs ~1,500 steps to pick up sharpness and noise; higher rates collapse to the mean
+    lr: float = 2.5e-4  # 5e-4 and above collapse the toy ViT to the mean label
+    warmup_steps: int = 100
     weight_decay: float = 0.01
     level_loss_weight: float = 0.3
     seed: int = 0
     probe_loss_weight: float = 1.0
     eval_n_refs: int = 24  # references of the unseen-distortion check (the demo set's recipe, smaller)
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
+    """Learning-rate factor: linear warm-up over `warmup_steps`, then cosine decay to 0 at `total_steps`."""
+    warmup = min(1.0, (step + 1) / max(1, warmup_steps))
+    return warmup * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
 
 
 def level_targets(labels: Tensor, centres: Tensor) -> Tensor:
@@ -163,8 +178,8 @@ def pretrain(settings: PretrainSettings, work_dir: Path, log=print):
     loader = make_loader(table, "train", scorer.image_size, settings.batch_size, train=True, num_workers=0,
                          seed=settings.seed, drop_last=True, cache_dir=work_dir / "cache", progress=False)
     total_steps = settings.epochs * len(loader)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: warmup_cosine(step, settings.warmup_steps,
+                                                                                     total_steps))
     history = []
     for epoch in range(settings.epochs):
         scorer.train()

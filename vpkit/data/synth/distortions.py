@@ -354,14 +354,15 @@ FAMILIES: dict[str, tuple[str, ...]] = {}
 for _t in TYPES:
     FAMILIES[_t.family] = FAMILIES.get(_t.family, ()) + (_t.name,)
 
-# The `tiny` toy scorer is pretrained on six brightness and colour types (global image statistics, which a toy
-# ViT learns in minutes on a CPU; blur and noise it had not learned after ~1,900 steps, see
-# vpkit/models/tiny_pretrain.py). The demo evaluates on ten types it never saw: the rest of those two families
-# (mean shift, saturation 2), contrast and quantisation changes, and blur, noise, compression and spatial types.
+# The `tiny` toy scorer is pretrained on six brightness and colour types: global image statistics, which a toy
+# ViT learns in minutes on a CPU. Blur and noise it does not: measured, its held-out SRCC on them stayed below
+# 0.25 after 800 steps at 112 or 224 px, with several inits (see vpkit/models/tiny_pretrain.py).
+# The demo evaluates on five types it never saw that act on the same kind of statistics (mean shift, saturation 2,
+# contrast change, quantisation, colour block): zero-shot it ranks them a little, which leaves a prompt something
+# to adapt, as in the paper. Types whose cues it never learned (blur, noise, compression) would only add noise.
 PRETRAIN_DISTORTIONS: tuple[str, ...] = (
     "brighten", "darken", "color_shift", "color_saturation_1", "color_quantization", "color_diffusion",
 )
 DEMO_DISTORTIONS: tuple[str, ...] = (
-    "mean_shift", "color_saturation_2", "contrast_change", "quantization", "high_sharpen", "color_block",
-    "jpeg", "pixelate", "gaussian_blur", "white_noise",
+    "mean_shift", "color_saturation_2", "contrast_change", "quantization", "color_block",
 )

@@ -26,8 +26,8 @@ from .scores import CURVE_WEIGHT, synthetic_dmos, synthetic_var
 
 SYNTH_FORMAT = 1
 DEFAULT_SIZE = (288, 224)  # W x H: the default 224 px model sees these almost unscaled
-DEFAULT_N_REFS = 40
-SMALL_N_REFS = 8
+DEFAULT_N_REFS = 160  # x 5 demo types x 5 levels = 4,000 images; 16 references (400 images) in test
+SMALL_N_REFS = 16
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 DEMO_REFERENCE_SEED = 0
 PRETRAIN_REFERENCE_SEED = 1000  # the pretraining set's references never appear in the demo set
