@@ -11,17 +11,31 @@ from typing import Any
 
 
 def atomic_replace(path: str | Path, write) -> None:
-    """Write through `write(tmp_path)` into a temporary file beside `path`, then rename it over `path`."""
+    """Write through `write(tmp_path)` into a temporary file beside `path`, then rename it over `path`.
+
+    The data reach the disk before the rename (fsync), so a crash leaves the old file or the new one, never an
+    empty one. The file gets the permissions a plain `open()` would give it (mkstemp's are 0600, which would hide
+    results from the rest of a group), or keeps those of the file it replaces."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     try:
         write(tmp)
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else _new_file_mode())
+        with open(tmp, "rb") as written:
+            os.fsync(written.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _new_file_mode() -> int:
+    """0o666 less the process umask (reading the umask means setting it; it is put straight back)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

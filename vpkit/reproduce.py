@@ -236,8 +236,8 @@ def notebook_settings(*, progress: bool = True, **parameters) -> Settings:
 
 
 def ensure_demo_data(root: Path, progress: bool = True) -> Path:
-    """The synthetic KADID-style demo set under `root` (40 references x 10 demo distortions x 5 levels, so the
-    held-out test split has 4 references and 200 images), made if absent."""
+    """The synthetic KADID-style demo set under `root` (160 references x 5 demo distortions x 5 levels, so the
+    held-out test split has 16 references and 400 images), made if absent."""
     from vpkit.data.synth import DEFAULT_N_REFS, DEMO_DISTORTIONS, generate
 
     if not (root / "kadid10k" / "synthetic.json").is_file():  # the set is moved into place whole
