@@ -184,3 +184,15 @@ def test_load_scorer_errors(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "qwen2"}')
     with pytest.raises(ValueError, match="qwen2"):
         load_scorer(tmp_path)
+
+
+def test_scoring_with_a_prompt_compiles_as_one_graph():
+    """torch.compile (train --compile) gets the whole prompt -> score path as one graph: no branch on a tensor's
+    value and no tensor of data-dependent size in the forward pass (the layout precomputes both)."""
+    import torch._dynamo
+
+    scorer = load_scorer("tiny-random")
+    prompter = build_prompter("padding", 15, "add", image_size=scorer.image_size)
+    scorer.layout(2)
+    explanation = torch._dynamo.explain(lambda images: scorer(images, prompter))(torch.rand(2, 3, 224, 224))
+    assert (explanation.graph_count, explanation.graph_break_count) == (1, 0), explanation.break_reasons

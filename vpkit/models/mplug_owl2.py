@@ -265,10 +265,12 @@ class ModalityRouting:
     text_rows: Tensor  # flat row indices (B*T) of text tokens
     visual_rows: Tensor  # flat row indices of visual tokens
 
-    @classmethod
-    def from_indicators(cls, indicators: Tensor) -> ModalityRouting:
+    @staticmethod
+    def rows(indicators: Tensor) -> tuple[Tensor, Tensor]:
+        """(text rows, visual rows) of the flattened [B, T] indicators. Data-dependent shapes, so it runs when
+        the layout is built, not in the forward pass (it would break a torch.compile graph there)."""
         flat = indicators.reshape(-1)
-        return cls(indicators.unsqueeze(-1).bool(), (flat == 0).nonzero().squeeze(1), (flat == 1).nonzero().squeeze(1))
+        return (flat == 0).nonzero().squeeze(1), (flat == 1).nonzero().squeeze(1)
 
 
 class LlamaRMSNorm(nn.Module):
@@ -409,6 +411,11 @@ class MultimodalLayout:
     image_rows: Tensor  # [B, T] row into the flattened image features at visual positions, 0 elsewhere
     filler: Tensor  # [B, T] bool: alignment padding added when samples expand to different lengths
     num_images: int
+    # Decided here, from the ids, so that the forward pass never branches on a tensor's value nor makes a tensor
+    # of data-dependent size (each a graph break under torch.compile).
+    has_padding: bool
+    text_rows: Tensor  # flat (B*T) row indices of text tokens
+    visual_rows: Tensor  # flat row indices of visual tokens
 
     def to(self, device: torch.device | str) -> MultimodalLayout:
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -462,7 +469,10 @@ def build_layout(input_ids: Tensor, attention_mask: Tensor | None, tokens_per_im
         return torch.tensor([r[index] + [fill] * (length - len(r[index])) for r in rows], dtype=torch.long)
 
     filler = torch.tensor([[False] * len(r[0]) + [True] * (length - len(r[0])) for r in rows])
-    return MultimodalLayout(padded(0, 0), padded(1, 0), padded(2, 0), padded(3, 0), filler, image_index)
+    modality, key_mask = padded(1, 0), padded(2, 0)
+    text_rows, visual_rows = ModalityRouting.rows(modality)
+    return MultimodalLayout(padded(0, 0), modality, key_mask, padded(3, 0), filler, image_index,
+                            has_padding=not bool(key_mask.all()), text_rows=text_rows, visual_rows=visual_rows)
 
 
 # ===================================================================== model
@@ -593,14 +603,15 @@ class MPLUGOwl2ForCausalLM(nn.Module):
         embeds = torch.where(layout.modality_indicators.unsqueeze(-1).bool(), visual, text)
         return embeds.masked_fill(layout.filler.unsqueeze(-1), 0.0)
 
-    def _attention_bias(self, key_mask: Tensor, dtype: torch.dtype) -> Tensor | None:
+    def _attention_bias(self, layout: MultimodalLayout, dtype: torch.dtype) -> Tensor | None:
         """None (plain causal SDPA) without padding; else an additive causal + key-padding mask.
 
         Masked entries get the dtype's most negative finite value rather than -inf, as the reference, so a
         query row with no valid key (left padding) stays finite.
         """
-        if bool(key_mask.all()):
+        if not layout.has_padding:
             return None
+        key_mask = layout.attention_mask
         length = key_mask.shape[1]
         causal = torch.ones(length, length, dtype=torch.bool, device=key_mask.device).tril()
         allowed = causal.unsqueeze(0) & key_mask.bool()[:, None, :]
@@ -609,9 +620,9 @@ class MPLUGOwl2ForCausalLM(nn.Module):
 
     def decode(self, inputs_embeds: Tensor, layout: MultimodalLayout) -> Tensor:
         """LLM layers over the expanded sequence; hidden states before the final norm."""
-        routing = ModalityRouting.from_indicators(layout.modality_indicators)
+        routing = ModalityRouting(layout.modality_indicators.unsqueeze(-1).bool(), layout.text_rows, layout.visual_rows)
         rotary = self.model.rotary_emb(inputs_embeds.shape[1], inputs_embeds.dtype)
-        mask = self._attention_bias(layout.attention_mask, inputs_embeds.dtype)
+        mask = self._attention_bias(layout, inputs_embeds.dtype)
         hidden = inputs_embeds
         use_checkpointing = self._checkpointing_now()
         for layer in self.model.layers:
