@@ -89,6 +89,17 @@ def test_prompt_type_table_holds_addition_runs_and_reported_numbers_only(runs_di
     assert np.isnan(grid.loc["padding 30 px", "koniq"])
 
 
+def test_prompt_type_table_and_grid_put_the_zero_shot_baseline_first(runs_dir, paper):
+    zero_shot = pd.DataFrame({"dataset": ["kadid", "koniq"], "score_type": ["good+fine_vs_poor+bad"] * 2,
+                              "srcc": [0.1, 0.2], "plcc": [0.15, 0.25]})
+    table = tables.prompt_type_table(tables.run_results(runs_dir), paper, zero_shot)
+    assert set(table["experiment"]) == {"zero-shot", 4, 5, 6, 10, 13}
+    grid = tables.srcc_grid(table)
+    assert grid.index[0] == "none (zero-shot)"
+    assert grid.loc["none (zero-shot)"].tolist()[:2] == pytest.approx([0.1, 0.2])
+    assert grid.loc["padding 30 px", "kadid"] == pytest.approx(0.50)
+
+
 def test_add_vs_mul_pairs_each_mul_with_its_add(runs_dir, paper):
     table = tables.add_vs_mul_table(tables.run_results(runs_dir), paper).set_index("experiment_mul")
     assert sorted(table.index) == [22, 25]  # pairs with a run: padding 30 (4/22), centre patch 30 (10/25)

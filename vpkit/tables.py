@@ -22,6 +22,7 @@ PAPER_RESULTS_COLUMNS = ("experiment", "dataset", "prompt", "size", "mode", "src
                          "source")
 NOT_AVAILABLE = "n/a"
 ZERO_SHOT = "zero-shot"
+ZERO_SHOT_PROMPT = "none (zero-shot)"
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -112,16 +113,14 @@ def dataset_summary(found: dict) -> pd.DataFrame:
 def padding_table(results: pd.DataFrame, paper: pd.DataFrame, zero_shot: pd.DataFrame | None = None) -> pd.DataFrame:
     """30 px padding + addition on each dataset (the paper's headline), with a zero-shot row per dataset."""
     numbers = _experiments(lambda e: e.prompt_type == "padding" and e.size == 30 and e.mode == "add")
-    table = _compare(numbers, results, paper)
-    if zero_shot is not None and not zero_shot.empty:
-        table = pd.concat([table, _zero_shot_rows(zero_shot, table.columns)], ignore_index=True)
-        table["parameters"] = table["parameters"].astype("Int64")
-    return _sorted(table)
+    return _sorted(_with_zero_shot(_compare(numbers, results, paper), zero_shot))
 
 
-def prompt_type_table(results: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
-    """SRCC and PLCC of every prompt type and size (addition) on every dataset."""
-    return _sorted(_compare(_experiments(lambda e: e.mode == "add"), results, paper))
+def prompt_type_table(results: pd.DataFrame, paper: pd.DataFrame, zero_shot: pd.DataFrame | None = None
+                      ) -> pd.DataFrame:
+    """SRCC and PLCC of every prompt type and size (addition) on every dataset, with a zero-shot row per dataset
+    when `zero_shot` is given (the baseline each prompt has to beat)."""
+    return _sorted(_with_zero_shot(_compare(_experiments(lambda e: e.mode == "add"), results, paper), zero_shot))
 
 
 def add_vs_mul_table(results: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
@@ -155,10 +154,12 @@ _ADD_MUL_COLUMNS = ["dataset", "prompt", "size", "experiment_add", "experiment_m
 
 
 def srcc_grid(table: pd.DataFrame) -> pd.DataFrame:
-    """prompt_type_table as prompt x dataset of our SRCC (for display and heat maps)."""
-    ours = table[table["experiment"] != ZERO_SHOT].drop_duplicates("experiment")
+    """prompt_type_table as prompt x dataset of our SRCC (for display and heat maps); the zero-shot row, if the
+    table has one, comes first."""
+    ours = table.drop_duplicates(["experiment", "dataset"])
     grid = ours.pivot_table(index="prompt", columns="dataset", values="srcc", aggfunc="first", dropna=False)
-    return grid.reindex(columns=[d for d in ("kadid", "koniq", "agiqa") if d in grid.columns])
+    order = sorted(grid.index, key=lambda prompt: (prompt != ZERO_SHOT_PROMPT, prompt))
+    return grid.reindex(index=order, columns=[d for d in ("kadid", "koniq", "agiqa") if d in grid.columns])
 
 
 # ----------------------------------------------------------------------------- output
@@ -240,8 +241,16 @@ def _reported(source) -> dict:
             "paper_parameters": source["parameters_reported"], "source": source["source"]}
 
 
+def _with_zero_shot(table: pd.DataFrame, zero_shot: pd.DataFrame | None) -> pd.DataFrame:
+    if zero_shot is None or zero_shot.empty:
+        return table
+    table = pd.concat([table, _zero_shot_rows(zero_shot, table.columns)], ignore_index=True)
+    table["parameters"] = table["parameters"].astype("Int64")
+    return table
+
+
 def _zero_shot_rows(zero_shot: pd.DataFrame, columns) -> pd.DataFrame:
-    rows = [{"experiment": ZERO_SHOT, "dataset": row["dataset"], "prompt": "none (zero-shot)", "mode": "",
+    rows = [{"experiment": ZERO_SHOT, "dataset": row["dataset"], "prompt": ZERO_SHOT_PROMPT, "mode": "",
              "status": "evaluated", "srcc": row["srcc"], "plcc": row["plcc"], "parameters": 0,
              "parameters_448": 0} for _, row in zero_shot.iterrows()]
     return pd.DataFrame(rows, columns=columns)
