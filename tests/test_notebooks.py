@@ -146,8 +146,8 @@ def test_paper_tables_rebuilt_from_the_runs(executed):
     assert kadid["srcc"].tolist() == pytest.approx([run_srcc] * 2)
     assert padding[padding["experiment"] == "zero-shot"]["dataset"].tolist() == ["kadid"]
     prompt_types = read_table(executed, "table_prompt_types.csv")
-    assert {4, 10, 19} <= set(prompt_types["experiment"])
-    assert prompt_types.loc[prompt_types["experiment"] == 19, "paper_srcc"].isna().all()  # not published
+    assert {"zero-shot", "4", "10", "19"} <= set(prompt_types["experiment"])  # the baseline row included
+    assert prompt_types.loc[prompt_types["experiment"] == "19", "paper_srcc"].isna().all()  # not published
     add_mul = read_table(executed, "table_add_vs_mul.csv")
     assert add_mul["experiment_mul"].tolist() == [22, 25, 31] and add_mul["srcc_mul"].isna().all()
 
