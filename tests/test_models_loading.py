@@ -16,6 +16,7 @@ from vpkit.models import (
     save_pretrained,
     tiny_config,
 )
+from vpkit.models.processor import ReferenceImageProcessor
 
 
 @pytest.fixture(scope="module")
@@ -185,3 +186,13 @@ def test_config_defaults_are_the_7b_sizes():
     config = MPLUGOwl2Config.from_dict({"model_type": "mplug_owl2"})
     assert (config.hidden_size, config.num_hidden_layers, config.vocab_size) == (4096, 32, 32000)
     assert (config.vision.image_size, config.vision.num_positions, config.num_visual_tokens) == (448, 1025, 65)
+
+
+@pytest.mark.parametrize("read, name", [(MPLUGOwl2Config.from_json_file, "config.json"),
+                                        (ReferenceImageProcessor.from_json_file, "preprocessor_config.json")])
+def test_model_folder_json_errors_name_the_file(tmp_path, read, name):
+    with pytest.raises(FileNotFoundError, match=f"{name} not found"):
+        read(tmp_path / name)
+    (tmp_path / name).write_text("{not json")
+    with pytest.raises(ValueError, match=f"{name}: not valid JSON"):
+        read(tmp_path / name)

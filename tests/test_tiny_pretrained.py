@@ -4,13 +4,17 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from vpkit.data import prepare_image
 from vpkit.data.synth import PRETRAIN_DISTORTIONS, apply_distortion, reference_images
 from vpkit.metrics import srcc
 from vpkit.models import TINY_ASSET_DIR, load_scorer
-from vpkit.models.tiny_pretrain import LEVEL_CENTRES, PretrainingLoss, fixed_check_images, level_targets
+from vpkit.models.tiny_pretrain import (
+    LEVEL_CENTRES,
+    PretrainingLoss,
+    fixed_check_images,
+    level_targets,
+    model_input,
+)
 
 RECORDED = TINY_ASSET_DIR / "recorded_scores.json"
 
@@ -40,14 +44,10 @@ def _mild_and_strong_versions(size: int) -> tuple[torch.Tensor, np.ndarray]:
     """Six new procedural references, each pretraining type at level 1 and level 5: (images, levels)."""
     references = reference_images(6, (size + size // 4, size), seed=777, photos=False)
     rng = np.random.default_rng(0)
-    images, levels = [], []
-    for reference in references:
-        for name in PRETRAIN_DISTORTIONS:
-            for level in (1, 5):
-                distorted = apply_distortion(name, reference.image, level, rng)
-                images.append(prepare_image(Image.fromarray(distorted), size))
-                levels.append(level)
-    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255, np.array(levels)
+    cases = [(reference.image, name, level) for reference in references for name in PRETRAIN_DISTORTIONS
+             for level in (1, 5)]
+    images = [apply_distortion(name, image, level, rng) for image, name, level in cases]
+    return model_input(images, size), np.array([level for _, _, level in cases])
 
 
 def test_pretrained_weights_rank_what_they_were_taught(tiny):

@@ -23,6 +23,17 @@ class ConfigError(ValueError):
     """A config.json that this implementation cannot build a model from."""
 
 
+def read_json_file(path: str | Path, missing: str) -> Any:
+    """A model folder's JSON file; FileNotFoundError "<path>: <missing>" if absent, ConfigError if not JSON."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: {missing}") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}: not valid JSON ({err})") from None
+
+
 @dataclass
 class VisionConfig:
     """ViT encoder (`visual_config.visual_model`)."""
@@ -195,14 +206,8 @@ class MPLUGOwl2Config:
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> MPLUGOwl2Config:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: config.json not found; the model folder needs the checkpoint's "
-                                    "config.json next to its weights") from None
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{path}: not valid JSON ({err})") from None
+        data = read_json_file(path, "config.json not found; the model folder needs the checkpoint's config.json "
+                                    "next to its weights")
         return cls.from_dict(data, source=str(path))
 
     def to_dict(self) -> dict[str, Any]:

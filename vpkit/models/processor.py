@@ -8,13 +8,14 @@ The reference's `process_images` applies one of three pre-steps, chosen by `imag
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from .mplug_owl2_config import read_json_file
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -33,12 +34,7 @@ class ReferenceImageProcessor:
     def from_json_file(cls, path: str | Path) -> ReferenceImageProcessor:
         """Read a `preprocessor_config.json` (legacy CLIPFeatureExtractor or CLIPImageProcessor format)."""
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: preprocessor_config.json not found") from None
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err})") from None
+        data = read_json_file(path, "preprocessor_config.json not found")
         return cls(size=_edge(data.get("size", 448), "shortest_edge", path, "size"),
                    crop_size=_edge(data.get("crop_size", 448), "height", path, "crop_size"),
                    resample=int(data.get("resample", Image.Resampling.BICUBIC)),
