@@ -29,7 +29,7 @@ def epoch_rate(loader, epochs: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n-refs", type=int, default=8, help="references; images = refs x len(DEMO_DISTORTIONS) types x 5 levels")
+    parser.add_argument("--n-refs", type=int, default=8, help=f"references; images = refs x {len(DEMO_DISTORTIONS)} types x 5 levels")
     parser.add_argument("--image-size", type=int, default=448)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=None, help="default: from the CPU count")

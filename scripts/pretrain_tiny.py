@@ -59,9 +59,8 @@ Command: `{command}` (file `scripts/pretrain_tiny.py`, logic in `vpkit/models/ti
   five Q-Align level words (excellent, good, fair, poor, bad) to a soft target centred on the label, plus
   {s['probe_loss_weight']} x MSE of a linear probe on the mean vision token (thrown away after; it speeds up the vision
   encoder's learning).
-* Optimiser: AdamW, lr {s['lr']}, weight decay {s['weight_decay']}, {s['warmup_steps']} warm-up steps then cosine decay,
-  batch {s['batch_size']},
-  {s['epochs']} epochs, random horizontal flips, seed {s['seed']}.
+* Optimiser: AdamW, lr {s['lr']}, weight decay {s['weight_decay']}, {s['warmup_steps']} warm-up steps then cosine
+  decay, batch {s['batch_size']}, {s['epochs']} epochs, random horizontal flips, seed {s['seed']}.
 * Run: {report['seconds']:.0f} s on {report['threads']} CPU threads, torch {report['torch']}, {platform.machine()}.
 
 ## What it knows (measured by the command above)

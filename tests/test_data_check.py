@@ -170,6 +170,19 @@ def test_register_adds_data_check_and_synth(tmp_path, capsys):
     assert callable(synth.func) and synth.small
 
 
+def test_synth_help_states_the_real_defaults(capsys):
+    """The help is written without importing the generator (slow); it must not drift from its constants."""
+    from vpkit.data.synth import DEFAULT_N_REFS, DEMO_DISTORTIONS, SMALL_N_REFS
+
+    parser = argparse.ArgumentParser(prog="vpkit")
+    register(parser.add_subparsers(dest="command"))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["data", "synth", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"(default {DEFAULT_N_REFS})" in text and f"{SMALL_N_REFS} references" in text
+    assert f"the {len(DEMO_DISTORTIONS)} types the tiny model never saw" in text
+
+
 def test_cli_exit_codes(tmp_path, capsys):
     make_kadid(tmp_path)
     (tmp_path / "kadid10k" / "images" / "I01_01_01.png").unlink()

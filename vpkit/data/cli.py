@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     synth = commands.add_parser("synth", help="generate the synthetic KADID-style demo set in OUT/kadid10k/")
     synth.add_argument("out", help="output root; the set is written to OUT/kadid10k/")
     synth.add_argument("--small", action="store_true", help="16 references, 400 images (for CI and quick tries)")
-    synth.add_argument("--n-refs", type=int, help="number of reference images (default 40)")
+    synth.add_argument("--n-refs", type=int, help="number of reference images (default 160)")
     synth.add_argument("--distortions", default="demo",
                        help="demo (default: the 5 types the tiny model never saw), pretrain (6 brightness/colour types), all, or names a,b,c")
     synth.add_argument("--levels", default="1,2,3,4,5", help="comma-separated levels 1..5")
