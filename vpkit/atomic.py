@@ -9,6 +9,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+TEMP_SUFFIX = ".tmp"
+
+
+def leftover_temp_files(folder: str | Path, name_pattern: str) -> list[Path]:
+    """The temporary files a killed `atomic_replace` left in `folder` for targets matching `name_pattern`
+    (a glob, e.g. "epoch-*.safetensors"): `.NAME.<random>.tmp`. Only the writer of `folder` may remove them
+    (another live writer's file looks the same)."""
+    return sorted(Path(folder).glob(f".{name_pattern}.*{TEMP_SUFFIX}"))
+
 
 def atomic_replace(path: str | Path, write) -> None:
     """Write through `write(tmp_path)` into a temporary file beside `path`, then rename it over `path`.
@@ -18,7 +27,7 @@ def atomic_replace(path: str | Path, write) -> None:
     results from the rest of a group), or keeps those of the file it replaces."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(handle)
     try:
         write(tmp)

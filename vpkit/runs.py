@@ -10,6 +10,9 @@ A run folder holds
     trainer-state-NN.pt    optimizer, grad-scaler and RNG states after epoch NN, for an exact resume
     test.json              test metrics of the best prompt
     predictions.csv        name, mos, label, score on the test split
+    data.json              what the run trained on: dataset, root, layout, split, fingerprint of the image list
+    data-images.csv        that image list: name, split, label of every image the run used
+    .vpkit.lock            the OS lock of the process that owns the folder (.vpkit-owner.json says who)
 
 `state.json` is written last in each epoch, so a run killed at any point resumes from the last epoch
 that `state.json` names.
@@ -17,9 +20,15 @@ that `state.json` names.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import os
 import shutil
-from collections.abc import Iterable
+import socket
+import sys
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,12 +36,15 @@ from typing import Any
 import pandas as pd
 import torch
 import yaml
-from safetensors.torch import load_file, safe_open, save_file
+from filelock import FileLock, Timeout
+from safetensors.torch import load_file, safe_open
+from safetensors.torch import save as safetensors_bytes
 
 from vpkit.atomic import (
     _json_default,
     atomic_replace,
     json_safe,
+    leftover_temp_files,
     write_csv_atomic,
     write_json_atomic,
     write_text_atomic,
@@ -45,6 +57,8 @@ STATE_FILE = "state.json"
 BEST_CHECKPOINT = "best.safetensors"
 TEST_FILE = "test.json"
 PREDICTIONS_FILE = "predictions.csv"
+DATA_FILE = "data.json"
+DATA_IMAGES_FILE = "data-images.csv"
 RUN_FILES = (
     CONFIG_FILE,
     METRICS_CSV,
@@ -53,14 +67,106 @@ RUN_FILES = (
     BEST_CHECKPOINT,
     TEST_FILE,
     PREDICTIONS_FILE,
+    DATA_FILE,
+    DATA_IMAGES_FILE,
 )
-# What collect_runs reports of test.json (as test_<key>); None there is a metric that could not be computed.
-TEST_SUMMARY_KEYS = ("srcc", "plcc", "krcc", "plcc_logistic4", "plcc_logistic5", "n_images")
+# What collect_runs reports of test.json (as test_<key>); None there is a metric that could not be computed,
+# and undefined_reason says why the test correlations could not be computed at all (e.g. constant scores).
+TEST_SUMMARY_KEYS = (
+    "srcc", "plcc", "krcc", "plcc_logistic4", "plcc_logistic5", "n_images", "undefined_reason"
+)
 RUN_FILE_PATTERNS = ("epoch-*.safetensors", "trainer-state-*.pt")
+LOCK_FILE = ".vpkit.lock"
+OWNER_FILE = ".vpkit-owner.json"
 
 
 class RunFolderError(RuntimeError):
     """A run folder is missing, incomplete, or would be overwritten."""
+
+
+class RunFolderBusy(RunFolderError):
+    """Another process owns the run folder."""
+
+
+# ------------------------------------------------------------------------- owning a run folder
+
+_held: dict[Path, int] = {}  # run folders this process owns -> nesting depth (a lock taken again is a no-op)
+
+
+@contextlib.contextmanager
+def lock_run_dir(run_dir: str | Path) -> Iterator[Path]:
+    """Own `run_dir` while the block runs: nothing else may write it meanwhile.
+
+    An OS file lock (`.vpkit.lock` inside the folder) that the OS releases when the process dies, so a killed
+    run never leaves a stale lock. A second owner fails at once with RunFolderBusy naming the first (pid, host,
+    command, from `.vpkit-owner.json`). The folder is made when missing; if the block then leaves nothing in it
+    (a start that failed before writing anything), the folders made here are removed again.
+    """
+    run_dir = Path(run_dir)
+    key = run_dir.absolute()
+    if key in _held:
+        _held[key] += 1
+        try:
+            yield run_dir
+        finally:
+            _held[key] -= 1
+        return
+    made = _make_run_dir(run_dir)
+    lock = FileLock(str(run_dir / LOCK_FILE), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunFolderBusy(
+            f"{run_dir}: in use by {_owner_text(run_dir)}; wait for it to finish, or use another run folder "
+            "(--out)"
+        ) from None
+    try:
+        write_json_atomic(run_dir / OWNER_FILE, _owner_record())
+        _held[key] = 1
+        yield run_dir
+    finally:
+        _held.pop(key, None)
+        (run_dir / OWNER_FILE).unlink(missing_ok=True)
+        if made and {path.name for path in run_dir.iterdir()} <= {LOCK_FILE}:
+            (run_dir / LOCK_FILE).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                for folder in made:  # innermost first; stops at the first that is not empty
+                    folder.rmdir()
+        lock.release()
+
+
+def _make_run_dir(run_dir: Path) -> list[Path]:
+    """Make `run_dir` (and missing parents); the folders made, innermost first."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunFolderError(f"{run_dir}: is a file, not a folder; give another run folder (--out)")
+    made, folder = [], run_dir
+    while not folder.exists() and folder != folder.parent:
+        made.append(folder)
+        folder = folder.parent
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunFolderError(
+            f"{run_dir}: cannot make the run folder ({error.strerror or error}); give another run folder (--out)"
+        ) from None
+    return made
+
+
+def _owner_record() -> dict:
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "python",
+        "since": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def _owner_text(run_dir: Path) -> str:
+    try:
+        owner = json.loads((run_dir / OWNER_FILE).read_text())
+        return f"pid {owner['pid']} on {owner['host']} (`{owner['command']}`, since {owner['since']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process (it has not recorded who it is yet)"
 
 
 # ------------------------------------------------------------------------- atomic writes
@@ -79,13 +185,31 @@ def epoch_checkpoint_name(epoch: int) -> str:
 
 
 def save_prompt_checkpoint(path: str | Path, state_dict: dict, metadata: dict) -> None:
-    """Save a prompt state dict (paper key names) with string-encoded metadata, atomically."""
+    """Save a prompt state dict (paper key names) with string-encoded metadata, atomically.
+
+    The same prompt and metadata give the same bytes, so checkpoints can be compared by hash."""
     tensors = {key: value.detach().to("cpu", torch.float32).contiguous() for key, value in state_dict.items()}
     text_metadata = {
-        key: value if isinstance(value, str) else json.dumps(json_safe(value), default=_json_default)
+        key: value if isinstance(value, str) else json.dumps(json_safe(value), default=_json_default, sort_keys=True)
         for key, value in metadata.items()
     }
-    atomic_replace(path, lambda tmp: save_file(tensors, tmp, metadata=text_metadata))
+    blob = _sorted_metadata(safetensors_bytes(tensors, metadata=text_metadata))
+    atomic_replace(path, lambda tmp: Path(tmp).write_bytes(blob))
+
+
+def _sorted_metadata(blob: bytes) -> bytes:
+    """A safetensors file with its header's metadata keys sorted.
+
+    safetensors keeps the metadata in a Rust HashMap, which writes its keys in another order in every process
+    (the tensors are already sorted). The data offsets count from the end of the header, so only the header
+    changes; it stays padded with spaces to a multiple of 8 bytes, as safetensors writes it."""
+    length = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + length])
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + blob[8 + length :]
 
 
 def prompt_checkpoint_metadata(config, prompter, epoch: int, metrics: dict, **extra) -> dict:
@@ -120,6 +244,28 @@ def load_prompt_checkpoint(path: str | Path) -> tuple[dict, dict]:
         except json.JSONDecodeError:
             metadata[key] = value
     return load_file(str(path)), metadata
+
+
+def check_checkpoint_matches(path: str | Path, metadata: dict, prompt_spec: dict, config_hash: str | None) -> None:
+    """Refuse a prompt checkpoint that belongs to another run than the one it is loaded for.
+
+    `prompt_spec` is the run's prompter spec (type, size, mode, delta, is_center, image_size); `config_hash`
+    the run config's hash (None: not compared). Checkpoints without that metadata are not judged here."""
+    recorded = metadata.get("prompt")
+    if isinstance(recorded, dict):
+        for key, expected in prompt_spec.items():
+            if key in recorded and recorded[key] != expected:
+                raise RunFolderError(
+                    f"{path}: a prompt of another run (prompt {key} {recorded[key]!r} in the file, "
+                    f"{expected!r} in the run's config); put this run's own checkpoint back, or retrain "
+                    "with --overwrite"
+                )
+    recorded_hash = metadata.get("config_hash")
+    if config_hash is not None and recorded_hash is not None and recorded_hash != config_hash:
+        raise RunFolderError(
+            f"{path}: a prompt of another run (config hash {recorded_hash} in the file, {config_hash} for the "
+            "run's config); put this run's own checkpoint back, or retrain with --overwrite"
+        )
 
 
 # ------------------------------------------------------------------------- run state
@@ -171,24 +317,23 @@ def read_state(run_dir: str | Path) -> RunState | None:
 def run_status(run_dir: str | Path) -> str:
     """'new' (no folder or empty), 'started' (no finished epoch), 'partial' or 'finished'."""
     run_dir = Path(run_dir)
-    if not run_dir.exists() or not any(run_dir.iterdir()):
-        return "new"
+    if not run_dir.exists() or not any(not path.name.startswith(".") for path in run_dir.iterdir()):
+        return "new"  # hidden files are the lock, its owner record and temporary files, not a run
     state = read_state(run_dir)
     if state is None or state.epoch == 0:
         return "finished" if state is not None and state.finished else "started"
     return "finished" if state.finished else "partial"
 
 
-def prepare_run_dir(run_dir: str | Path, resume: bool, overwrite: bool) -> str:
-    """Make `run_dir` ready and say how to continue: 'new', 'resume' or 'finished'.
+def run_dir_action(run_dir: str | Path, resume: bool, overwrite: bool) -> str:
+    """What a training into `run_dir` will do: 'new', 'resume' or 'finished'; changes nothing.
 
     An existing run is never overwritten without `overwrite`; `resume` continues a partial run.
     """
     run_dir = Path(run_dir)
     status = run_status(run_dir)
-    if status != "new" and overwrite:
-        clear_run_dir(run_dir)
-        status = "new"
+    if status == "new" or overwrite:
+        return "new"
     if status == "finished":
         return "finished"
     if status == "partial":
@@ -198,15 +343,27 @@ def prepare_run_dir(run_dir: str | Path, resume: bool, overwrite: bool) -> str:
                 "pass --resume to continue it or --overwrite to start again"
             )
         return "resume"
-    if status == "started":
-        if not (resume or overwrite):
-            raise RunFolderError(
-                f"{run_dir}: a run started here but finished no epoch; pass --overwrite "
-                "(or --resume) to start it again"
-            )
+    if not resume:  # started, no epoch finished
+        raise RunFolderError(
+            f"{run_dir}: a run started here but finished no epoch; pass --overwrite "
+            "(or --resume) to start it again"
+        )
+    return "new"
+
+
+def prepare_run_dir(run_dir: str | Path, resume: bool, overwrite: bool) -> str:
+    """Make `run_dir` ready and say how to continue: 'new', 'resume' or 'finished' (see run_dir_action).
+
+    A new run starts from an empty folder (the files of a replaced or never-finished run are removed), and the
+    temporary files of killed writes are removed; call it while owning the folder (lock_run_dir).
+    """
+    run_dir = Path(run_dir)
+    action = run_dir_action(run_dir, resume, overwrite)
+    if action == "new" and run_dir.exists():
         clear_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    return "new"
+    remove_leftover_temp_files(run_dir)
+    return action
 
 
 def clear_run_dir(run_dir: Path) -> None:
@@ -216,6 +373,18 @@ def clear_run_dir(run_dir: Path) -> None:
     for pattern in RUN_FILE_PATTERNS:
         for path in run_dir.glob(pattern):
             path.unlink()
+    remove_leftover_temp_files(run_dir)
+
+
+def remove_leftover_temp_files(run_dir: Path) -> list[Path]:
+    """Remove the temporary files that killed writes of run files left (`.NAME.xxxx.tmp`); the paths removed.
+    Only the folder's owner may call this: a live writer's temporary file looks the same."""
+    removed = []
+    for pattern in RUN_FILES + RUN_FILE_PATTERNS:
+        for path in leftover_temp_files(run_dir, pattern):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 # ------------------------------------------------------------------------- epoch records
@@ -247,6 +416,117 @@ def read_config(run_dir: str | Path):
     if not path.is_file():
         raise RunFolderError(f"{path}: missing; {run_dir} is not a vpkit run folder")
     return config_from_dict(yaml.safe_load(path.read_text()), str(path))
+
+
+# ------------------------------------------------------------------------- what a run trained on
+
+SPLITS = ("train", "val", "test")
+
+
+def data_images(frame: pd.DataFrame) -> pd.DataFrame:
+    """The image list that identifies a run's data: name, split, label, sorted (no paths: a moved copy of a
+    dataset is the same data)."""
+    return frame[["name", "split", "label"]].sort_values(["split", "name"]).reset_index(drop=True)
+
+
+def images_fingerprint(images: pd.DataFrame) -> str:
+    lines = "".join(f"{name}\t{split}\t{float(label)!r}\n" for name, split, label in images.itertuples(index=False))
+    return hashlib.sha256(lines.encode()).hexdigest()[:16]
+
+
+def data_record(table, config) -> dict:
+    """What a run trains on: dataset, root, layout, split scheme, images per split and a fingerprint of the
+    image list (`data_images`) as a whole and per split."""
+    images = data_images(table.frame)
+    return {
+        "dataset": table.dataset,
+        "root": str(Path(config.dataset.root).expanduser().resolve()),
+        "layout": table.layout,
+        "split": config.dataset.split,
+        "split_source": table.split_source,
+        "limit": config.train.limit,
+        "images": {split: int((images["split"] == split).sum()) for split in SPLITS},
+        "fingerprint": images_fingerprint(images),
+        "split_fingerprints": {
+            split: images_fingerprint(images[images["split"] == split]) for split in SPLITS
+        },
+    }
+
+
+def write_data_record(run_dir: str | Path, record: dict, images: pd.DataFrame) -> None:
+    write_csv_atomic(Path(run_dir) / DATA_IMAGES_FILE, images)
+    write_json_atomic(Path(run_dir) / DATA_FILE, record)
+
+
+def read_data_record(run_dir: str | Path) -> dict | None:
+    """data.json of a run folder (None for runs made before vpkit recorded it)."""
+    path = Path(run_dir) / DATA_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as error:
+        raise RunFolderError(f"{path}: unreadable ({error}); delete it to accept the data as it is now") from None
+
+
+def check_same_data(run_dir: str | Path, record: dict, images: pd.DataFrame) -> str | None:
+    """Refuse to continue (or report) the run in `run_dir` on other data than it was trained on, listing the
+    difference. Returns a note when the data moved but is the same (images, splits, labels), else None."""
+    run_dir = Path(run_dir)
+    recorded = read_data_record(run_dir)
+    if recorded is None:
+        return None
+    if recorded.get("fingerprint") != record["fingerprint"]:
+        differences = _data_differences(run_dir, recorded, record, images)
+        raise RunFolderError(
+            f"{run_dir}: trained on other data ({'; '.join(differences)}); use the data it was trained on "
+            f"(dataset.root {recorded.get('root')}), another run folder (--out), or --overwrite to start again"
+        )
+    if recorded.get("root") != record["root"]:
+        return (
+            f"{run_dir} was trained on the data at {recorded.get('root')}; the data at {record['root']} has the "
+            "same images, splits and labels, so it is used"
+        )
+    return None
+
+
+def _data_differences(run_dir: Path, recorded: dict, record: dict, images: pd.DataFrame) -> list[str]:
+    differences = [
+        f"{key} {recorded.get(key)} -> {record[key]}"
+        for key in ("root", "layout")
+        if recorded.get(key) != record[key]
+    ]
+    images_path = run_dir / DATA_IMAGES_FILE
+    if images_path.is_file():
+        old = pd.read_csv(images_path, dtype={"name": str, "split": str})
+        splits = [text for text in (_split_difference(split, old, images) for split in SPLITS) if text]
+    else:
+        old_counts = recorded.get("images", {})
+        splits = [
+            f"{split}: {old_counts.get(split)} -> {record['images'][split]} images, or other files or labels"
+            for split in SPLITS
+            if recorded.get("split_fingerprints", {}).get(split) != record["split_fingerprints"][split]
+        ]
+    fingerprints = f"image list fingerprint {recorded.get('fingerprint')} -> {record['fingerprint']}"
+    return differences + (splits or [fingerprints])
+
+
+def _split_difference(split: str, old: pd.DataFrame, new: pd.DataFrame) -> str:
+    """'test: 2 images gained (e.g. 'a.png'), 1 lost (...), 3 labels changed (...)', or '' if the same."""
+    before = old[old["split"] == split].set_index("name")["label"]
+    after = new[new["split"] == split].set_index("name")["label"]
+    gained, lost = after.index.difference(before.index), before.index.difference(after.index)
+    common = after.index.intersection(before.index)
+    changed = common[before[common].to_numpy(float) != after[common].to_numpy(float)]  # exact, as the fingerprint
+    parts = []
+    if len(gained):
+        parts.append(f"{len(gained)} image(s) gained (e.g. {gained[0]!r})")
+    if len(lost):
+        parts.append(f"{len(lost)} lost (e.g. {lost[0]!r})")
+    if len(changed):
+        name = changed[0]
+        parts.append(f"{len(changed)} label(s) changed (e.g. {name!r} {before[name]:g} -> {after[name]:g})")
+    return f"{split}: {', '.join(parts)}" if parts else ""
 
 
 # ------------------------------------------------------------------------- reading runs back

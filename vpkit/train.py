@@ -38,25 +38,34 @@ from vpkit.evaluate import (
     resolve_device,
     to_model_input,
 )
+from vpkit.preflight import check_run_data
 from vpkit.runs import (
     BEST_CHECKPOINT,
     PREDICTIONS_FILE,
     TEST_FILE,
     RunFolderError,
     RunState,
+    check_checkpoint_matches,
+    check_same_data,
     copy_checkpoint,
+    data_images,
+    data_record,
     epoch_checkpoint_name,
     json_safe,
     load_prompt_checkpoint,
+    lock_run_dir,
     prepare_run_dir,
     prompt_checkpoint_metadata,
     read_config,
+    read_data_record,
     read_metrics,
     read_state,
+    run_dir_action,
     save_prompt_checkpoint,
     torch_save_atomic,
     write_config,
     write_csv_atomic,
+    write_data_record,
     write_json_atomic,
     write_metrics,
     write_state,
@@ -80,40 +89,48 @@ def train(
     `scorer` reuses an already loaded QualityScorer (else `load_scorer` from config.model).
     Each callback gets the epoch's metrics row (a dict) after the epoch is saved; an exception
     raised there stops the run, which `resume=True` continues later.
+    The run folder belongs to this call while it runs (vpkit.runs.lock_run_dir). The data, the pre-flight
+    checks and the model come before anything in it changes, so a failed start leaves it as it was.
     """
     run_dir = Path(run_dir)
-    action = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
-    device = resolve_device(config.train.device)
-    if action != "new":
-        _check_same_config(run_dir, config, device)
-    if action == "finished":
-        return _report_finished(run_dir)
+    with lock_run_dir(run_dir):
+        action = run_dir_action(run_dir, resume=resume, overwrite=overwrite)
+        device = resolve_device(config.train.device)
+        if action != "new":
+            _check_same_config(run_dir, config, device)
+        table = _load_table(config)
+        if action != "new":
+            _check_same_data(run_dir, config, table)
+        if action == "finished":
+            prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)  # removes killed writes' temp files
+            return _report_finished(run_dir)
+        check_run_data(table, progress)
 
-    if torch.device(device).type == "cpu":
-        # Backward passes through the frozen model produce denormal floats that slow CPU kernels by 10-50x.
-        torch.set_flush_denormal(True)
-    config, notes = resolve_for_model(config, config.prompt.image_size, device)  # precision first
-    if scorer is None:
-        scorer = _load_scorer(config, device)
-    elif torch.device(scorer.device).type != torch.device(device).type:
-        raise ValueError(
-            f"the scorer given is on {scorer.device} but train.device resolves to {device}; "
-            "move one of them (config train.device or load_scorer(device=...))"
-        )
-    config, more_notes = resolve_for_model(config, scorer.image_size, device)  # then the prompt size
-    for note in notes + more_notes:
-        print(f"note: {note}")
+        if torch.device(device).type == "cpu":
+            # Backward passes through the frozen model produce denormal floats that slow CPU kernels by 10-50x.
+            torch.set_flush_denormal(True)
+        config, notes = resolve_for_model(config, config.prompt.image_size, device)  # precision first
+        if scorer is None:
+            scorer = _load_scorer(config, device)
+        elif torch.device(scorer.device).type != torch.device(device).type:
+            raise ValueError(
+                f"the scorer given is on {scorer.device} but train.device resolves to {device}; "
+                "move one of them (config train.device or load_scorer(device=...))"
+            )
+        config, more_notes = resolve_for_model(config, scorer.image_size, device)  # then the prompt size
+        for note in notes + more_notes:
+            print(f"note: {note}")
 
-    with deterministic_kernels(device, config.train.deterministic):
-        return _fit(config, run_dir, action, scorer, device, list(callbacks), progress)
+        prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)  # only now: clears a replaced run
+        with deterministic_kernels(device, config.train.deterministic):
+            return _fit(config, run_dir, action, scorer, device, table, list(callbacks), progress)
 
 
-def _fit(config, run_dir, action, scorer, device, callbacks, progress) -> dict:
+def _fit(config, run_dir, action, scorer, device, table, callbacks, progress) -> dict:
     from vpkit.prompters import build_prompter
 
     cfg = config.train
     _seed_everything(cfg.seed)
-    table = _load_table(config)
     prompter = build_prompter(
         config.prompt.type,
         size=config.prompt.size,
@@ -136,6 +153,8 @@ def _fit(config, run_dir, action, scorer, device, callbacks, progress) -> dict:
         state, rows = RunState(config_hash=config.hash()), []
         write_config(run_dir, config)
         write_state(run_dir, state)
+    if read_data_record(run_dir) is None:  # a new run, or one made before vpkit recorded its data
+        write_data_record(run_dir, data_record(table, config), data_images(table.frame))
 
     train_loader = _loader(config, table, "train", scorer.image_size, train=True, progress=progress)
     val_loader = _loader(config, table, "val", scorer.image_size, train=False, progress=progress)
@@ -266,6 +285,13 @@ def _load_table(config: ExperimentConfig):
     if config.train.limit is not None:
         table = limit_table(table, config.train.limit, config.train.seed)
     return table
+
+
+def _check_same_data(run_dir: Path, config: ExperimentConfig, table) -> None:
+    """Refuse to resume (or report as done) a run on other data than it was trained on; a moved copy is fine."""
+    note = check_same_data(run_dir, data_record(table, config), data_images(table.frame))
+    if note:
+        print(f"note: {note}")
 
 
 def _loader(config: ExperimentConfig, table, split: str, image_size: int, train: bool, progress: bool = True):
@@ -405,7 +431,9 @@ def _restore(run_dir: Path, config, prompter, optimizer, scaler) -> tuple[RunSta
             f"{trainer_file}: missing, so epoch {state.epoch} cannot be resumed exactly; "
             "pass --overwrite to start again"
         )
-    state_dict, _ = load_prompt_checkpoint(run_dir / epoch_checkpoint_name(state.epoch))
+    epoch_file = run_dir / epoch_checkpoint_name(state.epoch)
+    state_dict, metadata = load_prompt_checkpoint(epoch_file)
+    check_checkpoint_matches(epoch_file, metadata, prompter.spec(), config.hash())
     load_prompt_state(prompter, state_dict)
     saved = torch.load(trainer_file, map_location="cpu", weights_only=True)
     optimizer.load_state_dict(saved["optimizer"])
@@ -459,13 +487,14 @@ def _test_best(run_dir: Path, config, table, model, prompter, state: RunState, d
             f"{run_dir}: no epoch had defined validation metrics, so there is no best prompt "
             "to test; see the warnings above"
         )
-    state_dict, _ = load_prompt_checkpoint(run_dir / BEST_CHECKPOINT)
+    state_dict, metadata = load_prompt_checkpoint(run_dir / BEST_CHECKPOINT)
+    check_checkpoint_matches(run_dir / BEST_CHECKPOINT, metadata, prompter.spec(), config.hash())
     load_prompt_state(prompter, state_dict)
     loader = _loader(config, table, "test", prompter.image_size, train=False, progress=progress)
     predictions = predict(model, loader, device, config.train.amp, progress, "test")
     mos = table.frame.set_index("name")["mos"]
     predictions.insert(1, "mos", mos.loc[predictions["name"]].to_numpy())
-    test = correlation_metrics(predictions)
+    test = _test_metrics(predictions)
     test.update(
         {
             "best_epoch": state.best_epoch,
@@ -482,10 +511,27 @@ def _test_best(run_dir: Path, config, table, model, prompter, state: RunState, d
     write_json_atomic(run_dir / TEST_FILE, test)
     state.finished = True
     write_state(run_dir, state)
-    print(
-        f"{config.name}: test SRCC {test['srcc']:.4f}, PLCC {test['plcc']:.4f}, best epoch {state.best_epoch}"
-    )
+    print(f"{config.name}: {_test_summary(test)}, best epoch {state.best_epoch}")
     return test
+
+
+def _test_metrics(predictions: pd.DataFrame) -> dict:
+    """The test correlations; where they are undefined (e.g. every test score equal), None with the reason, so a
+    finished run still records its result rather than failing after all its epochs."""
+    from vpkit.metrics import MetricInputError
+
+    try:
+        return correlation_metrics(predictions)
+    except MetricInputError as error:
+        print(f"warning: test metrics undefined ({error})")
+        keys = ("srcc", "plcc", "krcc", "plcc_logistic4", "plcc_logistic5", "selection")
+        return {**dict.fromkeys(keys), "undefined_reason": str(error)}
+
+
+def _test_summary(test: dict) -> str:
+    if test.get("srcc") is None:
+        return f"test metrics undefined ({test.get('undefined_reason', 'no value recorded')})"
+    return f"test SRCC {test['srcc']:.4f}, PLCC {test['plcc']:.4f}"
 
 
 def _report_finished(run_dir: Path) -> dict:
@@ -495,8 +541,5 @@ def _report_finished(run_dir: Path) -> dict:
             f"{run_dir}: marked finished but {TEST_FILE} is missing; pass --overwrite to retrain"
         )
     test = json.loads(path.read_text())
-    print(
-        f"{run_dir}: already finished (test SRCC {test.get('srcc', float('nan')):.4f}); "
-        "pass --overwrite to train again"
-    )
+    print(f"{run_dir}: already finished ({_test_summary(test)}); pass --overwrite to train again")
     return test

@@ -1,0 +1,83 @@
+"""Checks before the first training step, so that a bad split or a damaged image stops a run in seconds rather
+than after hours of epochs: every split the run uses has enough images with different labels to correlate, and
+every image file is there and decodes."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from PIL import Image
+from tqdm.auto import tqdm
+
+from vpkit.metrics import MIN_SAMPLES
+
+RUN_SPLITS = ("train", "val", "test")
+CORRELATED_SPLITS = ("val", "test")  # scored by correlation every epoch / at the end
+NAMED = 3  # bad files named in the message; the rest are counted
+PROGRESS_FROM = 1000  # images; fewer are checked too fast for a bar to help
+
+
+class PreflightError(ValueError):
+    """The run's data cannot train a prompt as it is; the message names the split or files and the fix."""
+
+
+def check_run_data(table, progress: bool = True) -> None:
+    """Refuse `table` (an IQATable, as the run will use it) when a split is empty or too small, when the val or
+    test labels are all equal, or when an image is missing or does not decode."""
+    problems = split_problems(table)
+    if problems:
+        raise PreflightError("; ".join(problems))
+    check_images(table.frame["path"].tolist(), progress)
+
+
+def split_problems(table) -> list[str]:
+    """What makes a split unusable for training: train empty; val or test under MIN_SAMPLES images or with one
+    label only (their SRCC/PLCC would be undefined in every epoch)."""
+    problems = []
+    source = f"{table.dataset}, split {table.split_source}"
+    for split in RUN_SPLITS:
+        labels = table.rows(split)["label"]
+        needed = MIN_SAMPLES if split in CORRELATED_SPLITS else 1
+        if len(labels) < needed:
+            problems.append(
+                f"the {split} split has {len(labels)} image(s) but needs at least {needed} ({source}); use more "
+                "images, a larger train.limit (--limit), or a split with more images there"
+            )
+        elif split in CORRELATED_SPLITS and labels.nunique() == 1:
+            problems.append(
+                f"all {len(labels)} images of the {split} split have the label {labels.iloc[0]:g}, so their "
+                f"correlations are undefined ({source}); use a split with different scores there"
+            )
+    return problems
+
+
+def check_images(paths: list[str], progress: bool = True) -> None:
+    """Raise PreflightError naming the first few files that are missing or do not decode, and how many."""
+    with ThreadPoolExecutor() as pool:  # PIL releases the GIL while it reads and decodes
+        errors = list(tqdm(pool.map(image_error, paths), total=len(paths), desc="checking images", unit="img",
+                           leave=False, disable=not progress or len(paths) < PROGRESS_FROM))
+    bad = [f"{path} ({error})" for path, error in zip(paths, errors) if error]
+    if bad:
+        more = f" and {len(bad) - NAMED} more" if len(bad) > NAMED else ""
+        raise PreflightError(
+            f"{len(bad)} of the run's {len(paths)} images cannot be read: {', '.join(bad[:NAMED])}{more}; "
+            "replace them with intact copies (`vpkit data check ROOT --all-errors` lists every one)"
+        )
+
+
+def image_error(path: str) -> str | None:
+    """Why the image file at `path` cannot be used, or None. Fast: PNGs are checked chunk by chunk (CRC)
+    without inflating, JPEGs decoded at 1/8 scale (every byte is still read, so truncation shows)."""
+    try:
+        with Image.open(path) as image:
+            if image.format == "PNG":
+                image.verify()
+            else:
+                if image.format == "JPEG":
+                    image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
+                image.load()
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:  # PIL's decode failures
+        return f"{type(error).__name__}: {error}"
+    return None
