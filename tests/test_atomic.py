@@ -1,11 +1,19 @@
 """vpkit.atomic: results appear whole, with ordinary permissions, or not at all."""
 import os
 import stat
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 
-from vpkit.atomic import atomic_replace, write_csv_atomic, write_json_atomic, write_text_atomic
+from vpkit.atomic import (
+    atomic_replace,
+    leftover_temp_files,
+    write_csv_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 
 @pytest.fixture
@@ -53,3 +61,27 @@ def test_non_finite_numbers_become_null(tmp_path):
     write_json_atomic(tmp_path / "m.json", {"srcc": float("nan"), "values": [1.0, float("inf")]})
     assert (tmp_path / "m.json").read_text().split() == ["{", '"srcc":', "null,", '"values":', "[", "1.0,",
                                                          "null", "]", "}"]
+
+
+
+KILLED_WRITE = """
+import os, sys
+from vpkit.atomic import atomic_replace
+
+def half_then_killed(tmp):
+    with open(tmp, "w") as handle:
+        handle.write("half")
+    os._exit(9)  # dies mid-write like kill -9: no cleanup runs
+
+atomic_replace(sys.argv[1], half_then_killed)
+"""
+
+
+def test_leftover_temp_files_finds_what_a_killed_write_left_for_the_named_targets_only(tmp_path):
+    result = subprocess.run([sys.executable, "-c", KILLED_WRITE, str(tmp_path / "epoch-03.safetensors")], check=False)
+    assert result.returncode == 9
+    (tmp_path / ".notes.tmp").write_text("a user's file")
+    (found,) = leftover_temp_files(tmp_path, "epoch-*.safetensors")
+    assert found.name.startswith(".epoch-03.safetensors.") and found.read_text() == "half"
+    assert leftover_temp_files(tmp_path, "state.json") == []
+    assert not (tmp_path / "epoch-03.safetensors").exists()

@@ -198,3 +198,14 @@ def test_python_dash_m_entry_point(tmp_path):
                            "--quiet"], check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "KADID-10k: OK" in done.stdout
+
+
+def test_check_reports_a_generated_split_too_small_to_correlate(tmp_path):
+    make_kadid(tmp_path, "original", n_refs=1)  # 10 images: the generated 80/10/10 split has 1 val, 1 test image
+    lines: list[str] = []
+    assert check_datasets(tmp_path, ["kadid"], count_check="off", all_errors=True, progress=False,
+                          out=lines.append) == 1
+    errors = [line for line in lines if "ERROR" in line]
+    assert len(errors) == 2
+    assert "the val split has 1 image(s) but a run needs at least 3" in errors[0]
+    assert "the test split has 1 image(s)" in errors[1] and "generated random split" in errors[1]

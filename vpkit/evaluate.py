@@ -121,10 +121,21 @@ def checkpoint_path(source: str | Path) -> Path:
 def load_trained_prompt(source: str | Path, device: str = "cpu") -> TrainedPrompt:
     """Rebuild the prompter saved in a run folder or a vpkit .safetensors checkpoint."""
     from vpkit.prompters import build_prompter, load_prompt_state
-    from vpkit.runs import CONFIG_FILE, RunFolderError, load_prompt_checkpoint, read_config
+    from vpkit.runs import (
+        CONFIG_FILE,
+        RunFolderError,
+        check_checkpoint_matches,
+        load_prompt_checkpoint,
+        prompt_spec_of,
+        read_config,
+    )
 
     path = checkpoint_path(source)
     state, metadata = load_prompt_checkpoint(path)
+    run_dir = path.parent
+    config = read_config(run_dir) if (run_dir / CONFIG_FILE).is_file() else None
+    if config is not None:  # a checkpoint inside a run folder must be that run's
+        check_checkpoint_matches(path, metadata, prompt_spec_of(config), config.hash())
     spec = metadata.get("prompt")
     if not isinstance(spec, dict):
         raise RunFolderError(
@@ -140,8 +151,6 @@ def load_trained_prompt(source: str | Path, device: str = "cpu") -> TrainedPromp
         image_size=spec["image_size"],
     )
     load_prompt_state(prompter, state)
-    run_dir = path.parent
-    config = read_config(run_dir) if (run_dir / CONFIG_FILE).is_file() else None
     return TrainedPrompt(prompter.to(device).eval(), metadata, config, path)
 
 

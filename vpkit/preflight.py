@@ -26,28 +26,25 @@ def check_run_data(table, progress: bool = True) -> None:
     test labels are all equal, or when an image is missing or does not decode."""
     problems = split_problems(table)
     if problems:
-        raise PreflightError("; ".join(problems))
+        raise PreflightError("; ".join(f"{what}; {fix}" for what, fix in problems))
     check_images(table.frame["path"].tolist(), progress)
 
 
-def split_problems(table) -> list[str]:
-    """What makes a split unusable for training: train empty; val or test under MIN_SAMPLES images or with one
-    label only (their SRCC/PLCC would be undefined in every epoch)."""
+def split_problems(table) -> list[tuple[str, str]]:
+    """(what, fix) for each split that cannot serve a run: train empty; val or test under MIN_SAMPLES images or
+    with one label only (their SRCC/PLCC would be undefined in every epoch, so no epoch could be the best)."""
     problems = []
     source = f"{table.dataset}, split {table.split_source}"
     for split in RUN_SPLITS:
         labels = table.rows(split)["label"]
         needed = MIN_SAMPLES if split in CORRELATED_SPLITS else 1
         if len(labels) < needed:
-            problems.append(
-                f"the {split} split has {len(labels)} image(s) but needs at least {needed} ({source}); use more "
-                "images, a larger train.limit (--limit), or a split with more images there"
-            )
+            what = f"the {split} split has {len(labels)} image(s) but a run needs at least {needed} there ({source})"
+            problems.append((what, "use more images, a larger train.limit (--limit), or a split with more there"))
         elif split in CORRELATED_SPLITS and labels.nunique() == 1:
-            problems.append(
-                f"all {len(labels)} images of the {split} split have the label {labels.iloc[0]:g}, so their "
-                f"correlations are undefined ({source}); use a split with different scores there"
-            )
+            what = (f"all {len(labels)} images of the {split} split have the label {labels.iloc[0]:g}, so their "
+                    f"correlations are undefined ({source})")
+            problems.append((what, "use a split with different scores there"))
     return problems
 
 

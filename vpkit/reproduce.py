@@ -342,16 +342,17 @@ def run_experiments(numbers: Iterable[int], settings: Settings,
                     progress: bool = True) -> pd.DataFrame:
     """Train each experiment into settings.runs_dir/<name> (finished runs are skipped, stopped ones
     resumed); `callback_for(name)` gives the per-epoch callback. Returns vpkit.runs.collect_runs of them."""
-    from vpkit.runs import collect_runs
+    from vpkit.runs import collect_runs, lock_run_dir
     from vpkit.train import train
 
     run_dirs = []
     for number in numbers:
         config = experiment_config(number, settings)
         run_dir = settings.runs_dir / config.name
-        check_finished_run(config, run_dir)
         callbacks = [callback_for(config.name)] if callback_for is not None else []
-        train(config, run_dir, resume=True, callbacks=callbacks, progress=progress)
+        with lock_run_dir(run_dir):  # no other process may finish or change the run between check and training
+            check_finished_run(config, run_dir)
+            train(config, run_dir, resume=True, callbacks=callbacks, progress=progress)
         run_dirs.append(run_dir)
     return collect_runs(run_dirs) if run_dirs else pd.DataFrame(columns=["run", "name", "status"])
 

@@ -246,6 +246,21 @@ def load_prompt_checkpoint(path: str | Path) -> tuple[dict, dict]:
     return load_file(str(path)), metadata
 
 
+def prompt_spec_of(config) -> dict:
+    """The prompter spec (as in a checkpoint's metadata) of a run config's prompt section."""
+    from vpkit.prompters import build_prompter
+
+    prompt = config.prompt
+    return build_prompter(
+        prompt.type,
+        size=prompt.size,
+        mode=prompt.mode,
+        delta=prompt.delta,
+        is_center=prompt.is_center,
+        image_size=prompt.image_size,
+    ).spec()
+
+
 def check_checkpoint_matches(path: str | Path, metadata: dict, prompt_spec: dict, config_hash: str | None) -> None:
     """Refuse a prompt checkpoint that belongs to another run than the one it is loaded for.
 
@@ -630,10 +645,6 @@ def import_prompt(checkpoint: str | Path, out_dir: str | Path, config, overwrite
     from vpkit.prompters import build_prompter, load_prompt_state
 
     out_dir = Path(out_dir)
-    if run_status(out_dir) != "new":
-        if not overwrite:
-            raise RunFolderError(f"{out_dir}: not empty; pass --overwrite to replace the run files there")
-        clear_run_dir(out_dir)
     spec = config.prompt
     prompter = build_prompter(
         spec.type,
@@ -646,11 +657,15 @@ def import_prompt(checkpoint: str | Path, out_dir: str | Path, config, overwrite
     load_prompt_state(
         prompter, Path(checkpoint)
     )  # raises with the checkpoint's real shape when it does not fit
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_config(out_dir, config)
-    metadata = prompt_checkpoint_metadata(
-        config, prompter, epoch=0, metrics={}, imported_from=str(Path(checkpoint).resolve())
-    )
-    save_prompt_checkpoint(out_dir / BEST_CHECKPOINT, prompter.state_dict(), metadata)
-    write_state(out_dir, RunState(config_hash=config.hash(), finished=True))
+    with lock_run_dir(out_dir):
+        if run_status(out_dir) != "new":
+            if not overwrite:
+                raise RunFolderError(f"{out_dir}: not empty; pass --overwrite to replace the run files there")
+            clear_run_dir(out_dir)
+        write_config(out_dir, config)
+        metadata = prompt_checkpoint_metadata(
+            config, prompter, epoch=0, metrics={}, imported_from=str(Path(checkpoint).resolve())
+        )
+        save_prompt_checkpoint(out_dir / BEST_CHECKPOINT, prompter.state_dict(), metadata)
+        write_state(out_dir, RunState(config_hash=config.hash(), finished=True))
     return out_dir

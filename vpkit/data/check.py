@@ -35,6 +35,8 @@ def check_datasets(root: str | Path, datasets: list[str] | None = None, *, layou
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             table, problems = build_table(key, root, layout, split, seed, count_check=count_check)
+        if table is not None:
+            problems += split_size_problems(table)
         if table is not None and decode_images:
             problems += unreadable_images(table, progress)
         failed |= bool(problems)
@@ -54,6 +56,13 @@ def unreadable_images(table: IQATable, progress: bool = True) -> list[Problem]:
     return [Problem(table.csv_path, f"image {name!r} cannot be read: {error}",
                     f"replace {path} with an intact copy from the original release", csv_line(pos))
             for pos, (name, path, error) in enumerate(zip(table.frame["name"], paths, errors)) if error]
+
+
+def split_size_problems(table: IQATable) -> list[Problem]:
+    """The splits a training run would refuse (vpkit.preflight): too few val/test images to correlate."""
+    from vpkit.preflight import split_problems
+
+    return [Problem(table.csv_path, what, fix) for what, fix in split_problems(table)]
 
 
 def _decode_error(path: str) -> str | None:

@@ -1,0 +1,292 @@
+"""A run folder is safe: one owner at a time, tied to its data and its own checkpoints, checked before the first
+step, byte-identical between identical runs, and a failed start leaves nothing behind. Tiny model, 4 images."""
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from vpkit.config import paper_config
+from vpkit.data import DatasetError
+from vpkit.evaluate import load_trained_prompt
+from vpkit.models import load_scorer
+from vpkit.preflight import PreflightError
+from vpkit.prompters import build_prompter
+from vpkit.runs import (
+    RunFolderBusy,
+    RunFolderError,
+    collect_runs,
+    prompt_checkpoint_metadata,
+    read_run,
+    run_status,
+    save_prompt_checkpoint,
+)
+from vpkit.train import train
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    return load_scorer("tiny-random")
+
+
+def quick_config(data_root, **train_settings):
+    settings = {"epochs": 2, "batch_size": 4, "limit": 4, "num_workers": 0, **train_settings}
+    return paper_config(4).with_overrides(
+        {"model": {"name_or_path": "tiny-random"}, "dataset": {"root": str(data_root)}, "train": settings}
+    )
+
+
+def stop_after_epoch(epoch):
+    def callback(row):
+        if row["epoch"] == epoch:
+            raise KeyboardInterrupt(f"stopped after epoch {epoch}")
+
+    return callback
+
+
+def partial_run(data_root, run_dir, scorer, **settings):
+    """A run stopped after its first epoch (state 'partial'), as a kill leaves it."""
+    with pytest.raises(KeyboardInterrupt):
+        train(quick_config(data_root, **settings), run_dir, scorer=scorer, callbacks=[stop_after_epoch(1)],
+              progress=False)
+    assert run_status(run_dir) == "partial"
+    return run_dir
+
+
+def copy_data(data_root, target):
+    shutil.copytree(data_root, target)
+    return target
+
+
+def edit_scores(root, change):
+    """Rewrite the scores file of the dataset under `root` as `change(frame)` returns it."""
+    path = root / "kadid10k" / "split_kadid10k.csv"
+    change(pd.read_csv(path)).to_csv(path, index=False)
+
+
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ----------------------------------------------------------------------------- 1. one owner at a time
+
+HOLD_LOCK = """
+import sys, time
+from vpkit.runs import lock_run_dir
+with lock_run_dir(sys.argv[1]):
+    print("holding", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_second_process_is_refused_at_once_naming_the_owner_and_the_lock_dies_with_it(data_root, scorer,
+                                                                                        tmp_path):
+    run_dir = partial_run(data_root, tmp_path / "run", scorer)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run_dir)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        started = time.perf_counter()
+        with pytest.raises(RunFolderBusy, match=rf"in use by pid {holder.pid} on .*since"):
+            train(quick_config(data_root), run_dir, resume=True, scorer=scorer, progress=False)
+        assert time.perf_counter() - started < 5  # fails fast: no model, data or epoch work first
+        assert run_status(run_dir) == "partial" and read_run(run_dir).state.epoch == 1
+    finally:
+        holder.kill()  # SIGKILL: no cleanup runs in the holder; the OS releases its lock
+        holder.wait()
+    test = train(quick_config(data_root), run_dir, resume=True, scorer=scorer, progress=False)
+    assert run_status(run_dir) == "finished" and test["epochs_run"] == 2
+    assert not (run_dir / ".vpkit-owner.json").exists()
+
+
+# ----------------------------------------------------------------------------- 2. the data a run trained on
+
+
+def test_resume_and_rerun_on_other_data_are_refused_listing_the_difference(data_root, scorer, tmp_path):
+    run_dir = partial_run(data_root, tmp_path / "run", scorer)
+    record = read_run(run_dir)
+    assert (run_dir / "data.json").is_file() and (run_dir / "data-images.csv").is_file()
+    other = copy_data(data_root, tmp_path / "other")
+    edit_scores(other, lambda f: f.assign(dmos=(f["dmos"] * 0.9).round(3)))  # every label changes
+    with pytest.raises(RunFolderError, match=r"trained on other data \(root .* -> .*other.*train: 4 label\(s\) "
+                                             r"changed .*val: 4 label\(s\) changed.*test: 4 label\(s\) changed"):
+        train(quick_config(other), run_dir, resume=True, scorer=scorer, progress=False)
+    assert read_run(run_dir).state == record.state  # nothing touched
+
+    fewer = copy_data(data_root, tmp_path / "fewer")
+    edit_scores(fewer, lambda f: f.drop(index=f.query("split == 'test'").index[:3]))  # so another test sample
+    with pytest.raises(RunFolderError, match=r"test: \d image\(s\) gained .*lost"):
+        train(quick_config(fewer), run_dir, resume=True, scorer=scorer, progress=False)
+
+    train(quick_config(data_root), run_dir, resume=True, scorer=scorer, progress=False)
+    with pytest.raises(RunFolderError, match=r"trained on other data .*label\(s\) changed"):
+        train(quick_config(other), run_dir, scorer=scorer, progress=False)  # a finished run is not reported
+
+
+def test_a_moved_but_identical_dataset_is_accepted_with_a_note(data_root, scorer, tmp_path, capsys):
+    original = copy_data(data_root, tmp_path / "original")
+    run_dir = partial_run(original, tmp_path / "run", scorer)
+    moved = tmp_path / "moved"
+    original.rename(moved)
+    test = train(quick_config(moved), run_dir, resume=True, scorer=scorer, progress=False)
+    assert test["epochs_run"] == 2
+    assert f"was trained on the data at {original.resolve()}; the data at {moved.resolve()} has the same" in (
+        capsys.readouterr().out
+    )
+
+
+# ----------------------------------------------------------------------------- 4. a run's own checkpoints
+
+
+def foreign_checkpoint(path):
+    """A padding prompt of the same size and shapes, but in mode 'mul': loads into the run's prompter silently."""
+    config = paper_config(4).with_overrides({"prompt": {"mode": "mul"}})
+    prompter = build_prompter("padding", size=15, mode="mul", image_size=224)
+    save_prompt_checkpoint(path, prompter.state_dict(), prompt_checkpoint_metadata(config, prompter, 1, {}))
+
+
+def test_a_checkpoint_of_another_prompt_is_refused_wherever_it_is_loaded(data_root, scorer, tmp_path):
+    run_dir = partial_run(data_root, tmp_path / "run", scorer)
+    foreign_checkpoint(run_dir / "epoch-01.safetensors")
+    message = r"epoch-01.safetensors: a prompt of another run \(prompt mode 'mul' in the file, 'add' in the run"
+    with pytest.raises(RunFolderError, match=message):
+        train(quick_config(data_root), run_dir, resume=True, scorer=scorer, progress=False)  # resume
+    with pytest.raises(RunFolderError, match=message):
+        load_trained_prompt(run_dir / "epoch-01.safetensors")  # eval, score and the gallery load through this
+
+    def swap_best(row):  # a file copied in while the run trains: found when the test split is scored
+        if row["epoch"] == 2:
+            foreign_checkpoint(tmp_path / "other" / "run" / "best.safetensors")
+
+    with pytest.raises(RunFolderError, match=r"best.safetensors: a prompt of another run"):
+        train(quick_config(data_root), tmp_path / "other" / "run", scorer=scorer, callbacks=[swap_best],
+              progress=False)
+    with pytest.raises(RunFolderError, match=r"best.safetensors: a prompt of another run"):
+        load_trained_prompt(tmp_path / "other" / "run")
+
+
+def test_a_checkpoint_of_another_run_with_the_same_prompt_is_refused(data_root, scorer, tmp_path):
+    run_dir = partial_run(data_root, tmp_path / "run", scorer)
+    other = partial_run(data_root, tmp_path / "other", scorer, lr=30.0)
+    shutil.copyfile(other / "epoch-01.safetensors", run_dir / "epoch-01.safetensors")
+    with pytest.raises(RunFolderError, match=r"epoch-01.safetensors: a prompt of another run \(config hash"):
+        train(quick_config(data_root), run_dir, resume=True, scorer=scorer, progress=False)
+
+
+# ----------------------------------------------------------------------------- 5, 17. checked before the first step
+
+
+def test_a_corrupt_test_image_is_refused_before_any_epoch_naming_the_file(data_root, scorer, tmp_path):
+    data = copy_data(data_root, tmp_path / "data")
+    frame = pd.read_csv(data / "kadid10k" / "split_kadid10k.csv")
+    bad = data / "kadid10k" / "images" / frame.query("split == 'test'")["dist_img"].iloc[0]
+    bad.write_bytes(bad.read_bytes()[:200])  # truncated, as a killed download leaves it
+    run_dir = tmp_path / "run"
+    with pytest.raises(PreflightError, match=rf"1 of the run's \d+ images cannot be read: {bad} \("):
+        train(quick_config(data, limit=None), run_dir, scorer=scorer, progress=False)
+    assert not run_dir.exists()  # no epoch trained, and no folder left to --overwrite
+
+
+def test_an_empty_test_split_and_a_two_image_val_split_are_refused_before_any_epoch(data_root, scorer, tmp_path):
+    no_test = copy_data(data_root, tmp_path / "no_test")
+    edit_scores(no_test, lambda f: f.assign(split=f["split"].replace("test", "val")))
+    run_dir = tmp_path / "run"
+    with pytest.raises(PreflightError, match=r"the test split has 0 image\(s\) but a run needs at least 3"):
+        train(quick_config(no_test), run_dir, scorer=scorer, progress=False)
+    assert not run_dir.exists()
+
+    small_val = copy_data(data_root, tmp_path / "small_val")
+    edit_scores(small_val, lambda f: f.assign(split=f["split"].mask(f.index.isin(f.query("split == 'val'").index[2:]),
+                                                                    "train")))
+    with pytest.raises(PreflightError, match=r"the val split has 2 image\(s\) but a run needs at least 3"):
+        train(quick_config(small_val), run_dir, scorer=scorer, progress=False)  # before: failed after every epoch
+    assert not run_dir.exists()
+
+
+def test_constant_test_scores_record_an_undefined_result_instead_of_failing(data_root, scorer, tmp_path):
+    data = copy_data(data_root, tmp_path / "data")
+    frame = pd.read_csv(data / "kadid10k" / "split_kadid10k.csv")
+    images = data / "kadid10k" / "images"
+    test_names = frame.query("split == 'test'")["dist_img"].tolist()
+    for name in test_names[1:]:  # every test image the same picture, with its own MOS: equal scores
+        shutil.copyfile(images / test_names[0], images / name)
+    run_dir = tmp_path / "run"
+    test = train(quick_config(data), run_dir, scorer=scorer, progress=False)
+    assert test["srcc"] is None and test["plcc"] is None and "constant" in test["undefined_reason"]
+    assert run_status(run_dir) == "finished" and read_run(run_dir).test == test
+    table = collect_runs(tmp_path)
+    assert table.loc[0, "status"] == "finished" and pd.isna(table.loc[0, "test_srcc"])
+    assert "constant" in table.loc[0, "test_undefined_reason"]
+    assert train(quick_config(data), run_dir, scorer=scorer, progress=False) == test  # reported, not retrained
+
+
+# ----------------------------------------------------------------------------- 10. identical runs, identical files
+
+
+def test_identical_runs_write_byte_identical_checkpoints(data_root, scorer, tmp_path):
+    for name in ("a", "b"):
+        train(quick_config(data_root, epochs=1), tmp_path / name, scorer=scorer, progress=False)
+    for checkpoint in ("epoch-01.safetensors", "best.safetensors"):
+        assert sha256(tmp_path / "a" / checkpoint) == sha256(tmp_path / "b" / checkpoint), checkpoint
+
+
+# ----------------------------------------------------------------------------- 11. killed writes' temporary files
+
+
+def leftover(run_dir, name):
+    handle, path = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=run_dir)  # as vpkit.atomic names it
+    with open(handle, "wb") as file:
+        file.write(b"half a file")
+    return path
+
+
+def test_resume_and_overwrite_remove_the_temporary_files_of_killed_writes(data_root, scorer, tmp_path):
+    run_dir = partial_run(data_root, tmp_path / "run", scorer)
+    (run_dir / ".my-notes.tmp").write_text("not vpkit's")
+    for flag in ("resume", "overwrite"):
+        names = ("epoch-02.safetensors", "state.json", "trainer-state-02.pt", "best.safetensors")
+        temporaries = [leftover(run_dir, name) for name in names]
+        train(quick_config(data_root), run_dir, scorer=scorer, progress=False, **{flag: True})
+        assert run_status(run_dir) == "finished"
+        assert not [path for path in temporaries if Path(path).exists()], flag
+    assert (run_dir / ".my-notes.tmp").read_text() == "not vpkit's"
+
+
+# ----------------------------------------------------------------------------- 12. a failed start leaves nothing
+
+
+def test_a_failed_start_leaves_no_folder_and_the_fixed_command_needs_no_overwrite(data_root, scorer, tmp_path):
+    run_dir = tmp_path / "runs" / "exp04"
+    with pytest.raises(DatasetError, match="data root folder does not exist"):
+        train(quick_config(tmp_path / "nowhere"), run_dir, scorer=scorer, progress=False)
+    assert not (tmp_path / "runs").exists()
+    missing_model = quick_config(data_root).with_overrides({"model": {"name_or_path": str(tmp_path / "no-model")}})
+    with pytest.raises((OSError, ValueError, RuntimeError)):
+        train(missing_model, run_dir, progress=False)
+    assert not (tmp_path / "runs").exists()
+    train(quick_config(data_root, epochs=1), run_dir, scorer=scorer, progress=False)
+    assert run_status(run_dir) == "finished"
+
+
+def test_a_failed_overwrite_leaves_the_old_run_as_it_was(data_root, scorer, tmp_path):
+    run_dir = tmp_path / "run"
+    train(quick_config(data_root, epochs=1), run_dir, scorer=scorer, progress=False)
+    before = {path.name: sha256(path) for path in run_dir.iterdir() if path.is_file()}
+    with pytest.raises(DatasetError):
+        train(quick_config(tmp_path / "nowhere", epochs=1), run_dir, overwrite=True, scorer=scorer, progress=False)
+    assert {path.name: sha256(path) for path in run_dir.iterdir() if path.is_file()} == before
+    assert run_status(run_dir) == "finished"
+
+
+def test_a_failed_start_in_an_existing_empty_folder_keeps_the_folder_empty(data_root, scorer, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()  # made by the user: kept
+    with pytest.raises(DatasetError):
+        train(quick_config(tmp_path / "nowhere"), run_dir, scorer=scorer, progress=False)
+    assert [p.name for p in run_dir.iterdir()] in ([], [".vpkit.lock"])  # the lock file is hidden and ignored
+    assert run_status(run_dir) == "new"
