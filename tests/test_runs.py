@@ -1,8 +1,10 @@
 """Run folders: atomic files, prompt checkpoints, overwrite/resume rules, reading back, importing prompts."""
 
 import json
+import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -11,16 +13,21 @@ from vpkit.config import paper_config
 from vpkit.evaluate import load_trained_prompt
 from vpkit.prompters import PromptStateError, build_prompter
 from vpkit.runs import (
+    SPLITS,
     RunFolderError,
     RunState,
+    check_same_data,
     collect_runs,
+    images_fingerprint,
     import_prompt,
     load_prompt_checkpoint,
+    lock_run_dir,
     prepare_run_dir,
     read_run,
     run_status,
     save_prompt_checkpoint,
     write_config,
+    write_data_record,
     write_json_atomic,
     write_metrics,
     write_state,
@@ -133,3 +140,35 @@ def test_import_prompt_with_the_wrong_shape_says_what_the_checkpoint_holds(tmp_p
     torch.save(build_prompter("padding", size=6, image_size=64).state_dict(), pth)
     with pytest.raises(PromptStateError, match=r"size=6, image_size=64"):
         import_prompt(pth, tmp_path / "imported", small_config(4))  # padding 4 px
+
+
+def test_the_lock_nests_in_one_process_and_a_folder_it_made_goes_if_left_empty(tmp_path):
+    run_dir = tmp_path / "new" / "run"
+    with lock_run_dir(run_dir):
+        owner = json.loads((run_dir / ".vpkit-owner.json").read_text())
+        assert owner["pid"] == os.getpid() and run_status(run_dir) == "new"  # hidden files are not a run
+        with lock_run_dir(run_dir):  # e.g. reproduce checks a run, then train() trains it
+            pass
+        assert (run_dir / ".vpkit-owner.json").is_file()  # still owned after the inner block
+    assert not (tmp_path / "new").exists()  # made here, nothing written: removed
+    with lock_run_dir(run_dir):
+        (run_dir / "config.yaml").write_text("name: x\n")
+    assert sorted(p.name for p in run_dir.iterdir()) == [".vpkit.lock", "config.yaml"]
+
+
+def test_other_data_without_the_image_list_still_names_the_splits_that_differ(tmp_path):
+    images = pd.DataFrame({"name": ["a", "b", "c", "d"], "split": ["train", "train", "val", "test"],
+                           "label": [0.1, 0.2, 0.3, 0.4]})
+    record = {"root": "/data", "layout": "paper", "fingerprint": images_fingerprint(images),
+              "images": {"train": 2, "val": 1, "test": 1},
+              "split_fingerprints": {s: images_fingerprint(images[images["split"] == s]) for s in SPLITS}}
+    write_data_record(tmp_path, record, images)
+    changed = images.assign(label=[0.1, 0.2, 0.3, 0.5])
+    new = {**record, "fingerprint": images_fingerprint(changed),
+           "split_fingerprints": {s: images_fingerprint(changed[changed["split"] == s]) for s in SPLITS}}
+    with pytest.raises(RunFolderError, match=r"test: 1 label\(s\) changed \(e.g. 'd' 0.4 -> 0.5\)\); use the data"):
+        check_same_data(tmp_path, new, changed)
+    (tmp_path / "data-images.csv").unlink()  # a folder copied without it
+    with pytest.raises(RunFolderError, match=r"\(test: 1 -> 1 images, or other files or labels\)"):
+        check_same_data(tmp_path, new, changed)
+    assert check_same_data(tmp_path, {**record, "root": "/moved"}, images).startswith(f"{tmp_path} was trained on")
