@@ -128,6 +128,7 @@ def load_trained_prompt(source: str | Path, device: str = "cpu") -> TrainedPromp
         load_prompt_checkpoint,
         prompt_spec_of,
         read_config,
+        read_state,
     )
 
     path = checkpoint_path(source)
@@ -135,7 +136,8 @@ def load_trained_prompt(source: str | Path, device: str = "cpu") -> TrainedPromp
     run_dir = path.parent
     config = read_config(run_dir) if (run_dir / CONFIG_FILE).is_file() else None
     if config is not None:  # a checkpoint inside a run folder must be that run's
-        check_checkpoint_matches(path, metadata, prompt_spec_of(config), config.hash())
+        state = read_state(run_dir)  # its config hash was written with the run's checkpoints, by the same vpkit
+        check_checkpoint_matches(path, metadata, prompt_spec_of(config), state.config_hash if state else None)
     spec = metadata.get("prompt")
     if not isinstance(spec, dict):
         raise RunFolderError(

@@ -265,7 +265,9 @@ def check_checkpoint_matches(path: str | Path, metadata: dict, prompt_spec: dict
     """Refuse a prompt checkpoint that belongs to another run than the one it is loaded for.
 
     `prompt_spec` is the run's prompter spec (type, size, mode, delta, is_center, image_size); `config_hash`
-    the run config's hash (None: not compared). Checkpoints without that metadata are not judged here."""
+    the hash its state.json records (None: not compared), written by the same vpkit as its checkpoints, so a
+    vpkit upgrade that changes how configs hash does not disown them. Checkpoints without that metadata are
+    not judged here."""
     recorded = metadata.get("prompt")
     if isinstance(recorded, dict):
         for key, expected in prompt_spec.items():

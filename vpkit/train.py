@@ -433,7 +433,7 @@ def _restore(run_dir: Path, config, prompter, optimizer, scaler) -> tuple[RunSta
         )
     epoch_file = run_dir / epoch_checkpoint_name(state.epoch)
     state_dict, metadata = load_prompt_checkpoint(epoch_file)
-    check_checkpoint_matches(epoch_file, metadata, prompter.spec(), config.hash())
+    check_checkpoint_matches(epoch_file, metadata, prompter.spec(), state.config_hash)
     load_prompt_state(prompter, state_dict)
     saved = torch.load(trainer_file, map_location="cpu", weights_only=True)
     optimizer.load_state_dict(saved["optimizer"])
@@ -488,7 +488,7 @@ def _test_best(run_dir: Path, config, table, model, prompter, state: RunState, d
             "to test; see the warnings above"
         )
     state_dict, metadata = load_prompt_checkpoint(run_dir / BEST_CHECKPOINT)
-    check_checkpoint_matches(run_dir / BEST_CHECKPOINT, metadata, prompter.spec(), config.hash())
+    check_checkpoint_matches(run_dir / BEST_CHECKPOINT, metadata, prompter.spec(), state.config_hash)
     load_prompt_state(prompter, state_dict)
     loader = _loader(config, table, "test", prompter.image_size, train=False, progress=progress)
     predictions = predict(model, loader, device, config.train.amp, progress, "test")
