@@ -39,7 +39,7 @@ from vpkit.evaluate import PromptedScorer, predict
 from vpkit.models import MPLUGOwl2Config, MPLUGOwl2ForCausalLM, build_tiny_tokenizer, tiny_config
 from vpkit.models.query import MPLUGOwl2Scorer
 from vpkit.prompters import build_prompter
-from vpkit.train import compiled, deterministic_kernels, train_one_epoch
+from vpkit.train import deterministic_kernels, train_one_epoch
 
 TARGETS = {"batch": 32, "train_images_per_s": 110.0, "train_peak_gib": 40.0, "eval_images_per_s": 250.0}
 
@@ -170,7 +170,7 @@ def measure(scorer, args, batch: int, use_compile: bool) -> list[dict]:
 
     size = scaled_prompt_size(args.size, PAPER_IMAGE_SIZE, scorer.image_size)
     prompter = build_prompter(args.prompt, size=size, image_size=scorer.image_size).to(args.device)
-    model = compiled(PromptedScorer(scorer, prompter), use_compile)
+    model = PromptedScorer(scorer, prompter, compile_model=use_compile)
     optimizer = torch.optim.SGD(prompter.parameters(), lr=60.0)  # the paper's optimiser
     scaler = torch.amp.GradScaler(torch.device(args.device).type, enabled=args.amp == "fp16")
     warmup = args.warmup if args.warmup is not None else (3 if use_compile else 2)

@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch import nn
 from tqdm.auto import tqdm
 
 from vpkit.config import ExperimentConfig, resolve_for_model
@@ -127,7 +126,7 @@ def _fit(config, run_dir, action, scorer, device, callbacks, progress) -> dict:
         prompter.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
     scaler = torch.amp.GradScaler(torch.device(device).type, enabled=cfg.amp == "fp16")
-    model = compiled(PromptedScorer(scorer.eval(), prompter), cfg.compile)  # used for training and scoring
+    model = PromptedScorer(scorer.eval(), prompter, compile_model=cfg.compile)  # for training and scoring
 
     if action == "resume":
         state, rows = _restore(run_dir, config, prompter, optimizer, scaler)
@@ -179,10 +178,6 @@ def _fit(config, run_dir, action, scorer, device, callbacks, progress) -> dict:
 
 
 # ----------------------------------------------------------------------------- one epoch
-
-
-def compiled(model: nn.Module, compile_model: bool) -> nn.Module:
-    return torch.compile(model) if compile_model else model
 
 
 def train_one_epoch(

@@ -131,6 +131,9 @@ class QualityScorer(nn.Module):
         """float32 [B, K] logits of `score_word_list` from normalised model input."""
         raise NotImplementedError
 
+    def prepare_batch(self, batch_size: int) -> None:
+        """Host-side work for a batch size, done outside torch.compile (nothing here; models override)."""
+
     def word_logits(self, images01: Tensor, prompter: nn.Module | None = None) -> Tensor:
         """float32 [B, K] last-position logits of `score_word_list`."""
         return self.pixel_word_logits(self.prepare_pixels(images01, prompter))
@@ -157,6 +160,9 @@ class MPLUGOwl2Scorer(QualityScorer):
 
     def input_ids(self, batch_size: int) -> Tensor:
         return torch.tensor(self.prompt_ids, dtype=torch.long, device=self.device).expand(batch_size, -1)
+
+    def prepare_batch(self, batch_size: int) -> None:
+        self.layout(batch_size)
 
     def layout(self, batch_size: int) -> MultimodalLayout:
         """The expanded-sequence layout for a batch size, built once per (batch size, device)."""
