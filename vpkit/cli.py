@@ -131,6 +131,12 @@ def _add_train(commands) -> None:
     parser.add_argument("--lr", type=float)
     parser.add_argument("--patience", type=int)
     parser.add_argument("--grad-accum", type=int)
+    parser.add_argument(
+        "--max-grad-norm", type=float, help="clip each step's gradient norm to this (default 1.0, the paper's)"
+    )
+    parser.add_argument(
+        "--no-grad-clip", action="store_true", help="no gradient clipping (train.max_grad_norm: null)"
+    )
     parser.add_argument("--seed", type=int)
     parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), help="model weights precision")
     parser.add_argument("--amp", choices=("none", "fp16", "bf16"), help="autocast precision (CUDA)")
@@ -173,6 +179,7 @@ def train_overrides(args) -> dict:
             "lr": args.lr,
             "patience": args.patience,
             "grad_accum": args.grad_accum,
+            "max_grad_norm": args.max_grad_norm,
             "seed": args.seed,
             "amp": args.amp,
             "checkpointing": args.checkpointing,
@@ -191,6 +198,8 @@ def _run_train(args) -> int:
     from vpkit.train import train
 
     config = load_config(args.experiment).with_overrides(train_overrides(args), source="command line")
+    if args.no_grad_clip:
+        config.train.max_grad_norm = None  # with_overrides reads None as "keep the config's value"
     out = Path(args.out) if args.out else Path("runs") / config.name
     test = train(config, out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     print(f"run folder: {out}")
