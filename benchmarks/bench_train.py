@@ -166,7 +166,7 @@ def timed(device: str, work) -> float:
 
 def measure(scorer, args, batch: int, use_compile: bool) -> list[dict]:
     """Train-step and evaluation throughput for one batch size, with or without torch.compile."""
-    from vpkit.config import PAPER_IMAGE_SIZE, scaled_prompt_size
+    from vpkit.config import PAPER_IMAGE_SIZE, TrainConfig, scaled_prompt_size
 
     size = scaled_prompt_size(args.size, PAPER_IMAGE_SIZE, scorer.image_size)
     prompter = build_prompter(args.prompt, size=size, image_size=scorer.image_size).to(args.device)
@@ -189,12 +189,13 @@ def measure(scorer, args, batch: int, use_compile: bool) -> list[dict]:
     }
     rows = []
 
+    clip = {"max_grad_norm": TrainConfig().max_grad_norm}  # gradient clipping as `vpkit train` does it
     reset_peak(args.device)
-    train_one_epoch(model, prompter, optimizer, scaler, warm, args.device, args.amp, progress=False)
+    train_one_epoch(model, prompter, optimizer, scaler, warm, args.device, args.amp, progress=False, **clip)
     seconds = timed(
         args.device,
         lambda: train_one_epoch(
-            model, prompter, optimizer, scaler, batches, args.device, args.amp, progress=False
+            model, prompter, optimizer, scaler, batches, args.device, args.amp, progress=False, **clip
         ),
     )
     rows.append(
