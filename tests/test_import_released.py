@@ -13,11 +13,12 @@ import torch
 from vpkit.cli import main
 from vpkit.evaluate import load_trained_prompt
 from vpkit.prompters import build_prompter
-from vpkit.runs import epoch_checkpoint_name, load_prompt_checkpoint, read_state
+from vpkit.runs import epoch_checkpoint_name, load_prompt_checkpoint, read_metrics, read_state
 
 OUTPUT_DIR = "final_mplug_owl2_exps/SGD_mplug2_exp_04_kadid_padding_30px_add"
 STEPS_PER_EPOCH = 62  # 62, 124, 186: sorted as text, checkpoint-62 would come last
 BEST_EPOCH = 2
+VALIDATION = {1: (0.1, 0.3), 2: (0.5, 0.5), 3: (0.4, 0.4)}  # epoch: (SRCC, PLCC) as the paper's trainer logs them
 
 
 def write_checkpoint(experiment, epoch: int, best_epoch: int) -> torch.Tensor:
@@ -33,7 +34,11 @@ def write_checkpoint(experiment, epoch: int, best_epoch: int) -> torch.Tensor:
         "best_model_checkpoint": f"{OUTPUT_DIR}/checkpoint-{best_epoch * STEPS_PER_EPOCH}",
         "epoch": float(epoch),
         "global_step": epoch * STEPS_PER_EPOCH,
-        "log_history": [{"epoch": float(e), "eval_metric": 0.9, "step": e * STEPS_PER_EPOCH} for e in range(1, epoch + 1)],
+        "log_history": [
+            {"epoch": float(e), "eval_srocc": VALIDATION[e][0], "eval_plcc": VALIDATION[e][1],
+             "eval_metric": sum(VALIDATION[e]) / 2, "step": e * STEPS_PER_EPOCH}
+            for e in range(1, epoch + 1)
+        ],
     }
     (folder / "trainer_state.json").write_text(json.dumps(state))
     return next(iter(prompter.state_dict().values()))
@@ -75,6 +80,12 @@ def test_every_checkpoint_can_be_imported_as_its_epoch(experiment, tmp_path):
         assert prompt_value(out / epoch_checkpoint_name(epoch)) == pytest.approx(epoch / 10)
     assert prompt_value(out / "best.safetensors") == pytest.approx(BEST_EPOCH / 10)
     assert (read_state(out).epoch, read_state(out).best_epoch) == (3, BEST_EPOCH)
+    # the validation metrics the paper's trainer logged, one row per epoch, in vpkit's names
+    rows = read_metrics(out)
+    assert [(r["epoch"], r["val_srcc"], r["val_plcc"], r["best"]) for r in rows] == [
+        (1, 0.1, 0.3, True), (2, 0.5, 0.5, True), (3, 0.4, 0.4, False)
+    ]
+    assert [r["val_selection"] for r in rows] == pytest.approx([0.2, 0.5, 0.4])
 
 
 def test_one_checkpoint_folder_is_imported_as_given(experiment, tmp_path, capsys):

@@ -387,6 +387,8 @@ def import_prompt(
         save_prompt_checkpoint(target, prompters[prompt.path].state_dict(), metadata)
     if all_checkpoints:
         copy_checkpoint(out_dir / epoch_checkpoint_name(released.best.epoch), out_dir / BEST_CHECKPOINT)
+    if released.history:
+        write_metrics(out_dir, list(released.history))
     epochs = [prompt.epoch or 0 for prompt in chosen]
     state = RunState(
         config_hash=config.hash(), epoch=max(epochs), best_epoch=released.best.epoch or 0, finished=True
@@ -416,6 +418,7 @@ class ReleasedPrompts:
     best: ReleasedPrompt
     checkpoints: tuple[ReleasedPrompt, ...]  # every checkpoint found, in training order
     chosen_by: str  # how `best` was picked, in words
+    history: tuple[dict, ...] = ()  # per-epoch validation metrics from the last trainer_state.json
 
 
 def find_released_prompts(path: str | Path) -> ReleasedPrompts:
@@ -442,6 +445,7 @@ def find_released_prompts(path: str | Path) -> ReleasedPrompts:
         )
     last = steps[-1][1]
     best_name = _best_checkpoint_name(last / TRAINER_STATE_FILE)
+    history = _validation_history(_read_trainer_state(last / TRAINER_STATE_FILE))
     best_file = path / best_name / PAPER_PROMPT_FILE
     if not best_file.is_file():
         raise RunFolderError(
@@ -452,7 +456,8 @@ def find_released_prompts(path: str | Path) -> ReleasedPrompts:
         _released_prompt(folder / PAPER_PROMPT_FILE) for _, folder in steps if (folder / PAPER_PROMPT_FILE).is_file()
     )
     return ReleasedPrompts(
-        _released_prompt(best_file), checkpoints, f"best_model_checkpoint in {last.name}/{TRAINER_STATE_FILE}"
+        _released_prompt(best_file), checkpoints, f"best_model_checkpoint in {last.name}/{TRAINER_STATE_FILE}",
+        history,
     )
 
 
@@ -478,6 +483,25 @@ def _released_prompt(pth: Path) -> ReleasedPrompt:
     if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, (int, float))):
         raise RunFolderError(f"{state_file}: epoch = {epoch!r} is not a number")
     return ReleasedPrompt(pth, None if epoch is None else round(epoch))  # the Trainer writes epochs as 2.0
+
+
+def _validation_history(state: dict) -> tuple[dict, ...]:
+    """The per-epoch validation rows of a trainer_state.json's log_history, in vpkit's metric names (the paper's
+    compute_metrics logs eval_srocc, eval_plcc and eval_metric = their mean, vpkit's selection)."""
+    rows, best = [], float("-inf")
+    for entry in state.get("log_history") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("epoch"), (int, float)) and "eval_metric" in entry:
+            selection = entry["eval_metric"]
+            improved = isinstance(selection, (int, float)) and selection > best  # the Trainer's np.greater
+            best = selection if improved else best
+            rows.append({
+                "epoch": round(entry["epoch"]),
+                "val_srcc": entry.get("eval_srocc"),
+                "val_plcc": entry.get("eval_plcc"),
+                "val_selection": selection,
+                "best": improved,
+            })
+    return tuple(rows)
 
 
 def _best_checkpoint_name(state_file: Path) -> str:
