@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from vpkit import distributed
 from vpkit.config import ExperimentConfig, resolve_for_model
 from vpkit.evaluate import (
     PromptedScorer,
@@ -80,10 +81,21 @@ def train(
     `scorer` reuses an already loaded QualityScorer (else `load_scorer` from config.model).
     Each callback gets the epoch's metrics row (a dict) after the epoch is saved; an exception
     raised there stops the run, which `resume=True` continues later.
+
+    Started by torchrun with several processes, each joins the process group here and trains its share of
+    every batch (vpkit.distributed); only rank 0 writes `run_dir`.
     """
+    if distributed.launched_by_torchrun():
+        with distributed.process_group(resolve_device(config.train.device)):
+            return train(
+                config, run_dir, resume, overwrite, scorer=scorer, callbacks=callbacks, progress=progress
+            )
     run_dir = Path(run_dir)
-    action = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
-    device = resolve_device(config.train.device)
+    # Rank 0 alone prepares (and, with --overwrite, empties) the folder; the run-folder lock belongs here,
+    # taken by rank 0 only, for the whole run.
+    action = distributed.run_on_writer(prepare_run_dir, run_dir, resume=resume, overwrite=overwrite)
+    device = distributed.local_device(resolve_device(config.train.device))
+    progress = progress and distributed.is_writer()  # one set of progress bars, rank 0's
     if action != "new":
         _check_same_config(run_dir, config, device)
     if action == "finished":
@@ -134,11 +146,13 @@ def _fit(config, run_dir, action, scorer, device, callbacks, progress) -> dict:
         print(f"resuming {run_dir} after epoch {state.epoch} (best so far: epoch {state.best_epoch})")
     else:
         state, rows = RunState(config_hash=config.hash()), []
-        write_config(run_dir, config)
-        write_state(run_dir, state)
+        if distributed.is_writer():
+            write_config(run_dir, config)
+            write_state(run_dir, state)
 
-    train_loader = _loader(config, table, "train", scorer.image_size, train=True, progress=progress)
-    val_loader = _loader(config, table, "val", scorer.image_size, train=False, progress=progress)
+    with distributed.writer_first():  # rank 0 builds the prepared-image cache, the others then read it
+        train_loader = _loader(config, table, "train", scorer.image_size, train=True, progress=progress)
+        val_loader = _loader(config, table, "val", scorer.image_size, train=False, progress=progress)
     remaining = [] if state.stopped_early else range(state.epoch + 1, cfg.epochs + 1)
     epochs = tqdm(remaining, desc=config.name, disable=not progress, initial=state.epoch, total=cfg.epochs)
     for epoch in epochs:
@@ -167,7 +181,9 @@ def _fit(config, run_dir, action, scorer, device, callbacks, progress) -> dict:
         rows.append(row)
         state.epoch = epoch
         state.stopped_early = state.bad_epochs >= cfg.patience
-        _save_epoch(run_dir, config, state, rows, prompter, optimizer, scaler)
+        if distributed.is_writer():
+            _save_epoch(run_dir, config, state, rows, prompter, optimizer, scaler)
+        distributed.barrier()  # the epoch is on disk before any rank goes on (or reads best.safetensors)
         epochs.set_postfix(loss=f"{loss:.4f}", val_srcc=f"{val['srcc']:.3f}", best=state.best_epoch)
         for callback in callbacks:
             callback(dict(row))
@@ -212,8 +228,10 @@ def train_one_epoch(
         with autocast(device, amp):
             scores = model(images)
         loss = F.mse_loss(scores.float(), labels)  # the score is fp32 whatever the model's precision
-        scaler.scale(loss / grad_accum).backward()
+        share = distributed.loss_for_global_batch(loss, loader, step, len(labels))  # `loss` with one rank
+        scaler.scale(share / grad_accum).backward()
         if step % grad_accum == 0 or step == steps:
+            distributed.average_gradients(prompter.parameters())  # the global batch's gradient on every rank
             scaler.step(optimizer)  # under fp16 the scaler skips steps with inf/NaN gradients
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
@@ -226,7 +244,8 @@ def train_one_epoch(
         n_images += len(labels)
         bar.set_postfix(loss=f"{loss_value:.4f}")
     prompter.eval()
-    return total_loss / max(n_images, 1), n_images
+    total_loss, n_images = distributed.sum_over_ranks(total_loss, n_images)
+    return total_loss / max(n_images, 1), int(n_images)
 
 
 def _validation_metrics(predictions: pd.DataFrame, epoch: int) -> dict:
@@ -277,17 +296,22 @@ def _loader(config: ExperimentConfig, table, split: str, image_size: int, train:
             f"split scheme '{config.dataset.split}'; check the split file or use --split random"
         )
     cfg = config.train
+    if train:
+        distributed.check_global_batch(cfg.batch_size, len(table.rows(split)))
+    world = distributed.world()
     return make_loader(
         table,
         split,
         image_size,
-        cfg.batch_size if train else cfg.eval_batch_size,
+        distributed.per_rank_batch(cfg.batch_size) if train else cfg.eval_batch_size,
         train=train,
         method=config.dataset.preprocess,
         cache_dir=cfg.cache_dir,
         num_workers=cfg.num_workers,
         seed=cfg.seed,
         progress=progress,
+        rank=world.rank,
+        world_size=world.size,
     )
 
 
@@ -411,7 +435,7 @@ def _restore(run_dir: Path, config, prompter, optimizer, scaler) -> tuple[RunSta
     optimizer.load_state_dict(saved["optimizer"])
     scaler.load_state_dict(saved["scaler"])
     _set_rng_state(saved["rng"])
-    if state.best_epoch:  # best.safetensors may be ahead of state.json if the run was killed mid-save
+    if state.best_epoch and distributed.is_writer():  # best may be ahead of state.json (killed mid-save)
         copy_checkpoint(run_dir / epoch_checkpoint_name(state.best_epoch), run_dir / BEST_CHECKPOINT)
     rows = [row for row in read_metrics(run_dir) if row["epoch"] <= state.epoch]
     return state, rows
@@ -459,6 +483,7 @@ def _test_best(run_dir: Path, config, table, model, prompter, state: RunState, d
             f"{run_dir}: no epoch had defined validation metrics, so there is no best prompt "
             "to test; see the warnings above"
         )
+    distributed.barrier()  # rank 0 has written (or, resuming, restored) best.safetensors
     state_dict, _ = load_prompt_checkpoint(run_dir / BEST_CHECKPOINT)
     load_prompt_state(prompter, state_dict)
     loader = _loader(config, table, "test", prompter.image_size, train=False, progress=progress)
@@ -478,9 +503,11 @@ def _test_best(run_dir: Path, config, table, model, prompter, state: RunState, d
         }
     )
     test = json_safe(test)  # NaN (a failed logistic fit) -> None, as in test.json
+    state.finished = True
+    if not distributed.is_writer():
+        return test
     write_csv_atomic(run_dir / PREDICTIONS_FILE, predictions)
     write_json_atomic(run_dir / TEST_FILE, test)
-    state.finished = True
     write_state(run_dir, state)
     print(
         f"{config.name}: test SRCC {test['srcc']:.4f}, PLCC {test['plcc']:.4f}, best epoch {state.best_epoch}"
