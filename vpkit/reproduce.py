@@ -51,7 +51,7 @@ PARAMETERS: dict[str, tuple[tuple[type, ...], bool]] = {
 }
 # Parameters that come from where the reproduction writes, not from a profile.
 OUTPUT_PARAMETERS = ("out_dir", "figures_dir")
-PROFILE_KEYS = ("description", "required", "parameters")
+PROFILE_KEYS = ("description", "required", "parameters", "slurm")  # slurm: read by vpkit.sweep
 
 
 class ReproduceError(RuntimeError):
