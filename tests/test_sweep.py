@@ -61,6 +61,9 @@ def test_a_local_pool_of_two_gives_the_sequential_run_folders(profile, sequentia
     assert [record["returncode"] for record in records] == [0, 0]
     assert all((tmp_path / "sweep" / "logs" / f"{r['name']}.log").is_file() for r in records)
 
+    assert main(["sweep", "--profile", str(profile), "--out", str(tmp_path), "--workers", "2"]) == 0
+    assert "0 experiment(s) to train, 2 already finished" in capsys.readouterr().out  # nothing is started again
+
 
 def test_the_slurm_path_through_submitits_debug_executor(profile, sequential_runs, tmp_path, capsys):
     command = ["sweep", "--profile", str(profile), "--out", str(tmp_path), "--experiments", "4"]  # one job: fast

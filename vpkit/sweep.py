@@ -25,6 +25,7 @@ import queue
 import shlex
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -126,11 +127,18 @@ def gpu_slots(gpus: str | None, gpus_per_experiment: int = 1, workers: int | Non
     return [ids[i:i + gpus_per_experiment] for i in range(0, len(ids), gpus_per_experiment)]
 
 
-def run_local(jobs: list[SweepJob], slots: list[list[str]], out_dir: str | Path, echo=print) -> list[SweepJob]:
-    """Train the jobs, as many at once as there are slots; each job's output goes to its log file."""
+def run_local(jobs: list[SweepJob], slots: list[list[str]], on_change=None, echo=print) -> list[SweepJob]:
+    """Train the jobs, as many at once as there are slots; each job's output goes to its log file.
+    `on_change()` is called (one thread at a time) when a job starts or ends, e.g. to update jobs.json."""
     free: queue.Queue = queue.Queue()
     for slot in slots:
         free.put(slot)
+    changed = threading.Lock()
+
+    def report() -> None:
+        if on_change is not None:
+            with changed:
+                on_change()
 
     def run(job: SweepJob) -> SweepJob:
         slot = free.get()
@@ -142,18 +150,19 @@ def run_local(jobs: list[SweepJob], slots: list[list[str]], out_dir: str | Path,
             where = f"GPU {','.join(slot)}" if slot else "this machine"
             echo(f"start {job.name} on {where} (log {job.log})")
             with open(job.log, "a") as log:
-                job.returncode = subprocess.run(job.command(max(len(slot), 1)), stdout=log,
-                                                stderr=subprocess.STDOUT, env=env, check=False).returncode
+                process = subprocess.Popen(job.command(max(len(slot), 1)), stdout=log, stderr=subprocess.STDOUT,
+                                           env=env)
+                job.job_id = f"local:{process.pid}"
+                report()
+                job.returncode = process.wait()
+            report()
             echo(f"{'done' if job.returncode == 0 else 'FAILED'} {job.name} (exit {job.returncode})")
             return job
         finally:
             free.put(slot)
 
-    write_jobs(out_dir, jobs)
     with ThreadPoolExecutor(max_workers=len(slots)) as pool:
-        finished = list(pool.map(run, jobs))
-    write_jobs(out_dir, finished)
-    return finished
+        return list(pool.map(run, jobs))
 
 
 # ----------------------------------------------------------------------------- Slurm
@@ -239,8 +248,8 @@ def sbatch_script(folder: str | Path, options: dict, n_jobs: int) -> str:
 
 
 def submit_slurm(jobs: list[SweepJob], out_dir: str | Path, options: dict, cluster: str = "slurm"):
-    """Submit the jobs as one job array; records the job ids and log paths in jobs.json. Returns the
-    submitit jobs (for the tests' local/debug executors, to wait on)."""
+    """Submit the jobs as one job array; sets each job's Slurm id and log path. Returns the submitit jobs
+    (which the local/debug executors of the tests are waited on through)."""
     folder = Path(out_dir) / SWEEP_DIR / "slurm"
     executor = slurm_executor(folder, options, len(jobs), cluster)
     gpus = int(options["gpus_per_job"])
@@ -249,7 +258,6 @@ def submit_slurm(jobs: list[SweepJob], out_dir: str | Path, options: dict, clust
     for job, handle in zip(jobs, submitted):
         job.job_id = str(handle.job_id)
         job.log = str(handle.paths.stdout)
-    write_jobs(out_dir, jobs)
     return submitted
 
 
@@ -279,6 +287,8 @@ def _unfinished_status(job: SweepJob) -> str:
         return "failed" if job.returncode != 0 else "stopped"
     if job.job_id is None:
         return "waiting"
+    if job.job_id.startswith("local:"):
+        return "running"  # started by a `vpkit sweep` on this machine that has not recorded an exit yet
     state = _slurm_state(job)
     if state in ("FAILED", "OUT_OF_MEMORY", "NODE_FAIL", "CANCELLED", "BOOT_FAIL", "DEADLINE"):
         return "failed"
@@ -353,24 +363,38 @@ def _run_sweep(args) -> int:
     overrides = {"model": args.model, "data_root": args.data_root, "device": args.device, "epochs": args.epochs,
                  "batch_size": args.batch_size, "lr": args.lr, "limit": args.limit, "seed": args.seed,
                  "experiments": _number_list(args.experiments)}
+    from vpkit.runs import run_status
+
     jobs, out_dir = plan_sweep(args.profile, overrides, out_dir)
-    print(f"vpkit sweep: {len(jobs)} experiment(s) -> {out_dir / 'runs'}")
+    done = [job for job in jobs if run_status(job.run_dir) == "finished"]
+    for job in done:
+        job.returncode = 0
+    todo = [job for job in jobs if job not in done]
+    print(f"vpkit sweep: {len(todo)} experiment(s) to train, {len(done)} already finished -> {out_dir / 'runs'}")
+    if not todo:
+        write_jobs(out_dir, jobs)
+        print_summary(sweep_summary(out_dir))
+        return 0
     if args.slurm:
         given = {"partition": args.partition, "time": args.time, "gpus_per_job": args.gpus_per_job,
                  "account": args.account, "cpus_per_task": args.cpus_per_task,
                  "array_parallelism": args.array_parallelism}
         options = slurm_options(args.profile, given)
         if args.dry_run:
-            print(sbatch_script(out_dir / SWEEP_DIR / "slurm", options, len(jobs)))
+            print(sbatch_script(out_dir / SWEEP_DIR / "slurm", options, len(todo)))
             return 0
-        submitted = submit_slurm(jobs, out_dir, options, args.cluster)
+        submitted = submit_slurm(todo, out_dir, options, args.cluster)
+        write_jobs(out_dir, done + todo)
         print(f"submitted job array {submitted[0].job_id.split('_')[0]} ({len(submitted)} jobs); follow it with "
               f"`vpkit sweep --status --out {out_dir}`")
         if args.cluster != "slurm":  # submitit's local/debug executors: wait here and record the outcome
-            for job, handle in zip(jobs, submitted):
+            for job, handle in zip(todo, submitted):
                 job.returncode = 0 if handle.exception() is None else 1
-            write_jobs(out_dir, jobs)
+            write_jobs(out_dir, done + todo)
     else:
-        run_local(jobs, gpu_slots(args.gpus, args.gpus_per_experiment, args.workers), out_dir)
-    print_summary(sweep_summary(out_dir))
-    return 0
+        slots = gpu_slots(args.gpus, args.gpus_per_experiment, args.workers)
+        write_jobs(out_dir, done + todo)
+        run_local(todo, slots, on_change=lambda: write_jobs(out_dir, done + todo))
+    summary = sweep_summary(out_dir)
+    print_summary(summary)
+    return 1 if (summary["status"] == "failed").any() else 0
