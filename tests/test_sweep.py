@@ -100,3 +100,15 @@ def test_the_summary_names_failed_jobs_with_their_log(tmp_path, capsys):
     assert list(table["status"]) == ["failed", "waiting"]
     assert main(["sweep", "--status", "--out", str(tmp_path)]) == 0
     assert f"failed: exp_x: see {log}" in capsys.readouterr().out
+
+
+def test_gpu_slots_group_the_gpus_and_refuse_what_does_not_split():
+    from vpkit.sweep import SweepError, gpu_slots
+
+    assert gpu_slots("0,1,2,3") == [["0"], ["1"], ["2"], ["3"]]
+    assert gpu_slots("0,1,2,3", gpus_per_experiment=2) == [["0", "1"], ["2", "3"]]
+    assert gpu_slots(None, workers=2) == [[], []]
+    with pytest.raises(SweepError, match="groups of --gpus-per-experiment 2"):
+        gpu_slots("0,1,2", gpus_per_experiment=2)
+    with pytest.raises(SweepError, match="GPU numbers"):
+        gpu_slots("a,b")
