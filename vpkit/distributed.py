@@ -123,20 +123,33 @@ def run_on_writer(function, *args, **kwargs):
 
 @contextlib.contextmanager
 def writer_first():
-    """Rank 0 runs the block first (e.g. builds the image cache), then the others, reading what it made."""
+    """Rank 0 runs the block first (e.g. builds the image cache), then the others, reading what it made.
+    An error on rank 0 is raised on every rank (not left as a broken connection for the others)."""
     current = world()
-    if not current.is_writer:
-        barrier()
-    yield
+    if current.size == 1:
+        yield
+        return
     if current.is_writer:
-        barrier()
+        try:
+            yield
+        except Exception as error:
+            dist.broadcast_object_list([error], src=0)
+            raise
+        dist.broadcast_object_list([None], src=0)
+        return
+    outcome = [None]
+    dist.broadcast_object_list(outcome, src=0)
+    if outcome[0] is not None:
+        raise outcome[0]
+    yield
 
 
 # ----------------------------------------------------------------------------- the global batch
 
 
-def check_global_batch(batch_size: int, n_images: int) -> None:
-    """Refuse a batch the ranks cannot share: each needs batch_size / world_size images of every batch."""
+def check_global_batch(batch_size: int, n_images: int | None = None) -> None:
+    """Refuse a batch the ranks cannot share: each needs batch_size / world_size images of every batch
+    (and, given the train split's `n_images`, at least one image of its last batch)."""
     size = world().size
     if size == 1:
         return
@@ -145,7 +158,7 @@ def check_global_batch(batch_size: int, n_images: int) -> None:
             f"train.batch_size {batch_size} cannot be split over {size} processes; use a batch size "
             f"divisible by {size} (the global batch is batch_size = processes x per-process batch)"
         )
-    last = n_images % batch_size
+    last = 0 if n_images is None else n_images % batch_size
     if 0 < last < size:
         raise ValueError(
             f"the train split's {n_images} images leave a last batch of {last} image(s), fewer than the "

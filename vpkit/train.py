@@ -90,6 +90,7 @@ def train(
             return train(
                 config, run_dir, resume, overwrite, scorer=scorer, callbacks=callbacks, progress=progress
             )
+    distributed.check_global_batch(config.train.batch_size)  # before anything is written
     run_dir = Path(run_dir)
     # Rank 0 alone prepares (and, with --overwrite, empties) the folder; the run-folder lock belongs here,
     # taken by rank 0 only, for the whole run.
