@@ -112,3 +112,10 @@ def test_gpu_slots_group_the_gpus_and_refuse_what_does_not_split():
         gpu_slots("0,1,2", gpus_per_experiment=2)
     with pytest.raises(SweepError, match="GPU numbers"):
         gpu_slots("a,b")
+
+
+def test_reproduce_under_torchrun_is_refused_with_the_sweep_to_use(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["reproduce", "--profile", "demo", "--out", str(tmp_path)]) == 2
+    assert "vpkit sweep --gpus" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing was run
