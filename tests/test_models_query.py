@@ -196,3 +196,23 @@ def test_scoring_with_a_prompt_compiles_as_one_graph():
     scorer.layout(2)
     explanation = torch._dynamo.explain(lambda images: scorer(images, prompter))(torch.rand(2, 3, 224, 224))
     assert (explanation.graph_count, explanation.graph_break_count) == (1, 0), explanation.break_reasons
+
+
+def test_compiled_prompted_scorer_is_one_graph_per_batch_size_from_a_fresh_scorer(monkeypatch):
+    """What `train --compile` builds: on a scorer that has never seen a batch size, the token layout is made
+    eagerly before the compiled call, so each batch size compiles to one graph and later calls reuse it."""
+    import functools
+
+    from torch._dynamo.testing import CompileCounter
+
+    import vpkit.evaluate
+
+    counter = CompileCounter()
+    monkeypatch.setattr(vpkit.evaluate.torch, "compile", functools.partial(torch.compile, backend=counter))
+    scorer = load_scorer("tiny-random")
+    prompter = build_prompter("padding", 15, "add", image_size=scorer.image_size)
+    model = vpkit.evaluate.PromptedScorer(scorer, prompter, compile_model=True)
+    for batch_size in (3, 3, 2, 2):
+        model(torch.rand(batch_size, 3, 224, 224))
+    torch._dynamo.reset()
+    assert counter.frame_count == 2

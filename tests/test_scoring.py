@@ -72,7 +72,7 @@ def test_fp16_logits_that_overflow_a_raw_exp_still_score():
     logits = torch.zeros(2, VOCAB, dtype=torch.float16)
     logits[:, WORD_IDS["good"]] = torch.tensor([20.0, 1e4])
     logits[:, WORD_IDS["bad"]] = torch.tensor([18.0, 1e4])
-    raw = torch.exp(logits[:, [WORD_IDS["good"]]]).sum(1)  # the paper's formula, in fp16
+    raw = torch.exp(logits[:, [WORD_IDS["good"]]]).sum(1)  # a raw exp in fp16 (outside autocast)
     assert torch.isinf(raw).all()
     score = score_from_logits(logits, [WORD_IDS["good"]], [WORD_IDS["bad"]])
     assert score.dtype == torch.float32

@@ -132,6 +132,12 @@ def _add_train(commands) -> None:
     parser.add_argument("--lr", type=float)
     parser.add_argument("--patience", type=int)
     parser.add_argument("--grad-accum", type=int)
+    parser.add_argument(
+        "--max-grad-norm", type=float, help="clip each step's gradient norm to this (default 1.0, the paper's)"
+    )
+    parser.add_argument(
+        "--no-grad-clip", action="store_true", help="no gradient clipping (train.max_grad_norm: null)"
+    )
     parser.add_argument("--seed", type=int)
     parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), help="model weights precision")
     parser.add_argument("--amp", choices=("none", "fp16", "bf16"), help="autocast precision (CUDA)")
@@ -174,6 +180,7 @@ def train_overrides(args) -> dict:
             "lr": args.lr,
             "patience": args.patience,
             "grad_accum": args.grad_accum,
+            "max_grad_norm": args.max_grad_norm,
             "seed": args.seed,
             "amp": args.amp,
             "checkpointing": args.checkpointing,
@@ -192,6 +199,8 @@ def _run_train(args) -> int:
     from vpkit.train import train
 
     config = load_config(args.experiment).with_overrides(train_overrides(args), source="command line")
+    if args.no_grad_clip:
+        config.train.max_grad_norm = None  # with_overrides reads None as "keep the config's value"
     out = Path(args.out) if args.out else Path("runs") / config.name
     test = train(config, out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     print(f"run folder: {out}")
@@ -370,9 +379,22 @@ def _run_score(args) -> int:
 
 
 def _add_import_prompt(commands) -> None:
-    parser = commands.add_parser("import-prompt", help="turn the paper's visual_prompt.pth into a run folder")
-    parser.add_argument("checkpoint", help="a visual_prompt.pth saved by the paper's trainer")
-    parser.add_argument("--experiment", type=int, help="the paper experiment it comes from (sets the rest)")
+    parser = commands.add_parser("import-prompt", help="turn the paper's released prompts into a run folder")
+    parser.add_argument(
+        "checkpoint",
+        help="the paper's experiment folder (SGD_mplug2_exp_NN_.../, its best checkpoint is taken), "
+        "one checkpoint-NNNN folder, or a visual_prompt.pth",
+    )
+    parser.add_argument(
+        "--experiment",
+        type=int,
+        help="the paper experiment it comes from (sets the rest; default: read from the folder name)",
+    )
+    parser.add_argument(
+        "--all-checkpoints",
+        action="store_true",
+        help="also import every checkpoint-NNNN as epoch-NN.safetensors (an experiment folder)",
+    )
     parser.add_argument("--type", choices=("padding", "fixed_patch", "full", "replace_pad"))
     parser.add_argument("--size", type=int, help="prompt size in pixels at --image-size")
     parser.add_argument("--mode", choices=("add", "mul", "mul_residual"))
@@ -390,11 +412,10 @@ def _add_import_prompt(commands) -> None:
 
 def _run_import_prompt(args) -> int:
     from vpkit.config import ExperimentConfig, paper_config
-    from vpkit.runs import import_prompt
+    from vpkit.runs import find_released_prompts, import_prompt, infer_paper_experiment
 
-    base = paper_config(args.experiment) if args.experiment else ExperimentConfig(name=Path(args.out).name)
-    if args.experiment is None and args.type is None:
-        raise ValueError("say what the prompt is: --experiment N, or --type (and --size, --mode)")
+    experiment = _import_experiment(args, infer_paper_experiment(args.checkpoint))
+    base = paper_config(experiment) if experiment else ExperimentConfig(name=Path(args.out).name)
     config = base.with_overrides(
         {
             "model": {"name_or_path": args.model},
@@ -410,12 +431,36 @@ def _run_import_prompt(args) -> int:
         },
         source="command line",
     )
-    out = import_prompt(args.checkpoint, args.out, config, overwrite=args.overwrite)
+    released = find_released_prompts(args.checkpoint)
+    out = import_prompt(
+        args.checkpoint, args.out, config, overwrite=args.overwrite, all_checkpoints=args.all_checkpoints
+    )
+    epoch = f", epoch {released.best.epoch}" if released.best.epoch is not None else ""
+    print(f"best prompt: {released.best.path}{epoch} ({released.chosen_by})")
+    if args.all_checkpoints:
+        print(f"imported {len(released.checkpoints)} checkpoints as epoch-NN.safetensors")
     print(
-        f"imported {args.checkpoint} as {config.prompt.type} ({config.prompt.size or 'full'} px at "
+        f"imported as {config.prompt.type} ({config.prompt.size or 'full'} px at "
         f"{config.prompt.image_size}, {config.prompt.mode}) into {out}"
     )
     return 0
+
+
+def _import_experiment(args, inferred: tuple[int, str] | None) -> int | None:
+    """The paper experiment an import belongs to: --experiment, else the folder name's (said so), else none."""
+    if args.experiment is not None:
+        if inferred and inferred[0] != args.experiment:
+            print(f"note: --experiment {args.experiment} used, although the folder {inferred[1]} says {inferred[0]}")
+        return args.experiment
+    if inferred and args.type is None:
+        print(f"experiment {inferred[0]}, read from the folder name {inferred[1]} (--experiment overrides it)")
+        return inferred[0]
+    if args.type is None:
+        raise ValueError(
+            "say what the prompt is: --experiment N, or --type (and --size, --mode); the path names no paper "
+            "experiment folder (SGD_mplug2_exp_NN_...)"
+        )
+    return None
 
 
 # ----------------------------------------------------------------------------- data, reproduce

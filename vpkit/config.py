@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,9 @@ class TrainConfig:
     patience: int = 6
     seed: int = 42
     grad_accum: int = 1
+    # Clip each optimiser step's total gradient norm to this (after unscaling, before the step); None = off.
+    # 1.0 is the paper's: its Hugging Face Trainer never sets max_grad_norm, whose default is 1.0.
+    max_grad_norm: float | None = 1.0
     amp: str = "fp16"
     checkpointing: bool = False
     compile: bool = False
@@ -167,6 +171,7 @@ BOUNDS = {
     ("train", "weight_decay"): (0, True),
     ("train", "patience"): (1, True),
     ("train", "grad_accum"): (1, True),
+    ("train", "max_grad_norm"): (0, False),
     ("train", "num_workers"): (0, True),
     ("train", "limit"): (3, True),
 }
@@ -199,6 +204,8 @@ def _check_value(source: str, section: str, name: str, annotation: str, value: A
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} = {value!r} must be a number")
         value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} = {value!r} must be a finite number")
     elif annotation.startswith("str") and (not isinstance(value, str) or not value):
         raise ConfigError(f"{where} = {value!r} must be a non-empty string")
     choices = CHOICES.get((section, name))
@@ -418,6 +425,7 @@ PAPER_TRAINING_KEYS = {
     "weight_decay": "weight_decay",
     "gradient_accumulation_steps": "grad_accum",
     "seed": "seed",
+    "max_grad_norm": "max_grad_norm",  # absent from the paper's files: the Trainer's default 1.0 applies
 }
 # Keys whose value must be the one vpkit implements (anything else would silently differ).
 PAPER_FIXED_VALUES = {
@@ -452,7 +460,9 @@ def _paper_prompt(source: str, model: dict) -> dict:
 def _paper_train(source: str, training: dict) -> dict:
     train = {}
     for key, value in training.items():
-        if key in PAPER_TRAINING_KEYS:
+        if key == "max_grad_norm" and value == 0:
+            train["max_grad_norm"] = None  # the Trainer clips only when max_grad_norm > 0
+        elif key in PAPER_TRAINING_KEYS:
             train[PAPER_TRAINING_KEYS[key]] = value
         elif key in PAPER_FIXED_VALUES:
             if value not in PAPER_FIXED_VALUES[key]:

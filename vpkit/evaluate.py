@@ -43,16 +43,23 @@ def to_model_input(images_uint8: torch.Tensor, device: str) -> torch.Tensor:
 
 
 class PromptedScorer(torch.nn.Module):
-    """scorer(prompter(images)) as one module ([0,1] images -> fp32 scores), to torch.compile as a whole.
+    """scorer(prompter(images)) as one module ([0,1] images -> fp32 scores), compiled as a whole on request.
 
-    `prompter` None scores the images as they are (zero-shot).
+    `prompter` None scores the images as they are (zero-shot). With `compile_model`, the prompt -> score path is
+    one torch.compile graph per batch size: the scorer's per-batch-size host work (token layout) runs eagerly
+    first, since tracing it would split the graph at every data-dependent step.
     """
 
-    def __init__(self, scorer, prompter=None):
+    def __init__(self, scorer, prompter=None, compile_model: bool = False):
         super().__init__()
         self.scorer, self.prompter = scorer, prompter
+        self._score = torch.compile(self._prompted_scores) if compile_model else self._prompted_scores
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.scorer.prepare_batch(images.shape[0])
+        return self._score(images)
+
+    def _prompted_scores(self, images: torch.Tensor) -> torch.Tensor:
         return self.scorer(images, self.prompter)
 
 

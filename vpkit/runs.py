@@ -18,6 +18,7 @@ that `state.json` names.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -341,36 +342,188 @@ def copy_checkpoint(source: str | Path, target: str | Path) -> None:
 # ------------------------------------------------------------------------- importing the paper's prompts
 
 
-def import_prompt(checkpoint: str | Path, out_dir: str | Path, config, overwrite: bool = False) -> Path:
-    """Turn a released `visual_prompt.pth` into a run-like folder that `vpkit eval` and `vpkit score` use.
+def import_prompt(
+    checkpoint: str | Path, out_dir: str | Path, config, overwrite: bool = False, all_checkpoints: bool = False
+) -> Path:
+    """Turn a released prompt into a run-like folder that `vpkit eval` and `vpkit score` use.
 
+    `checkpoint` is a `visual_prompt.pth`, one Hugging Face Trainer `checkpoint-NNNN` folder, or the paper's
+    experiment folder of them (the best is the one the paper's tester would pick, see `find_released_prompts`).
     `config` (an ExperimentConfig) says what the prompt is (prompt section, at prompt.image_size px)
     and which model and data it belongs to. The tensors are checked against that prompt shape.
+    `all_checkpoints` also writes every checkpoint as epoch-NN.safetensors (NN from its trainer_state.json).
     """
     from vpkit.prompters import build_prompter, load_prompt_state
 
+    released = find_released_prompts(checkpoint)
+    chosen = released.checkpoints if all_checkpoints else (released.best,)
+    unknown = [str(prompt.path) for prompt in chosen if all_checkpoints and prompt.epoch is None]
+    if unknown:
+        raise RunFolderError(
+            f"{unknown[0]}: its epoch is unknown (no {TRAINER_STATE_FILE} beside it); import without "
+            "--all-checkpoints"
+        )
     out_dir = Path(out_dir)
     if run_status(out_dir) != "new":
         if not overwrite:
             raise RunFolderError(f"{out_dir}: not empty; pass --overwrite to replace the run files there")
         clear_run_dir(out_dir)
     spec = config.prompt
-    prompter = build_prompter(
-        spec.type,
-        size=spec.size,
-        mode=spec.mode,
-        delta=spec.delta,
-        is_center=spec.is_center,
-        image_size=spec.image_size,
-    )
-    load_prompt_state(
-        prompter, Path(checkpoint)
-    )  # raises with the checkpoint's real shape when it does not fit
+    prompters = {}
+    for prompt in chosen:  # every file is checked before anything is written
+        prompter = build_prompter(
+            spec.type, size=spec.size, mode=spec.mode, delta=spec.delta, is_center=spec.is_center,
+            image_size=spec.image_size,
+        )
+        prompters[prompt.path] = load_prompt_state(prompter, prompt.path)  # raises with the real shape
     out_dir.mkdir(parents=True, exist_ok=True)
     write_config(out_dir, config)
-    metadata = prompt_checkpoint_metadata(
-        config, prompter, epoch=0, metrics={}, imported_from=str(Path(checkpoint).resolve())
+    for prompt in chosen:
+        metadata = prompt_checkpoint_metadata(
+            config, prompters[prompt.path], epoch=prompt.epoch or 0, metrics={},
+            imported_from=str(prompt.path.resolve()),
+        )
+        target = out_dir / (epoch_checkpoint_name(prompt.epoch) if all_checkpoints else BEST_CHECKPOINT)
+        save_prompt_checkpoint(target, prompters[prompt.path].state_dict(), metadata)
+    if all_checkpoints:
+        copy_checkpoint(out_dir / epoch_checkpoint_name(released.best.epoch), out_dir / BEST_CHECKPOINT)
+    if released.history:
+        write_metrics(out_dir, list(released.history))
+    epochs = [prompt.epoch or 0 for prompt in chosen]
+    state = RunState(
+        config_hash=config.hash(), epoch=max(epochs), best_epoch=released.best.epoch or 0, finished=True
     )
-    save_prompt_checkpoint(out_dir / BEST_CHECKPOINT, prompter.state_dict(), metadata)
-    write_state(out_dir, RunState(config_hash=config.hash(), finished=True))
+    write_state(out_dir, state)
     return out_dir
+
+
+# The paper's released prompts are Hugging Face Trainer output folders, one per experiment:
+#   SGD_mplug2_exp_NN_<dataset>_<shape>_<mode>/checkpoint-<step>/{visual_prompt.pth, trainer_state.json, ...}
+# one checkpoint per epoch; the paper's README: the best is named by `best_model_checkpoint` in the final
+# checkpoint's trainer_state.json, and its src/tester.py loads <output_dir>/<that checkpoint>/visual_prompt.pth.
+PAPER_PROMPT_FILE = "visual_prompt.pth"
+TRAINER_STATE_FILE = "trainer_state.json"
+_CHECKPOINT_DIR = re.compile(r"checkpoint-(\d+)")
+_PAPER_EXPERIMENT_DIR = re.compile(r"(?:^|_)exp_(\d{1,2})_")
+
+
+@dataclass(frozen=True)
+class ReleasedPrompt:
+    path: Path  # the visual_prompt.pth
+    epoch: int | None  # from the checkpoint's trainer_state.json; None when it has none
+
+
+@dataclass(frozen=True)
+class ReleasedPrompts:
+    best: ReleasedPrompt
+    checkpoints: tuple[ReleasedPrompt, ...]  # every checkpoint found, in training order
+    chosen_by: str  # how `best` was picked, in words
+    history: tuple[dict, ...] = ()  # per-epoch validation metrics from the last trainer_state.json
+
+
+def find_released_prompts(path: str | Path) -> ReleasedPrompts:
+    """The prompt file(s) of a .pth, a checkpoint-NNNN folder or an experiment folder of them.
+
+    For an experiment folder the best checkpoint is the one `best_model_checkpoint` names in the trainer_state.json
+    of the last checkpoint (highest step), as the paper's tester picks it.
+    """
+    path = Path(path)
+    if path.is_file() or (path.is_dir() and (path / PAPER_PROMPT_FILE).is_file()):
+        prompt = _released_prompt(path if path.is_file() else path / PAPER_PROMPT_FILE)
+        return ReleasedPrompts(prompt, (prompt,), "the checkpoint given")
+    if not path.is_dir():
+        raise RunFolderError(f"{path}: no such file or folder")
+    steps = sorted(
+        (int(match.group(1)), child)
+        for child in path.iterdir()
+        if child.is_dir() and (match := _CHECKPOINT_DIR.fullmatch(child.name))
+    )
+    if not steps:
+        raise RunFolderError(
+            f"{path}: holds neither {PAPER_PROMPT_FILE} nor checkpoint-NNNN folders; give the paper's experiment "
+            f"folder (SGD_mplug2_exp_NN_...), one of its checkpoint-NNNN folders or a {PAPER_PROMPT_FILE}"
+        )
+    last = steps[-1][1]
+    best_name = _best_checkpoint_name(last / TRAINER_STATE_FILE)
+    history = _validation_history(_read_trainer_state(last / TRAINER_STATE_FILE))
+    best_file = path / best_name / PAPER_PROMPT_FILE
+    if not best_file.is_file():
+        raise RunFolderError(
+            f"{last / TRAINER_STATE_FILE}: best_model_checkpoint names {best_name}, but {best_file} is missing; "
+            "give the checkpoint folder to import instead"
+        )
+    checkpoints = tuple(
+        _released_prompt(folder / PAPER_PROMPT_FILE) for _, folder in steps if (folder / PAPER_PROMPT_FILE).is_file()
+    )
+    return ReleasedPrompts(
+        _released_prompt(best_file), checkpoints, f"best_model_checkpoint in {last.name}/{TRAINER_STATE_FILE}",
+        history,
+    )
+
+
+def infer_paper_experiment(path: str | Path) -> tuple[int, str] | None:
+    """(experiment number, the folder name it was read from) when `path` or one of its two parents is named like
+    the paper's output folders (SGD_mplug2_exp_04_kadid_padding_30px_add); None otherwise."""
+    from vpkit.config import PAPER_EXPERIMENTS
+
+    path = Path(path).resolve()
+    for part in [path, *path.parents][:3]:
+        for exp in PAPER_EXPERIMENTS:
+            if part.name == exp.paper_name:
+                return exp.number, part.name
+        match = _PAPER_EXPERIMENT_DIR.search(part.name)
+        if match and 1 <= int(match.group(1)) <= len(PAPER_EXPERIMENTS):
+            return int(match.group(1)), part.name
+    return None
+
+
+def _released_prompt(pth: Path) -> ReleasedPrompt:
+    state_file = pth.parent / TRAINER_STATE_FILE
+    epoch = _read_trainer_state(state_file).get("epoch") if state_file.is_file() else None
+    if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, (int, float))):
+        raise RunFolderError(f"{state_file}: epoch = {epoch!r} is not a number")
+    return ReleasedPrompt(pth, None if epoch is None else round(epoch))  # the Trainer writes epochs as 2.0
+
+
+def _validation_history(state: dict) -> tuple[dict, ...]:
+    """The per-epoch validation rows of a trainer_state.json's log_history, in vpkit's metric names (the paper's
+    compute_metrics logs eval_srocc, eval_plcc and eval_metric = their mean, vpkit's selection)."""
+    rows, best = [], float("-inf")
+    for entry in state.get("log_history") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("epoch"), (int, float)) and "eval_metric" in entry:
+            selection = entry["eval_metric"]
+            improved = isinstance(selection, (int, float)) and selection > best  # the Trainer's np.greater
+            best = selection if improved else best
+            rows.append({
+                "epoch": round(entry["epoch"]),
+                "val_srcc": entry.get("eval_srocc"),
+                "val_plcc": entry.get("eval_plcc"),
+                "val_selection": selection,
+                "best": improved,
+            })
+    return tuple(rows)
+
+
+def _best_checkpoint_name(state_file: Path) -> str:
+    if not state_file.is_file():
+        raise RunFolderError(
+            f"{state_file}: missing; the last checkpoint's {TRAINER_STATE_FILE} names the best one "
+            "(best_model_checkpoint); give the checkpoint-NNNN folder to import instead"
+        )
+    best = _read_trainer_state(state_file).get("best_model_checkpoint")
+    if not isinstance(best, str) or not best.strip():
+        raise RunFolderError(
+            f"{state_file}: has no best_model_checkpoint (a run without load_best_model_at_end); "
+            "give the checkpoint-NNNN folder to import instead"
+        )
+    return best.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]  # a path as the trainer saw it: keep the name
+
+
+def _read_trainer_state(state_file: Path) -> dict:
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise RunFolderError(f"{state_file}: not readable as JSON ({error})") from None
+    if not isinstance(state, dict):
+        raise RunFolderError(f"{state_file}: not a JSON object")
+    return state

@@ -2,7 +2,10 @@
 
 The paper's score is the softmax mass of the positive words against positive + negative words
 at the last position: ``sum exp(pos) / (sum exp(pos) + sum exp(neg))``. We compute it in float32
-from log-sum-exps, ``sigmoid(lse(pos) - lse(neg))``, which is the same number without overflow.
+from log-sum-exps, ``sigmoid(lse(pos) - lse(neg))``: the same number, safe for any logit size.
+(The paper's raw ``exp`` ran under the Trainer's fp16 autocast, which computes ``exp`` in float32, so it
+did not overflow for real logits either; what vpkit does differently is to compute only the last
+position's score-word rows of the LM head, see vpkit.models.)
 """
 from __future__ import annotations
 
@@ -114,8 +117,9 @@ def score_from_logits(logits: torch.Tensor, pos_ids: Sequence[int], neg_ids: Seq
 
     ``logits`` is ``[..., V]`` at the answer position; ``V`` is the full vocabulary (ids are token
     ids) or a restricted word set (ids are indices into it, see :func:`score_indices`). Computed as
-    ``sigmoid(logsumexp(pos) - logsumexp(neg))`` in float32: the paper's raw ``exp`` of fp16 logits
-    overflows to inf (making the score NaN) once a logit passes ~11, and of fp32 logits past ~88.
+    ``sigmoid(logsumexp(pos) - logsumexp(neg))`` in float32, whatever the logits' dtype: a raw ``exp``
+    would overflow past ~11 in fp16 (ours casts first) and past ~88 in fp32. The paper's raw ``exp`` ran
+    under fp16 autocast, which computes it in fp32, so for real logits both give the same score.
     """
     pos_ids, neg_ids = _check_ids(logits, pos_ids, "pos_ids"), _check_ids(logits, neg_ids, "neg_ids")
     if set(pos_ids) & set(neg_ids):

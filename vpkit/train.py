@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch import nn
 from tqdm.auto import tqdm
 
 from vpkit import distributed
@@ -140,7 +139,7 @@ def _fit(config, run_dir, action, scorer, device, callbacks, progress) -> dict:
         prompter.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
     scaler = torch.amp.GradScaler(torch.device(device).type, enabled=cfg.amp == "fp16")
-    model = compiled(PromptedScorer(scorer.eval(), prompter), cfg.compile)  # used for training and scoring
+    model = PromptedScorer(scorer.eval(), prompter, compile_model=cfg.compile)  # for training and scoring
 
     if action == "resume":
         state, rows = _restore(run_dir, config, prompter, optimizer, scaler)
@@ -159,8 +158,9 @@ def _fit(config, run_dir, action, scorer, device, callbacks, progress) -> dict:
     for epoch in epochs:
         train_loader.sampler.set_epoch(epoch)  # order and flips depend on (seed, epoch) only: resumable
         started = time.perf_counter()
-        loss, n_images = train_one_epoch(
-            model, prompter, optimizer, scaler, train_loader, device, cfg.amp, cfg.grad_accum, progress
+        loss, n_images, grad_norms = train_one_epoch(
+            model, prompter, optimizer, scaler, train_loader, device, cfg.amp, cfg.grad_accum, progress,
+            max_grad_norm=cfg.max_grad_norm,
         )
         train_seconds = time.perf_counter() - started
         val = _validation_metrics(predict(model, val_loader, device, cfg.amp, progress, "val"), epoch)
@@ -173,6 +173,7 @@ def _fit(config, run_dir, action, scorer, device, callbacks, progress) -> dict:
         row = {
             "epoch": epoch,
             "train_loss": loss,
+            **grad_norms,
             **{f"val_{k}": v for k, v in val.items()},
             "best": improved,
             "lr": optimizer.param_groups[0]["lr"],
@@ -198,10 +199,6 @@ def _fit(config, run_dir, action, scorer, device, callbacks, progress) -> dict:
 # ----------------------------------------------------------------------------- one epoch
 
 
-def compiled(model: nn.Module, compile_model: bool) -> nn.Module:
-    return torch.compile(model) if compile_model else model
-
-
 def train_one_epoch(
     model,
     prompter,
@@ -212,14 +209,17 @@ def train_one_epoch(
     amp: str = "none",
     grad_accum: int = 1,
     progress: bool = True,
-) -> tuple[float, int]:
-    """One pass over `loader` with SGD on the prompt; returns (mean MSE per image, images seen).
+    max_grad_norm: float | None = None,
+) -> tuple[float, int, dict]:
+    """One pass over `loader` with SGD on the prompt; returns (mean MSE per image, images seen, gradient-norm
+    statistics of the epoch's optimiser steps, see `GradNormLog.summary`).
 
     `model` maps [0,1] images to fp32 scores (a PromptedScorer, maybe compiled); `scaler` is a GradScaler
-    (enabled for fp16 autocast).
+    (enabled for fp16 autocast); `max_grad_norm` clips each step's total gradient norm (None: no clipping).
     """
     prompter.train()
     total_loss, n_images = 0.0, 0
+    grad_norms = GradNormLog(max_grad_norm)
     steps = len(loader)
     optimizer.zero_grad(set_to_none=True)
     bar = tqdm(loader, desc="train", leave=False, disable=not progress)
@@ -233,6 +233,7 @@ def train_one_epoch(
         scaler.scale(share / grad_accum).backward()
         if step % grad_accum == 0 or step == steps:
             distributed.average_gradients(prompter.parameters())  # the global batch's gradient on every rank
+            grad_norms.add(clip_gradients(optimizer, scaler, max_grad_norm))  # so the norm is the global one
             scaler.step(optimizer)  # under fp16 the scaler skips steps with inf/NaN gradients
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
@@ -246,7 +247,52 @@ def train_one_epoch(
         bar.set_postfix(loss=f"{loss_value:.4f}")
     prompter.eval()
     total_loss, n_images = distributed.sum_over_ranks(total_loss, n_images)
-    return total_loss / max(n_images, 1), int(n_images)
+    return total_loss / max(n_images, 1), int(n_images), grad_norms.summary()
+
+
+def clip_gradients(optimizer, scaler, max_norm: float | None) -> torch.Tensor:
+    """The total L2 norm of the optimiser's gradients before clipping (a device tensor: no host sync), after
+    clipping them to `max_norm` (None: measured only).
+
+    As the paper's Hugging Face Trainer does at every optimiser step (transformers 4.31, which mPLUG-Owl2
+    pins: TrainingArguments.max_grad_norm defaults to 1.0 and the paper's trainer.py never sets it;
+    Trainer._inner_training_loop calls scaler.unscale_(optimizer) and then clips model.parameters()).
+    The gradients are unscaled first so that the norm is the true one; an inf/NaN norm leaves them
+    non-finite, and scaler.step skips that step as before.
+    """
+    scaler.unscale_(optimizer)  # a no-op when the scaler is disabled; scaler.step will not unscale again
+    params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if max_norm is None:
+        return torch.nn.utils.get_total_norm([p.grad for p in params])
+    return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+
+class GradNormLog:
+    """Per-epoch statistics of the optimiser steps' gradient norms, accumulated on the device and read once."""
+
+    def __init__(self, max_norm: float | None):
+        self.max_norm = max_norm
+        self.norms: list[torch.Tensor] = []
+
+    def add(self, norm: torch.Tensor) -> None:
+        self.norms.append(norm.detach().float().reshape(()))
+
+    def summary(self) -> dict:
+        """grad_norm_mean / grad_norm_max over the steps with a finite norm (inf/NaN steps were skipped),
+        grad_clipped_fraction: the share of those steps that clipping shrank (None when clipping is off)."""
+        nan = float("nan")
+        if not self.norms:
+            return {"grad_norm_mean": nan, "grad_norm_max": nan, "grad_clipped_fraction": None}
+        norms = torch.stack(self.norms).cpu()  # the epoch's one read of the norms
+        finite = norms[torch.isfinite(norms)]
+        clipped = None
+        if self.max_norm is not None:
+            clipped = float((finite > self.max_norm).float().mean()) if len(finite) else nan
+        return {
+            "grad_norm_mean": float(finite.mean()) if len(finite) else nan,
+            "grad_norm_max": float(finite.max()) if len(finite) else nan,
+            "grad_clipped_fraction": clipped,
+        }
 
 
 def _validation_metrics(predictions: pd.DataFrame, epoch: int) -> dict:

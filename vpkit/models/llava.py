@@ -13,7 +13,7 @@ from torch import Tensor
 
 from vpkit.scoring import DEFAULT_SCORE_TYPE
 
-from .query import PAPER_QUERY, QualityScorer, load_tokenizer
+from .query import PAPER_QUERY, QualityScorer, bos_prefixed_ids, check_starts_with_bos, load_tokenizer
 
 LLAVA_IMAGE_TOKEN = "<image>"
 LLAVA_TEMPLATE = "USER: <image>\n{query} ASSISTANT:"
@@ -46,7 +46,8 @@ class LlavaScorer(QualityScorer):
         return patches + (1 if self.model.config.vision_feature_select_strategy == "full" else 0)
 
     def _expanded_prompt_ids(self) -> list[int]:
-        ids = list(self.tokenizer(self.prompt).input_ids)
+        ids = bos_prefixed_ids(self.tokenizer, self.prompt)  # as LLaVA-1.5's own code: BOS whatever the config
+        check_starts_with_bos(ids, getattr(self.model.config.text_config, "bos_token_id", None), "LLaVA query")
         if ids.count(self.image_token_id) != 1:
             raise ValueError(f"the tokenizer does not turn {LLAVA_IMAGE_TOKEN!r} into the single image token "
                              f"{self.image_token_id} (got ids {ids}); load the tokenizer saved with the llava-hf model")

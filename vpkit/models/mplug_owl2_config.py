@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -202,6 +203,7 @@ class MPLUGOwl2Config:
                            "visual_config.visual_abstractor")
         top = {f.name: data[f.name] for f in fields(cls)
                if f.name not in ("vision", "abstractor", "source") and f.name in data}
+        warn_about_dropout(data, source)
         return cls(**top, vision=vision, abstractor=abstractor, source=source)
 
     @classmethod
@@ -217,6 +219,27 @@ class MPLUGOwl2Config:
         abstractor = dataclasses.asdict(self.abstractor) | {"model_type": ABSTRACTOR_MODEL_TYPE}
         return {"architectures": [ARCHITECTURE], "model_type": MODEL_TYPE, **top,
                 "visual_config": {"visual_model": vision, "visual_abstractor": abstractor}}
+
+
+def warn_about_dropout(data: dict, source: str) -> list[str]:
+    """Warn about every non-zero dropout probability in a config.json; returns the fields warned about.
+
+    vpkit runs the frozen model in eval mode, so dropout never acts. The paper's Hugging Face Trainer called
+    model.train() before each training step, which put mPLUG-Owl2 in train mode too: there, a non-zero dropout
+    (visual_model.attention_dropout, visual_abstractor.attention_probs_dropout_prob; both 0.0 by default, and
+    the LLaMA part has none) would have acted while the prompt trained.
+    """
+    visual = data.get("visual_config") if isinstance(data.get("visual_config"), dict) else {}
+    sections = {"": data, "visual_config.visual_model.": visual.get("visual_model"),
+                "visual_config.visual_abstractor.": visual.get("visual_abstractor")}
+    found = [f"{prefix}{key} = {value}" for prefix, section in sections.items() if isinstance(section, dict)
+             for key, value in section.items()
+             if "dropout" in key and isinstance(value, (int, float)) and not isinstance(value, bool) and value]
+    if found:
+        warnings.warn(f"{source}: {', '.join(found)}: vpkit runs the frozen model in eval mode, without dropout; "
+                      "the paper's Trainer trained with the model in train mode, where this dropout was active",
+                      UserWarning, stacklevel=3)
+    return found
 
 
 def _pick(cls, data: dict, source: str, prefix: str):

@@ -43,23 +43,51 @@ NORMALISATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, 
 
 def tokenize_with_image(prompt: str, tokenizer, placeholder: str = MPLUG_OWL2_IMAGE_TOKEN,
                         image_token_id: int = IMAGE_TOKEN_INDEX) -> list[int]:
-    """Ids of `prompt` with each `placeholder` replaced by `image_token_id` (mPLUG-Owl2's convention).
+    """BOS, then the ids of `prompt` with each `placeholder` replaced by `image_token_id` (mPLUG-Owl2's convention).
 
-    Each text chunk between placeholders is tokenised on its own (as the reference does), keeping only the
-    first chunk's BOS.
+    Each text chunk between placeholders is tokenised on its own, as the reference's tokenizer_image_token does;
+    the reference's tokenizer added a BOS to every chunk and kept only the first chunk's, so the ids are one
+    BOS + the chunks' ids without special tokens (see `bos_prefixed_ids` for why BOS is added here).
     """
     if placeholder not in prompt:
         raise ValueError(f"prompt {prompt!r} has no image placeholder {placeholder!r}")
-    bos = getattr(tokenizer, "bos_token_id", None)
-    ids: list[int] = []
+    ids = [_bos_id(tokenizer)]
     for index, chunk in enumerate(prompt.split(placeholder)):
         if index:
             ids.append(image_token_id)
-        chunk_ids = list(tokenizer(chunk).input_ids) if chunk else []
-        if index and chunk_ids and chunk_ids[0] == bos:
-            chunk_ids = chunk_ids[1:]
-        ids.extend(chunk_ids)
+        ids.extend(text_ids(tokenizer, chunk))
     return ids
+
+
+def bos_prefixed_ids(tokenizer, text: str) -> list[int]:
+    """BOS + the ids of `text` without special tokens, whatever the checkpoint's tokenizer_config.json says.
+
+    The original code (transformers 4.31's slow LlamaTokenizer) added BOS by default. transformers 5 adds it
+    only when tokenizer_config.json says `add_bos_token: true`; without that key it adds none, which would
+    shift every position by one and change the score silently. So BOS is never left to the tokenizer.
+    """
+    return [_bos_id(tokenizer), *text_ids(tokenizer, text)]
+
+
+def text_ids(tokenizer, text: str) -> list[int]:
+    """Token ids of `text` alone: no BOS, no EOS."""
+    return list(tokenizer(text, add_special_tokens=False).input_ids) if text else []
+
+
+def check_starts_with_bos(ids: list[int], bos_token_id: int | None, source: str) -> None:
+    """Refuse query ids that do not start with the model's BOS id (config.json `bos_token_id`, LLaMA's 1)."""
+    if bos_token_id is not None and (not ids or ids[0] != bos_token_id):
+        raise ValueError(f"{source}: the query starts with {ids[:1]} (the tokenizer's BOS) but the model's "
+                         f"config.json says bos_token_id {bos_token_id}; use the tokenizer files saved with the model")
+
+
+def _bos_id(tokenizer) -> int:
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is None:
+        name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+        raise ValueError(f"tokenizer {name}: has no BOS token, which the LLaMA-family query starts with; "
+                         "set bos_token (\"<s>\") in its tokenizer_config.json")
+    return int(bos)
 
 
 class QualityScorer(nn.Module):
@@ -131,6 +159,9 @@ class QualityScorer(nn.Module):
         """float32 [B, K] logits of `score_word_list` from normalised model input."""
         raise NotImplementedError
 
+    def prepare_batch(self, batch_size: int) -> None:
+        """Host-side work for a batch size, done outside torch.compile (nothing here; models override)."""
+
     def word_logits(self, images01: Tensor, prompter: nn.Module | None = None) -> Tensor:
         """float32 [B, K] last-position logits of `score_word_list`."""
         return self.pixel_word_logits(self.prepare_pixels(images01, prompter))
@@ -153,10 +184,14 @@ class MPLUGOwl2Scorer(QualityScorer):
         model.set_gradient_checkpointing(checkpointing)
         self.prompt = MPLUG_OWL2_TEMPLATE.format(query=query)
         self.prompt_ids = tokenize_with_image(self.prompt, tokenizer)
+        check_starts_with_bos(self.prompt_ids, model.config.bos_token_id, "mPLUG-Owl2 query")
         self._layouts: dict[tuple[int, str], MultimodalLayout] = {}
 
     def input_ids(self, batch_size: int) -> Tensor:
         return torch.tensor(self.prompt_ids, dtype=torch.long, device=self.device).expand(batch_size, -1)
+
+    def prepare_batch(self, batch_size: int) -> None:
+        self.layout(batch_size)
 
     def layout(self, batch_size: int) -> MultimodalLayout:
         """The expanded-sequence layout for a batch size, built once per (batch size, device)."""
@@ -247,7 +282,23 @@ def load_tokenizer(folder: Path):
         return PreTrainedTokenizerFast.from_pretrained(str(folder))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*rope_scaling.*", category=FutureWarning)
-        return AutoTokenizer.from_pretrained(str(folder))
+        return AutoTokenizer.from_pretrained(str(folder), **_llama_tokenizer_options(settings))
+
+
+# The LLaMA tokenizer classes: SentencePiece with a dummy prefix ("Rate" -> "▁R" "ate").
+LLAMA_TOKENIZER_CLASSES = ("LlamaTokenizer", "LlamaTokenizerFast", "CodeLlamaTokenizer", "CodeLlamaTokenizerFast")
+
+
+def _llama_tokenizer_options(settings: Path) -> dict:
+    """Keep SentencePiece's dummy prefix: transformers 4.31's LlamaTokenizer (the original) always applied it and
+    had no add_prefix_space option; transformers 5 drops it when tokenizer_config.json says add_prefix_space:
+    false, which turns "▁USER" into "USER" and changes every id of the query."""
+    if not settings.is_file():
+        return {}
+    values = json.loads(settings.read_text(encoding="utf-8"))
+    if values.get("tokenizer_class") in LLAMA_TOKENIZER_CLASSES and values.get("add_prefix_space") is False:
+        return {"add_prefix_space": True}
+    return {}
 
 
 def _model_type(folder: Path) -> str | None:
