@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_score(commands)
     _add_import_prompt(commands)
     _add_data(commands)
+    _register_optional(commands, "vpkit.sweep")  # `vpkit sweep`: many experiments, local GPUs or Slurm
     # --- `vpkit reproduce` (papermill over the notebooks, profiles demo|paper) is registered here by
     # --- vpkit.reproduce when that module exists; keep this the last command added.
     _add_reproduce(commands)

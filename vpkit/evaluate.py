@@ -67,7 +67,13 @@ class PromptedScorer(torch.nn.Module):
 def predict(
     model, loader, device: str, amp: str = "none", progress: bool = True, desc: str = "scoring"
 ) -> pd.DataFrame:
-    """Score every batch of `loader` with `model` (e.g. a PromptedScorer); columns name, label, score."""
+    """Score every batch of `loader` with `model` (e.g. a PromptedScorer); columns name, label, score.
+
+    Under data-parallel training the loader holds this rank's share of the images (make_loader's rank);
+    the shares are gathered, so every rank returns every image once, in the one-process order.
+    """
+    from vpkit.distributed import gather_predictions
+
     names, labels, scores = [], [], []
     for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
         images = to_model_input(batch["image"], device)
@@ -76,9 +82,17 @@ def predict(
         scores.append(batch_scores.float().cpu().numpy())
         labels.append(np.asarray(batch["label"], dtype=np.float32))
         names.extend(batch["name"])
-    if not names:
+    shard = pd.DataFrame(
+        {
+            "name": names,
+            "label": np.concatenate(labels) if labels else np.zeros(0, np.float32),
+            "score": np.concatenate(scores) if scores else np.zeros(0, np.float32),
+        }
+    )
+    predictions = gather_predictions(shard)
+    if predictions.empty:
         raise ValueError("nothing to score: the loader yielded no images (is the split empty?)")
-    return pd.DataFrame({"name": names, "label": np.concatenate(labels), "score": np.concatenate(scores)})
+    return predictions
 
 
 def correlation_metrics(predictions: pd.DataFrame, target: str = "label", logistic: bool = True) -> dict:

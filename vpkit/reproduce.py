@@ -51,7 +51,7 @@ PARAMETERS: dict[str, tuple[tuple[type, ...], bool]] = {
 }
 # Parameters that come from where the reproduction writes, not from a profile.
 OUTPUT_PARAMETERS = ("out_dir", "figures_dir")
-PROFILE_KEYS = ("description", "required", "parameters")
+PROFILE_KEYS = ("description", "required", "parameters", "slurm")  # slurm: read by vpkit.sweep
 
 
 class ReproduceError(RuntimeError):
@@ -559,6 +559,12 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def _run_reproduce(args) -> int:
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ReproduceError("vpkit reproduce runs the notebooks once, not under torchrun; to train each experiment "
+                             "on several GPUs run `vpkit sweep --gpus 0,1,2,3 --gpus-per-experiment 4` first "
+                             "(same profile and --out), then vpkit reproduce")
     profile = load_profile(args.profile)
     out_dir = Path(args.out) if args.out else Path("reproduce") / profile.name
     overrides = {"model": args.model, "data_root": args.data_root, "device": args.device, "epochs": args.epochs,

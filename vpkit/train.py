@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from vpkit import distributed
 from vpkit.config import ExperimentConfig, resolve_for_model
 from vpkit.evaluate import (
     PromptedScorer,
@@ -90,20 +91,31 @@ def train(
     raised there stops the run, which `resume=True` continues later.
     The run folder belongs to this call while it runs (vpkit.runs.lock_run_dir). The data, the pre-flight
     checks and the model come before anything in it changes, so a failed start leaves it as it was.
+
+    Started by torchrun with several processes, each joins the process group here and trains its share of
+    every batch (vpkit.distributed); only rank 0 owns and writes `run_dir`.
     """
+    if distributed.launched_by_torchrun():
+        with distributed.process_group(resolve_device(config.train.device)):
+            return train(
+                config, run_dir, resume, overwrite, scorer=scorer, callbacks=callbacks, progress=progress
+            )
+    distributed.check_global_batch(config.train.batch_size)  # before anything is written
     run_dir = Path(run_dir)
-    with lock_run_dir(run_dir):
-        action = run_dir_action(run_dir, resume=resume, overwrite=overwrite)
-        device = resolve_device(config.train.device)
+    owning = lock_run_dir(run_dir) if distributed.is_writer() else contextlib.nullcontext()
+    with owning:  # rank 0 owns the folder for the whole run; the other ranks only read what it writes
+        action = distributed.run_on_writer(run_dir_action, run_dir, resume=resume, overwrite=overwrite)
+        device = distributed.local_device(resolve_device(config.train.device))
+        progress = progress and distributed.is_writer()  # one set of progress bars, rank 0's
         if action != "new":
             _check_same_config(run_dir, config, device)
         table = _load_table(config)
         if action != "new":
-            _check_same_data(run_dir, config, table)
+            distributed.run_on_writer(_check_same_data, run_dir, config, table)
         if action == "finished":
-            prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)  # removes killed writes' temp files
+            distributed.run_on_writer(prepare_run_dir, run_dir, resume=resume, overwrite=overwrite)  # temp files
             return _report_finished(run_dir)
-        check_run_data(table, progress)
+        distributed.run_on_writer(check_run_data, table, progress)  # its error is raised on every rank
 
         if torch.device(device).type == "cpu":
             # Backward passes through the frozen model produce denormal floats that slow CPU kernels by 10-50x.
@@ -120,7 +132,7 @@ def train(
         for note in notes + more_notes:
             print(f"note: {note}")
 
-        prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)  # only now: clears a replaced run
+        distributed.run_on_writer(prepare_run_dir, run_dir, resume=resume, overwrite=overwrite)  # only now
         with deterministic_kernels(device, config.train.deterministic):
             return _fit(config, run_dir, action, scorer, device, table, list(callbacks), progress)
 
@@ -150,13 +162,15 @@ def _fit(config, run_dir, action, scorer, device, table, callbacks, progress) ->
         print(f"resuming {run_dir} after epoch {state.epoch} (best so far: epoch {state.best_epoch})")
     else:
         state, rows = RunState(config_hash=config.hash()), []
-        write_config(run_dir, config)
-        write_state(run_dir, state)
-    if read_data_record(run_dir) is None:  # a new run, or one made before vpkit recorded its data
+        if distributed.is_writer():
+            write_config(run_dir, config)
+            write_state(run_dir, state)
+    if distributed.is_writer() and read_data_record(run_dir) is None:  # new, or made before data records
         write_data_record(run_dir, data_record(table, config), data_images(table.frame))
 
-    train_loader = _loader(config, table, "train", scorer.image_size, train=True, progress=progress)
-    val_loader = _loader(config, table, "val", scorer.image_size, train=False, progress=progress)
+    with distributed.writer_first():  # rank 0 builds the prepared-image cache, the others then read it
+        train_loader = _loader(config, table, "train", scorer.image_size, train=True, progress=progress)
+        val_loader = _loader(config, table, "val", scorer.image_size, train=False, progress=progress)
     remaining = [] if state.stopped_early else range(state.epoch + 1, cfg.epochs + 1)
     epochs = tqdm(remaining, desc=config.name, disable=not progress, initial=state.epoch, total=cfg.epochs)
     for epoch in epochs:
@@ -187,7 +201,9 @@ def _fit(config, run_dir, action, scorer, device, table, callbacks, progress) ->
         rows.append(row)
         state.epoch = epoch
         state.stopped_early = state.bad_epochs >= cfg.patience
-        _save_epoch(run_dir, config, state, rows, prompter, optimizer, scaler)
+        if distributed.is_writer():
+            _save_epoch(run_dir, config, state, rows, prompter, optimizer, scaler)
+        distributed.barrier()  # the epoch is on disk before any rank goes on (or reads best.safetensors)
         epochs.set_postfix(loss=f"{loss:.4f}", val_srcc=f"{val['srcc']:.3f}", best=state.best_epoch)
         for callback in callbacks:
             callback(dict(row))
@@ -231,9 +247,11 @@ def train_one_epoch(
         with autocast(device, amp):
             scores = model(images)
         loss = F.mse_loss(scores.float(), labels)  # the score is fp32 whatever the model's precision
-        scaler.scale(loss / grad_accum).backward()
+        share = distributed.loss_for_global_batch(loss, loader, step, len(labels))  # `loss` with one rank
+        scaler.scale(share / grad_accum).backward()
         if step % grad_accum == 0 or step == steps:
-            grad_norms.add(clip_gradients(optimizer, scaler, max_grad_norm))
+            distributed.average_gradients(prompter.parameters())  # the global batch's gradient on every rank
+            grad_norms.add(clip_gradients(optimizer, scaler, max_grad_norm))  # so the norm is the global one
             scaler.step(optimizer)  # under fp16 the scaler skips steps with inf/NaN gradients
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
@@ -246,7 +264,8 @@ def train_one_epoch(
         n_images += len(labels)
         bar.set_postfix(loss=f"{loss_value:.4f}")
     prompter.eval()
-    return total_loss / max(n_images, 1), n_images, grad_norms.summary()
+    total_loss, n_images = distributed.sum_over_ranks(total_loss, n_images)
+    return total_loss / max(n_images, 1), int(n_images), grad_norms.summary()
 
 
 def clip_gradients(optimizer, scaler, max_norm: float | None) -> torch.Tensor:
@@ -349,17 +368,22 @@ def _loader(config: ExperimentConfig, table, split: str, image_size: int, train:
             f"split scheme '{config.dataset.split}'; check the split file or use --split random"
         )
     cfg = config.train
+    if train:
+        distributed.check_global_batch(cfg.batch_size, len(table.rows(split)))
+    world = distributed.world()
     return make_loader(
         table,
         split,
         image_size,
-        cfg.batch_size if train else cfg.eval_batch_size,
+        distributed.per_rank_batch(cfg.batch_size) if train else cfg.eval_batch_size,
         train=train,
         method=config.dataset.preprocess,
         cache_dir=cfg.cache_dir,
         num_workers=cfg.num_workers,
         seed=cfg.seed,
         progress=progress,
+        rank=world.rank,
+        world_size=world.size,
     )
 
 
@@ -485,7 +509,7 @@ def _restore(run_dir: Path, config, prompter, optimizer, scaler) -> tuple[RunSta
     optimizer.load_state_dict(saved["optimizer"])
     scaler.load_state_dict(saved["scaler"])
     _set_rng_state(saved["rng"])
-    if state.best_epoch:  # best.safetensors may be ahead of state.json if the run was killed mid-save
+    if state.best_epoch and distributed.is_writer():  # best may be ahead of state.json (killed mid-save)
         copy_checkpoint(run_dir / epoch_checkpoint_name(state.best_epoch), run_dir / BEST_CHECKPOINT)
     rows = [row for row in read_metrics(run_dir) if row["epoch"] <= state.epoch]
     return state, rows
@@ -533,6 +557,7 @@ def _test_best(run_dir: Path, config, table, model, prompter, state: RunState, d
             f"{run_dir}: no epoch had defined validation metrics, so there is no best prompt "
             "to test; see the warnings above"
         )
+    distributed.barrier()  # rank 0 has written (or, resuming, restored) best.safetensors
     state_dict, metadata = load_prompt_checkpoint(run_dir / BEST_CHECKPOINT)
     check_checkpoint_matches(run_dir / BEST_CHECKPOINT, metadata, prompter.spec(), state.config_hash)
     load_prompt_state(prompter, state_dict)
@@ -553,9 +578,11 @@ def _test_best(run_dir: Path, config, table, model, prompter, state: RunState, d
         }
     )
     test = json_safe(test)  # NaN (a failed logistic fit) -> None, as in test.json
+    state.finished = True
+    if not distributed.is_writer():
+        return test
     write_csv_atomic(run_dir / PREDICTIONS_FILE, predictions)
     write_json_atomic(run_dir / TEST_FILE, test)
-    state.finished = True
     write_state(run_dir, state)
     print(f"{config.name}: {_test_summary(test)}, best epoch {state.best_epoch}")
     return test

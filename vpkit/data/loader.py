@@ -48,24 +48,32 @@ class PreparedImageDataset(Dataset):
 
 class EpochSampler(Sampler):
     """Yields (index, flip) pairs. Order (shuffled when training) and flips come from (seed, epoch), so
-    runs repeat exactly; the epoch advances on every pass (or is set with `set_epoch` when resuming)."""
+    runs repeat exactly; the epoch advances on every pass (or is set with `set_epoch` when resuming).
 
-    def __init__(self, length: int, shuffle: bool, flip: bool, seed: int):
+    With `world_size` > 1 (data-parallel training) every rank draws the same (seed, epoch) order and keeps
+    the positions p with p % world_size == rank. A rank's k-th batch of batch_size / world_size images is
+    then its share of the k-th global batch of one process (vpkit.distributed relies on this rule)."""
+
+    def __init__(self, length: int, shuffle: bool, flip: bool, seed: int, rank: int = 0, world_size: int = 1):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside a world of {world_size} processes")
         self.length, self.shuffle, self.flip, self.seed = length, shuffle, flip, seed
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.length
+        return len(range(self.rank, self.length, self.world_size))
 
     def __iter__(self):
         rng = np.random.default_rng([self.seed, self.epoch])
         self.epoch += 1
         order = rng.permutation(self.length) if self.shuffle else np.arange(self.length)
         flips = rng.random(self.length) < 0.5 if self.flip else np.zeros(self.length, dtype=bool)
-        return iter(zip(order.tolist(), flips.tolist()))
+        shard = slice(self.rank, None, self.world_size)  # the whole epoch when world_size is 1
+        return iter(zip(order[shard].tolist(), flips[shard].tolist()))
 
 
 def collate_batch(items: list[tuple[torch.Tensor, float, str]]) -> dict:
@@ -80,10 +88,11 @@ def collate_batch(items: list[tuple[torch.Tensor, float, str]]) -> dict:
 def make_loader(table: IQATable, split: str, image_size: int, batch_size: int, train: bool,
                 method: str = "resize_crop", cache_dir: str | Path | None = None, num_workers: int | None = None,
                 seed: int = 42, pin_memory: bool | None = None, drop_last: bool = False,
-                progress: bool = True) -> DataLoader:
+                progress: bool = True, rank: int = 0, world_size: int = 1) -> DataLoader:
     """Batches of one split (`train`, `val`, `test` or `all`). `train` shuffles and flips at random
     (p=0.5); otherwise the order is the table's and nothing is flipped. `cache_dir` turns on the
-    prepared-image cache (built once for the whole table). num_workers=None picks from the CPU count."""
+    prepared-image cache (built once for the whole table). num_workers=None picks from the CPU count.
+    `rank` of `world_size` gives that rank's share of each epoch (EpochSampler); batch_size is per rank."""
     if method not in METHODS:
         raise ValueError(f"unknown preparation method {method!r}; use one of {', '.join(METHODS)}")
     rows = table.rows(split)
@@ -96,7 +105,7 @@ def make_loader(table: IQATable, split: str, image_size: int, batch_size: int, t
         cache_rows = np.array([cache.row_of[name] for name in rows["name"]], dtype=np.int64)
     dataset = PreparedImageDataset(rows["path"].tolist(), rows["label"].to_numpy(), rows["name"].tolist(),
                                    image_size, method, cache, cache_rows)
-    sampler = EpochSampler(len(dataset), shuffle=train, flip=train, seed=seed)
+    sampler = EpochSampler(len(dataset), shuffle=train, flip=train, seed=seed, rank=rank, world_size=world_size)
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate_batch,
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory, drop_last=drop_last,
