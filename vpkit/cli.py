@@ -12,7 +12,11 @@ vpkit data ...                            dataset checks and the synthetic demo 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
+import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -26,7 +30,13 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vpkit", description="Pixel-level visual prompts for NR-IQA.")
     parser.add_argument("--version", action="version", version=f"vpkit {__version__}")
-    parser.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
+    parser.add_argument(
+        "--traceback",
+        "--verbose",
+        dest="traceback",
+        action="store_true",
+        help="show the full traceback on errors (--traceback also works after the command)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     _add_experiments(commands)
@@ -43,18 +53,79 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point; returns the exit status (0 ok, 2 a user error with a message)."""
+    """Console entry point; returns the exit status (0 ok, 2 an error told in one line, 130 stopped by Ctrl-C).
+
+    Every error is one line (what, which file or field, the fix); the traceback only with --traceback.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    show_traceback = "--traceback" in argv  # accepted after the command too, where users type it
+    args = parser.parse_args([arg for arg in argv if arg != "--traceback"])
+    show_traceback = show_traceback or args.traceback
     try:
         result = args.handler(args)
-    except (ValueError, OSError, RuntimeError, KeyError) as error:
-        if args.traceback:
+    except KeyboardInterrupt:
+        if show_traceback:
             raise
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"vpkit {args.command}: error: {message}", file=sys.stderr)
+        print(f"\nvpkit {args.command}: stopped; {resume_hint(args.command, argv)}", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if show_traceback:
+            raise
+        print(f"vpkit {args.command}: error: {error_line(error)}", file=sys.stderr)
         return 2
     return int(result or 0)
+
+
+# Errors whose message vpkit wrote for the user (the file, the field and the fix); anything else is unexpected.
+TOLD_ERRORS = (ValueError, RuntimeError, ArithmeticError)
+# A temporary file of vpkit.atomic (.NAME.RANDOM.tmp): errors name its folder instead.
+TEMP_FILE = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]+\.tmp$")
+OS_ERROR_FIXES = {
+    errno.ENOSPC: "free some disk space or write somewhere else, then run the command again",
+    errno.EDQUOT: "free some of your disk quota or write somewhere else, then run the command again",
+    errno.EFBIG: "the file system cannot hold a file this large; write somewhere else",
+    errno.EACCES: "choose a location you can write to (or read), or fix its permissions",
+    errno.EPERM: "choose a location you can write to (or read), or fix its permissions",
+    errno.EROFS: "this file system is read-only; choose another location",
+    errno.ENOTDIR: "a part of this path is a file, not a folder; choose another path",
+    errno.EISDIR: "this is a folder; give a file path",
+    errno.EEXIST: "something else is already at this path; choose another path",
+    errno.ENOENT: "check the path (its folder must exist and be writable)",
+}
+
+
+def error_line(error: BaseException) -> str:
+    """One line for an error: vpkit's own message, an OS error with its path and the fix, or (unexpected) the
+    exception's type and text with a pointer to --traceback."""
+    if isinstance(error, OSError) and error.strerror:
+        return _os_error_line(error)
+    text = str(error)
+    if isinstance(error, TOLD_ERRORS) and text.strip():
+        return text
+    return f"{type(error).__name__}: {text or 'no message'} (unexpected here; rerun with --traceback to see where)"
+
+
+def _os_error_line(error: OSError) -> str:
+    if error.filename is None:
+        where = ""
+    else:
+        path = Path(os.fsdecode(error.filename))
+        where = f"{path.parent if TEMP_FILE.match(path.name) else path}: "
+    fix = OS_ERROR_FIXES.get(error.errno)
+    return f"{where}{error.strerror}" + (f"; {fix}" if fix else "")
+
+
+def resume_hint(command: str, argv: list[str]) -> str:
+    """What to type to continue after Ctrl-C."""
+    if command == "train":
+        again = [arg for arg in argv if arg != "--overwrite"]
+        if "--resume" not in again:
+            again.append("--resume")
+        return f"resume with: {shlex.join(['vpkit', *again])}"
+    if command == "reproduce":
+        return f"continue with the same command (finished runs are kept): {shlex.join(['vpkit', *argv])}"
+    return "nothing was written (files are replaced whole or not at all); run the command again"
 
 
 # ----------------------------------------------------------------------------- experiments
@@ -217,7 +288,11 @@ def _run_runs(args) -> int:
     if table.empty:
         print(f"no run folders under {args.root}")
         return 0
-    print(table.drop(columns=["run"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    shown = table.drop(columns=["run", "problem"], errors="ignore")
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    damaged = table[table["status"] == "damaged"] if "problem" in table else table.iloc[:0]
+    for problem in damaged["problem"] if len(damaged) else []:
+        print(f"damaged: {problem}")
     if args.out:
         write_csv_atomic(args.out, table)
     return 0
