@@ -392,20 +392,50 @@ def _add_score(commands) -> None:
     parser.set_defaults(handler=_run_score, batch_size=8)
 
 
-def image_files(paths: list[str]) -> list[Path]:
-    """The given files, with folders expanded to the images directly inside them (sorted)."""
-    files = []
+def image_files(paths: list[str]) -> tuple[list[Path], int]:
+    """The files to score: each given path as it is (a missing one is reported when scoring), folders searched
+    recursively for image files (by suffix, sorted). Also returns how many other files the folders held."""
+    files, others = [], 0
     for path in map(Path, paths):
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise FileNotFoundError(
-                    f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder"
-                )
-            files.extend(found)
-        else:
+        if not path.is_dir():
             files.append(path)
-    return files
+            continue
+        inside = sorted(p for p in path.rglob("*") if p.is_file())
+        found = [p for p in inside if p.suffix.lower() in IMAGE_SUFFIXES]
+        files.extend(found or [path])  # a folder without images is reported with the files not scored
+        others += len(inside) - len(found)
+    return files, others
+
+
+def printable(name: str) -> str:
+    """A file name for the terminal: bytes that are not UTF-8 (kept as surrogates by Python) shown as \\xNN."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def check_writable(out: str | None) -> None:
+    """Fail before the work, not after it, when --out cannot be written."""
+    if out is None:
+        return
+    folder = Path(out).parent
+    blocking = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(blocking))
+    folder.mkdir(parents=True, exist_ok=True)
+    if Path(out).is_dir():
+        raise OSError(errno.EISDIR, "is a folder", str(out))
+    if not os.access(folder, os.W_OK):
+        raise OSError(errno.EACCES, "the folder is not writable", str(out))
+
+
+def write_scores_csv(path: str | Path, scores: pd.DataFrame) -> None:
+    """The scores as CSV; file names that are not UTF-8 are written as their original bytes (surrogateescape),
+    so every path in the file names the file on disk."""
+    from vpkit.atomic import atomic_replace
+
+    atomic_replace(
+        path,
+        lambda tmp: scores.to_csv(tmp, index=False, encoding="utf-8", errors="surrogateescape"),
+    )
 
 
 def _run_score(args) -> int:
@@ -417,6 +447,8 @@ def _run_score(args) -> int:
         score_image_files,
     )
 
+    check_writable(args.out)
+    files, others = image_files(args.images)
     device = resolve_device(args.device)
     trained = load_trained_prompt(args.source, device)
     scorer = load_scorer_for(trained, device, model=args.model, dtype=args.dtype)
@@ -424,19 +456,27 @@ def _run_score(args) -> int:
     scores = score_image_files(
         scorer,
         trained.prompter,
-        image_files(args.images),
+        files,
         device,
         amp=args.amp,
         batch_size=args.batch_size,
         method=args.preprocess or _recorded_preprocess(trained),
         progress=not args.quiet,
     )
-    print(scores.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    failed = scores[scores["error"] != ""]
+    shown = scores[scores["error"] == ""][["path", "score"]].assign(path=lambda f: f["path"].map(printable))
+    if len(shown):
+        print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if others:
+        print(f"({others} other file(s) in the folders are not images by their suffix and were not scored)")
     if args.out:
-        from vpkit.runs import write_csv_atomic
-
-        write_csv_atomic(args.out, scores)
-        print(f"wrote {args.out}")
+        write_scores_csv(args.out, scores)
+        print(f"wrote {args.out}" + (" (column 'error' says why a file has no score)" if len(failed) else ""))
+    if len(failed):
+        print(f"could not score {len(failed)} of {len(scores)} file(s):", file=sys.stderr)
+        for path, error in zip(failed["path"], failed["error"]):
+            print(f"  {printable(path)}: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
