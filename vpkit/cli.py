@@ -336,6 +336,7 @@ def _run_eval(args) -> int:
 
     if args.zero_shot == (args.source is not None):
         raise ValueError("give a run folder or checkpoint, or --zero-shot (not both)")
+    check_writable(args.out and str(Path(args.out) / "metrics.json"))
     device = resolve_device(args.device)
     trained = None if args.zero_shot else load_trained_prompt(args.source, device)
     run = trained.config if trained is not None else None

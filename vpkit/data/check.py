@@ -60,7 +60,7 @@ def decode_report(table: IQATable, progress: bool = True) -> tuple[list[Problem]
     with ThreadPoolExecutor(max_workers=available_cpus()) as pool:
         results = list(tqdm(pool.map(_decode, paths), total=len(paths), desc=f"decoding {table.dataset}",
                             unit="img", disable=not progress))
-    problems = [Problem(table.csv_path, f"image {name!r} cannot be used: {error}",
+    problems = [Problem(table.csv_path, f"image {name!r} cannot be read or used: {error}",
                         f"replace {path} with an intact 8-bit or 16-bit copy from the original release", csv_line(pos))
                 for pos, (name, path, (_, error)) in enumerate(zip(table.frame["name"], paths, results)) if error]
     return problems, Counter(mode for mode, _ in results if mode is not None)
@@ -109,9 +109,14 @@ def _report(title: str, root: Path, table: IQATable | None, problems: list[Probl
         out(f"  split:   {table.split_source}")
         out(f"  counts:  train {counts['train']} | val {counts['val']} | test {counts['test']} | "
             f"total {len(table)} ({expected})")
-        leak = content_overlap(table.frame).set_index("splits").loc["train/test"]
-        out(f"  content: {int(leak['shared_groups'])} of the {int(leak['groups_second'])} content groups in test "
-            f"also appear in train ({int(leak['images_second_shared'])} of {int(leak['images_second'])} test images)")
+        if table.group_source is None:
+            out(f"  content: unknown: {table.csv_path.name} does not say which images share content, so shared "
+                "content between the splits cannot be checked (and --split content is refused)")
+        else:
+            leak = content_overlap(table.frame).set_index("splits").loc["train/test"]
+            out(f"  content: {int(leak['shared_groups'])} of the {int(leak['groups_second'])} content groups in "
+                f"test also appear in train ({int(leak['images_second_shared'])} of {int(leak['images_second'])} "
+                f"test images; groups: {table.group_source})")
     for note in notes:
         out(f"  WARNING: {note}")
     shown = problems if all_errors else problems[:1]
