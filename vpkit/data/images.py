@@ -64,14 +64,14 @@ def to_rgb(image: Image.Image, name: str) -> Image.Image:
                              f"{values.max():g}) have no fixed range to map to 8 bits; save it as an 8- or 16-bit "
                              "image")
         return Image.fromarray(values.astype(np.uint8), "L").convert("RGB")
-    try:
-        return image.convert("RGB")
-    except ValueError:
+    for route in ((), ("RGBA",), ("LA",)):  # some modes PIL converts only by way of another (La via LA)
         try:
-            return image.convert("RGBA").convert("RGB")  # modes PIL only converts via RGBA (e.g. La)
+            for mode in route:
+                image = image.convert(mode)
+            return image.convert("RGB")
         except ValueError:
-            raise ImageError(f"{name}: PIL mode {image.mode} cannot be converted to RGB; save it as an 8-bit "
-                             "RGB image") from None
+            continue
+    raise ImageError(f"{name}: PIL mode {image.mode} cannot be converted to RGB; save it as an 8-bit RGB image")
 
 
 def prepare_image(path_or_pil: str | Path | Image.Image, size: int, method: str = "resize_crop") -> np.ndarray:
