@@ -38,8 +38,8 @@ class WriteError(OSError):
     """Writing a file failed (disk full, no permission, ...); names the target file, not the temporary one."""
 
     def __init__(self, path: Path, cause: BaseException):
-        reason = getattr(cause, "strerror", None) or str(cause).splitlines()[0]
         number = getattr(cause, "errno", None) or _os_error_number(str(cause))
+        reason = getattr(cause, "strerror", None) or (os.strerror(number) if number else str(cause).splitlines()[0])
         super().__init__(number, reason, str(path))
 
 

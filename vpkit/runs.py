@@ -111,6 +111,9 @@ def load_prompt_checkpoint(path: str | Path) -> tuple[dict, dict]:
     path = Path(path)
     if not path.is_file():
         raise RunFolderError(f"{path}: prompt checkpoint not found")
+    if path.suffix in (".pth", ".pt", ".bin"):
+        raise RunFolderError(f"{path}: a torch file, not a vpkit prompt checkpoint; make a run folder of it with "
+                             f"`vpkit import-prompt {path} --experiment N --out DIR` and use that folder")
     try:
         with safe_open(str(path), framework="pt") as handle:
             raw = handle.metadata() or {}
