@@ -343,4 +343,4 @@ def test_a_model_folder_without_tokenizer_is_named(data_root, tmp_path, capsys):
     (model / "tokenizer.json").unlink()
     err = one_line_error(capsys, ["eval", "--zero-shot", "--model", str(model), "--dataset", "kadid",
                                   "--data-root", str(data_root), "--quiet"])
-    assert f"{model}: no tokenizer files (tokenizer.json, tokenizer.model)" in err
+    assert f"error: {model}: no tokenizer files (tokenizer.json, tokenizer.model)" in err and "unexpected" not in err

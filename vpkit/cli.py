@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # Errors whose message vpkit wrote for the user (the file, the field and the fix); anything else is unexpected.
-TOLD_ERRORS = (ValueError, RuntimeError, ArithmeticError)
+TOLD_ERRORS = (ValueError, RuntimeError, ArithmeticError, OSError)
 # A temporary file of vpkit.atomic (.NAME.RANDOM.tmp): errors name its folder instead.
 TEMP_FILE = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]+\.tmp$")
 OS_ERROR_FIXES = {
