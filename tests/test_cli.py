@@ -144,7 +144,8 @@ def test_score_rates_image_files_like_the_run_did(trained_run, data_root, tmp_pa
     out = tmp_path / "scores.csv"
     assert main(["score", str(run), *files, "--out", str(out), "--quiet"]) == 0
     scores = pd.read_csv(out)
-    assert list(scores.columns) == ["path", "score"] and list(scores["path"]) == files
+    assert list(scores.columns) == ["path", "score", "error"] and list(scores["path"]) == files
+    assert scores["error"].isna().all()  # every file scored
     assert scores["score"].to_numpy() == pytest.approx(predictions["score"].to_numpy(), abs=1e-5)
     capsys.readouterr()
     assert main(["score", str(run), str(images), "--quiet"]) == 0  # a folder: every image in it
@@ -185,3 +186,161 @@ def test_errors_are_one_line_that_names_the_problem(args, message, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+# -- bad input through the command line: one line each, naming the file and the fix --------------------------
+
+
+def one_line_error(capsys, args, status=2) -> str:
+    assert main(args) == status
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_damaged_checkpoints_and_configs_are_one_line_errors_naming_the_file(trained_run, tmp_path, capsys):
+    import shutil
+
+    run, _ = trained_run
+    image = str(next((run.parent.parent / "x").glob("*"), run / "config.yaml"))  # any path: scoring never starts
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(run, corrupt)
+    data = (run / "best.safetensors").read_bytes()
+    (corrupt / "best.safetensors").write_bytes(data[:100])  # truncated
+    err = one_line_error(capsys, ["score", str(corrupt), image, "--quiet"])
+    assert f"{corrupt / 'best.safetensors'}: not a readable safetensors prompt checkpoint" in err
+
+    state, _ = load_prompt_checkpoint(run / "best.safetensors")
+    pth = tmp_path / "visual_prompt.pth"
+    torch.save(state, pth)
+    err = one_line_error(capsys, ["eval", str(pth), "--model", "tiny-random", "--quiet"])
+    assert f"{pth}: a torch file, not a vpkit prompt checkpoint" in err and "vpkit import-prompt" in err
+
+    for name, content in (("garbage.pth", b"garbage"), ("truncated.pth", pth.read_bytes()[:60])):
+        (tmp_path / name).write_bytes(content)
+        err = one_line_error(capsys, ["import-prompt", str(tmp_path / name), "--experiment", "4", "--out",
+                                      str(tmp_path / "imported")])
+        assert f"{tmp_path / name}: not a readable checkpoint of tensors" in err and "weights_only" not in err
+
+    (corrupt / "best.safetensors").write_bytes(data)
+    with open(corrupt / "config.yaml", "a") as config:
+        config.write("  - : [\n")
+    err = one_line_error(capsys, ["eval", str(corrupt), "--quiet"])
+    assert f"{corrupt / 'config.yaml'}, line" in err and "not valid YAML" in err
+
+
+def test_nan_learning_rate_and_bad_out_paths_are_named(trained_run, tmp_path, capsys):
+    run, args = trained_run
+    err = one_line_error(capsys, [*args[:-3], "--out", str(tmp_path / "nan"), "--lr", "nan"])
+    assert "command line: train.lr = nan must be a finite number" in err
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    err = one_line_error(capsys, ["eval", str(run), "--quiet", "--out", str(blocker / "results")])
+    assert err.endswith(f"error: {blocker}: Not a directory; a part of this path is a file, not a folder; "
+                        "choose another path")
+
+
+def test_a_failed_write_names_the_target_not_the_temporary_file(trained_run, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import vpkit.runs
+
+    run, _ = trained_run
+    state, _ = load_prompt_checkpoint(run / "best.safetensors")
+    pth = tmp_path / "visual_prompt.pth"
+    torch.save(state, pth)
+
+    def disk_full(path, data):  # the checkpoint's bytes reach a full disk (written into the temporary file)
+        open(path, "wb").close()
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(vpkit.runs.Path, "write_bytes", disk_full)
+    out = tmp_path / "imported"
+    err = one_line_error(capsys, ["import-prompt", str(pth), "--experiment", "4", "--image-size", "224", "--size", "15",
+                                  "--model", "tiny-random", "--out", str(out)])
+    assert f"{out / 'best.safetensors'}: No space left on device; free some disk space" in err and ".tmp" not in err
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_ctrl_c_says_how_to_resume_and_unexpected_errors_point_to_traceback(capsys, monkeypatch):
+    import vpkit.train
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(vpkit.train, "train", stopped)
+    args = ["train", "4", "--model", "tiny-random", "--data-root", "my data", "--overwrite", "--out", "runs/x"]
+    err = one_line_error(capsys, args, status=130)
+    assert err.endswith("stopped; resume with: vpkit train 4 --model tiny-random --data-root 'my data' "
+                        "--out runs/x --resume")
+
+    def loss_went_nan(*args, **kwargs):
+        raise FloatingPointError("training loss is nan at step 3; lower train.lr or use fp32")
+
+    monkeypatch.setattr(vpkit.train, "train", loss_went_nan)
+    assert "error: training loss is nan at step 3" in one_line_error(capsys, args)
+
+    def bug(*args, **kwargs):
+        raise KeyError("type")
+
+    monkeypatch.setattr(vpkit.train, "train", bug)
+    err = one_line_error(capsys, args)
+    assert "KeyError: 'type' (unexpected here; rerun with --traceback" in err
+    with pytest.raises(KeyError):
+        main([*args, "--traceback"])  # also after the command
+    with pytest.raises(KeyError):
+        main(["--verbose", *args])
+
+
+def test_runs_table_shows_every_run_and_marks_a_damaged_one(trained_run, tmp_path, capsys):
+    import shutil
+
+    run, _ = trained_run
+    root = tmp_path / "runs"
+    shutil.copytree(run, root / "good")
+    shutil.copytree(run, root / "damaged")
+    (root / "damaged" / "metrics.jsonl").write_text('{"epoch": 1\n')
+    assert main(["runs", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "finished" in out and out.count("damaged") >= 2
+    assert f"damaged: {root / 'damaged' / 'metrics.jsonl'}, line 1: damaged JSON" in out
+
+
+def test_score_scores_what_it_can_and_lists_the_rest(trained_run, data_root, tmp_path, capsys):
+    import os
+    import shutil
+
+    run, _ = trained_run
+    source = min((data_root / "kadid10k" / "images").glob("*.png"))
+    folder = tmp_path / "mine"
+    (folder / "nested").mkdir(parents=True)
+    (folder / "x.png").mkdir()  # a folder with an image's name
+    shutil.copy(source, folder / "a.png")
+    shutil.copy(source, folder / "nested" / "b.png")
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    odd = os.fsdecode(os.fsencode(str(folder)) + b"/caf\xe9.png")  # a Latin-1 file name: not UTF-8
+    shutil.copy(source, odd)
+    out = tmp_path / "scores.csv"
+    assert main(["score", str(run), str(folder), str(folder / "x.png"), "--out", str(out), "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert "could not score 2 of 5 file(s)" in captured.err
+    assert f"{folder / 'x.png'}: is a folder with no image files" in captured.err
+    assert f"{folder / 'broken.jpg'}: cannot be read as an image" in captured.err
+    assert "caf\\xe9.png" in captured.out and str(folder / "nested" / "b.png") in captured.out
+    scores = pd.read_csv(out, encoding_errors="surrogateescape", keep_default_na=False)
+    assert list(scores.columns) == ["path", "score", "error"] and odd in set(scores["path"])
+    scored = scores[scores["error"] == ""]
+    assert len(scored) == 3 and scored["score"].astype(float).nunique() == 1  # the same picture three times
+
+
+def test_a_model_folder_without_tokenizer_is_named(data_root, tmp_path, capsys):
+    import shutil
+
+    from vpkit.models import TINY_ASSET_DIR
+
+    model = tmp_path / "model"
+    shutil.copytree(TINY_ASSET_DIR, model)
+    (model / "tokenizer.json").unlink()
+    err = one_line_error(capsys, ["eval", "--zero-shot", "--model", str(model), "--dataset", "kadid",
+                                  "--data-root", str(data_root), "--quiet"])
+    assert f"error: {model}: no tokenizer files (tokenizer.json, tokenizer.model)" in err and "unexpected" not in err

@@ -116,6 +116,9 @@ def test_paper_style_yaml_with_an_unsupported_optimiser_is_an_error(tmp_path):
         ("prompt", {"mode": "sub"}, r"prompt.mode = 'sub' is not allowed"),
         ("prompt", {"size": 300}, r"prompt.size = 300 leaves no image"),
         ("train", {"checkpointing": "yes"}, r"train.checkpointing = 'yes' must be true or false"),
+        ("train", {"lr": float("nan")}, r"train.lr = nan must be a finite number"),  # NaN passed lr > 0
+        ("prompt", {"delta": float("inf")}, r"prompt.delta = inf must be a finite number"),
+        ("train", {"seed": -1}, r"train.seed = -1 must be >= 0"),
     ],
 )
 def test_bad_values_name_the_file_the_field_and_what_is_allowed(tmp_path, section, values, message):
@@ -162,3 +165,35 @@ def test_hash_ignores_where_a_run_executes_but_not_what_it_computes():
     base = paper_config(4)
     assert base.hash() == base.with_overrides({"train": {"device": "cuda:1", "num_workers": 8}}).hash()
     assert base.hash() != base.with_overrides({"train": {"lr": 30.0}}).hash()
+
+
+def test_a_key_given_twice_in_any_yaml_vpkit_reads_is_refused(tmp_path):
+    from vpkit.reproduce import ReproduceError, load_profile
+    from vpkit.runs import read_config
+
+    text = paper_config(4).to_yaml().replace("  lr: 60.0\n", "  lr: 60.0\n  lr: 6.0\n")  # yaml keeps the last
+    assert yaml.safe_load(text)["train"]["lr"] == 6.0
+    config_file = tmp_path / "twice.yaml"
+    config_file.write_text(text)
+    with pytest.raises(ConfigError, match=r"twice.yaml, line \d+: key 'lr' appears twice in one mapping"):
+        load_config(config_file)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=r"run/config.yaml, line \d+: key 'lr' appears twice"):
+        read_config(run)
+    profile = tmp_path / "profile.yaml"
+    profile.write_text("description: x\ndescription: y\n")
+    with pytest.raises(ReproduceError, match=r"profile.yaml, line 2: key 'description' appears twice"):
+        load_profile(profile)
+
+
+def test_damaged_yaml_names_the_file_and_the_line(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(paper_config(4).to_yaml() + "  - : [\n")
+    with pytest.raises(ConfigError, match=r"config.yaml, line \d+, column \d+: not valid YAML") as error:
+        load_config(path)
+    assert "\n" not in str(error.value)
+    path.write_bytes(b"\xff\xfe binary")
+    with pytest.raises(ConfigError, match="not a text file"):
+        load_config(path)

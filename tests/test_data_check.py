@@ -35,7 +35,9 @@ def test_missing_score_file_lists_where_it_looked(tmp_path):
         load(tmp_path)
     message = str(error.value)
     assert "no KADID-10k score file found" in message
-    assert str(tmp_path / "kadid10k" / "split_kadid10k.csv") in message
+    folders = "{kadid10k,KADID-10k,kadid-10k,KADID10k}"  # every folder name tried, not just the first two
+    assert f"split_kadid10k.csv or dmos.csv in {tmp_path}/{folders}, in the nested {tmp_path}/{folders}/{folders}" \
+        in message
     assert str(tmp_path / "meta_info" / "meta_info_KADID10kDataset.csv") in message
     assert "Fix:" in message
 

@@ -178,3 +178,86 @@ def test_temporaries_of_dead_builds_are_removed(kadid_table, tmp_path):
     dead.write_bytes(b"half")
     ensure_cache(kadid_table, 16, "resize_crop", cache_dir, num_workers=0, progress=False)
     assert not dead.exists()
+
+
+# -- image modes found in the wild ---------------------------------------------------------------------
+
+
+def write_png16(path, array) -> None:
+    """A 16-bit PNG (grey HxW, or RGB HxWx3) written byte by byte: Pillow cannot write 16-bit colour PNGs."""
+    import struct
+    import zlib
+
+    array = np.asarray(array, dtype=">u2")
+    height, width = array.shape[:2]
+    colour_type = 0 if array.ndim == 2 else 2
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    rows = b"".join(b"\x00" + array[y].tobytes() for y in range(height))  # filter type 0 on every row
+    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("colour", [False, True])
+def test_a_16_bit_png_prepares_to_the_pixels_of_its_8_bit_version(tmp_path, colour):
+    rng = np.random.default_rng(4)
+    eight = rng.integers(0, 256, (30, 40, 3) if colour else (30, 40), dtype=np.uint8)
+    Image.fromarray(eight).save(tmp_path / "eight.png")
+    # grey (scaled by vpkit): noise in the low byte still rounds back; colour (Pillow keeps the high byte): none
+    noise = 0 if colour else rng.integers(0, 128, eight.shape)
+    sixteen = np.minimum(eight.astype(np.int64) * 257 + noise, 65535)
+    write_png16(tmp_path / "sixteen.png", sixteen)
+    with Image.open(tmp_path / "sixteen.png") as opened:
+        assert opened.mode == ("RGB" if colour else "I;16")  # Pillow reduces 16-bit colour itself, not grey
+    for method in ("resize_crop", "pad"):
+        wanted = prepare_image(tmp_path / "eight.png", 24, method).astype(int)
+        got = prepare_image(tmp_path / "sixteen.png", 24, method).astype(int)
+        assert np.abs(got - wanted).max() <= 1 and got.mean() < 200  # not the all-white image of before
+
+
+def test_every_8_bit_mode_becomes_rgb_and_unknown_ranges_are_refused(tmp_path):
+    from vpkit.data.images import ImageError
+
+    base = random_image(20, 16, seed=2)
+    for mode in ("1", "L", "P", "LA", "RGBA", "CMYK", "YCbCr", "La", "I;16B"):
+        image = base.convert("RGBA").convert("La") if mode == "La" else base.convert(mode)
+        assert prepare_image(image, 8).shape == (8, 8, 3), mode
+    grey_ints = Image.fromarray(np.asarray(base.convert("L")).astype(np.int32))  # mode I holding 8-bit values
+    np.testing.assert_array_equal(prepare_image(grey_ints, 8), prepare_image(base.convert("L"), 8))
+    for values in (np.linspace(0, 1, 320, dtype=np.float32), np.arange(320, dtype=np.int32) * 200):
+        Image.fromarray(values.reshape(16, 20)).save(tmp_path / "wide.tif")
+        with pytest.raises(ImageError, match="wide.tif: .* pixels .* have no fixed range .* save it as an 8- or 16-bit"):
+            prepare_image(tmp_path / "wide.tif", 8)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(ImageError, match="broken.png: cannot be read as an image"):
+        prepare_image(tmp_path / "broken.png", 8)
+
+
+def test_data_check_reports_the_modes_it_found(tmp_path):
+    from vpkit.data.check import check_datasets
+
+    frame = make_kadid(tmp_path, n_refs=1, n_types=1)
+    names = frame["dist_img"].tolist()
+    write_png16(tmp_path / "kadid10k" / "images" / names[0], np.full((10, 12), 30000))
+    Image.fromarray(np.full((10, 12), 0.5, np.float32)).save(tmp_path / "kadid10k" / "images" / names[1], format="TIFF")
+    lines: list[str] = []
+    assert check_datasets(tmp_path, ["kadid"], count_check="off", all_errors=True, progress=False,
+                          out=lines.append) == 1
+    modes = next(line for line in lines if "modes:" in line)
+    assert "RGB 3" in modes and "I;16 1 (16-bit grey, scaled to 8 bits)" in modes and "F 1" in modes
+    errors = [line for line in lines if "ERROR" in line]
+    assert len(errors) == 1 and names[1] in errors[0] and "no fixed range" in errors[0]
+
+
+def test_a_corrupt_image_read_by_a_loader_worker_is_named_in_one_line(kadid_table):
+    from vpkit.data.images import ImageError
+
+    bad = kadid_table.rows("test")["path"].iloc[0]
+    with open(bad, "wb") as file:
+        file.write(b"not an image")
+    with pytest.raises(ImageError) as caught:
+        collect(make_loader(kadid_table, "test", 24, 2, train=False, num_workers=1))
+    assert str(caught.value).startswith(f"{bad}: cannot be read as an image") and "\n" not in str(caught.value)

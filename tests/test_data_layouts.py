@@ -266,7 +266,8 @@ def test_koniq_original_release_uses_the_0_100_zscore_mos(tmp_path):
     np.testing.assert_allclose(table.frame["label"], frame["MOS"] / 100)
     csv = tmp_path / "koniq10k" / "koniq10k_scores_and_distributions.csv"
     pd.read_csv(csv).drop(columns="MOS_zscore").to_csv(csv, index=False)
-    five_point = quiet_load("koniq", tmp_path, seed=1)
+    with pytest.warns(UserWarning, match="label is column 'MOS' / 5"):
+        five_point = quiet_load("koniq", tmp_path, seed=1)
     assert five_point.scale == 5.0
     np.testing.assert_allclose(five_point.frame["label"], np.round(1 + frame["MOS"] / 25, 3) / 5)
 

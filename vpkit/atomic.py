@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,33 @@ def atomic_replace(path: str | Path, write) -> None:
         with open(tmp, "rb") as written:
             os.fsync(written.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        if _is_storage_error(error):
+            raise WriteError(path, error) from error
         raise
+
+
+class WriteError(OSError):
+    """Writing a file failed (disk full, no permission, ...); names the target file, not the temporary one."""
+
+    def __init__(self, path: Path, cause: BaseException):
+        number = getattr(cause, "errno", None) or _os_error_number(str(cause))
+        reason = getattr(cause, "strerror", None) or (os.strerror(number) if number else str(cause).splitlines()[0])
+        super().__init__(number, reason, str(path))
+
+
+def _is_storage_error(error: BaseException) -> bool:
+    # torch.save reports a short write as a RuntimeError and safetensors as its own SafetensorError
+    if isinstance(error, OSError) or type(error).__name__ == "SafetensorError":
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("inline_container" in text or _os_error_number(text) is not None)
+
+
+def _os_error_number(text: str) -> int | None:
+    found = re.search(r"os error (\d+)", text)
+    return int(found.group(1)) if found else None
 
 
 def _new_file_mode() -> int:

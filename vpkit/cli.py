@@ -12,7 +12,11 @@ vpkit data ...                            dataset checks and the synthetic demo 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
+import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -26,7 +30,13 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vpkit", description="Pixel-level visual prompts for NR-IQA.")
     parser.add_argument("--version", action="version", version=f"vpkit {__version__}")
-    parser.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
+    parser.add_argument(
+        "--traceback",
+        "--verbose",
+        dest="traceback",
+        action="store_true",
+        help="show the full traceback on errors (--traceback also works after the command)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     _add_experiments(commands)
@@ -44,18 +54,79 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point; returns the exit status (0 ok, 2 a user error with a message)."""
+    """Console entry point; returns the exit status (0 ok, 2 an error told in one line, 130 stopped by Ctrl-C).
+
+    Every error is one line (what, which file or field, the fix); the traceback only with --traceback.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    show_traceback = "--traceback" in argv  # accepted after the command too, where users type it
+    args = parser.parse_args([arg for arg in argv if arg != "--traceback"])
+    show_traceback = show_traceback or args.traceback
     try:
         result = args.handler(args)
-    except (ValueError, OSError, RuntimeError, KeyError) as error:
-        if args.traceback:
+    except KeyboardInterrupt:
+        if show_traceback:
             raise
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"vpkit {args.command}: error: {message}", file=sys.stderr)
+        print(f"\nvpkit {args.command}: stopped; {resume_hint(args.command, argv)}", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if show_traceback:
+            raise
+        print(f"vpkit {args.command}: error: {error_line(error)}", file=sys.stderr)
         return 2
     return int(result or 0)
+
+
+# Errors whose message vpkit wrote for the user (the file, the field and the fix); anything else is unexpected.
+TOLD_ERRORS = (ValueError, RuntimeError, ArithmeticError, OSError)
+# A temporary file of vpkit.atomic (.NAME.RANDOM.tmp): errors name its folder instead.
+TEMP_FILE = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]+\.tmp$")
+OS_ERROR_FIXES = {
+    errno.ENOSPC: "free some disk space or write somewhere else, then run the command again",
+    errno.EDQUOT: "free some of your disk quota or write somewhere else, then run the command again",
+    errno.EFBIG: "the file system cannot hold a file this large; write somewhere else",
+    errno.EACCES: "choose a location you can write to (or read), or fix its permissions",
+    errno.EPERM: "choose a location you can write to (or read), or fix its permissions",
+    errno.EROFS: "this file system is read-only; choose another location",
+    errno.ENOTDIR: "a part of this path is a file, not a folder; choose another path",
+    errno.EISDIR: "this is a folder; give a file path",
+    errno.EEXIST: "something else is already at this path; choose another path",
+    errno.ENOENT: "check the path (its folder must exist and be writable)",
+}
+
+
+def error_line(error: BaseException) -> str:
+    """One line for an error: vpkit's own message, an OS error with its path and the fix, or (unexpected) the
+    exception's type and text with a pointer to --traceback."""
+    if isinstance(error, OSError) and error.strerror:
+        return _os_error_line(error)
+    text = str(error)
+    if isinstance(error, TOLD_ERRORS) and text.strip():
+        return text
+    return f"{type(error).__name__}: {text or 'no message'} (unexpected here; rerun with --traceback to see where)"
+
+
+def _os_error_line(error: OSError) -> str:
+    if error.filename is None:
+        where = ""
+    else:
+        path = Path(os.fsdecode(error.filename))
+        where = f"{path.parent if TEMP_FILE.match(path.name) else path}: "
+    fix = OS_ERROR_FIXES.get(error.errno)
+    return f"{where}{error.strerror}" + (f"; {fix}" if fix else "")
+
+
+def resume_hint(command: str, argv: list[str]) -> str:
+    """What to type to continue after Ctrl-C."""
+    if command == "train":
+        again = [arg for arg in argv if arg != "--overwrite"]
+        if "--resume" not in again:
+            again.append("--resume")
+        return f"resume with: {shlex.join(['vpkit', *again])}"
+    if command == "reproduce":
+        return f"continue with the same command (finished runs are kept): {shlex.join(['vpkit', *argv])}"
+    return "nothing was written (files are replaced whole or not at all); run the command again"
 
 
 # ----------------------------------------------------------------------------- experiments
@@ -227,7 +298,11 @@ def _run_runs(args) -> int:
     if table.empty:
         print(f"no run folders under {args.root}")
         return 0
-    print(table.drop(columns=["run"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    shown = table.drop(columns=["run", "problem"], errors="ignore")
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    damaged = table[table["status"] == "damaged"] if "problem" in table else table.iloc[:0]
+    for problem in damaged["problem"] if len(damaged) else []:
+        print(f"damaged: {problem}")
     if args.out:
         write_csv_atomic(args.out, table)
     return 0
@@ -271,6 +346,7 @@ def _run_eval(args) -> int:
 
     if args.zero_shot == (args.source is not None):
         raise ValueError("give a run folder or checkpoint, or --zero-shot (not both)")
+    check_writable(args.out and str(Path(args.out) / "metrics.json"))
     device = resolve_device(args.device)
     trained = None if args.zero_shot else load_trained_prompt(args.source, device)
     run = trained.config if trained is not None else None
@@ -327,20 +403,50 @@ def _add_score(commands) -> None:
     parser.set_defaults(handler=_run_score, batch_size=8)
 
 
-def image_files(paths: list[str]) -> list[Path]:
-    """The given files, with folders expanded to the images directly inside them (sorted)."""
-    files = []
+def image_files(paths: list[str]) -> tuple[list[Path], int]:
+    """The files to score: each given path as it is (a missing one is reported when scoring), folders searched
+    recursively for image files (by suffix, sorted). Also returns how many other files the folders held."""
+    files, others = [], 0
     for path in map(Path, paths):
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise FileNotFoundError(
-                    f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder"
-                )
-            files.extend(found)
-        else:
+        if not path.is_dir():
             files.append(path)
-    return files
+            continue
+        inside = sorted(p for p in path.rglob("*") if p.is_file())
+        found = [p for p in inside if p.suffix.lower() in IMAGE_SUFFIXES]
+        files.extend(found or [path])  # a folder without images is reported with the files not scored
+        others += len(inside) - len(found)
+    return files, others
+
+
+def printable(name: str) -> str:
+    """A file name for the terminal: bytes that are not UTF-8 (kept as surrogates by Python) shown as \\xNN."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def check_writable(out: str | None) -> None:
+    """Fail before the work, not after it, when --out cannot be written."""
+    if out is None:
+        return
+    folder = Path(out).parent
+    blocking = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(blocking))
+    folder.mkdir(parents=True, exist_ok=True)
+    if Path(out).is_dir():
+        raise OSError(errno.EISDIR, "is a folder", str(out))
+    if not os.access(folder, os.W_OK):
+        raise OSError(errno.EACCES, "the folder is not writable", str(out))
+
+
+def write_scores_csv(path: str | Path, scores: pd.DataFrame) -> None:
+    """The scores as CSV; file names that are not UTF-8 are written as their original bytes (surrogateescape),
+    so every path in the file names the file on disk."""
+    from vpkit.atomic import atomic_replace
+
+    atomic_replace(
+        path,
+        lambda tmp: scores.to_csv(tmp, index=False, encoding="utf-8", errors="surrogateescape"),
+    )
 
 
 def _run_score(args) -> int:
@@ -352,6 +458,8 @@ def _run_score(args) -> int:
         score_image_files,
     )
 
+    check_writable(args.out)
+    files, others = image_files(args.images)
     device = resolve_device(args.device)
     trained = load_trained_prompt(args.source, device)
     scorer = load_scorer_for(trained, device, model=args.model, dtype=args.dtype)
@@ -359,19 +467,27 @@ def _run_score(args) -> int:
     scores = score_image_files(
         scorer,
         trained.prompter,
-        image_files(args.images),
+        files,
         device,
         amp=args.amp,
         batch_size=args.batch_size,
         method=args.preprocess or _recorded_preprocess(trained),
         progress=not args.quiet,
     )
-    print(scores.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    failed = scores[scores["error"] != ""]
+    shown = scores[scores["error"] == ""][["path", "score"]].assign(path=lambda f: f["path"].map(printable))
+    if len(shown):
+        print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if others:
+        print(f"({others} other file(s) in the folders are not images by their suffix and were not scored)")
     if args.out:
-        from vpkit.runs import write_csv_atomic
-
-        write_csv_atomic(args.out, scores)
-        print(f"wrote {args.out}")
+        write_scores_csv(args.out, scores)
+        print(f"wrote {args.out}" + (" (column 'error' says why a file has no score)" if len(failed) else ""))
+    if len(failed):
+        print(f"could not score {len(failed)} of {len(scores)} file(s):", file=sys.stderr)
+        for path, error in zip(failed["path"], failed["error"]):
+            print(f"  {printable(path)}: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

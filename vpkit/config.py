@@ -174,6 +174,7 @@ BOUNDS = {
     ("train", "max_grad_norm"): (0, False),
     ("train", "num_workers"): (0, True),
     ("train", "limit"): (3, True),
+    ("train", "seed"): (0, True),
 }
 
 
@@ -204,7 +205,7 @@ def _check_value(source: str, section: str, name: str, annotation: str, value: A
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} = {value!r} must be a number")
         value = float(value)
-        if not math.isfinite(value):
+        if not math.isfinite(value):  # NaN passes every comparison below, inf breaks the arithmetic later
             raise ConfigError(f"{where} = {value!r} must be a finite number")
     elif annotation.startswith("str") and (not isinstance(value, str) or not value):
         raise ConfigError(f"{where} = {value!r} must be a non-empty string")
@@ -540,13 +541,48 @@ def load_config(path_or_number: str | int | Path) -> ExperimentConfig:
         if number is not None:
             return paper_config(number)
         raise ConfigError(f"{path}: no such config file (give a YAML path or an experiment number 1..33)")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})") from error
+    data = load_yaml_file(path)
     if is_paper_yaml(data):
         return config_from_paper_yaml(data, str(path))
     return config_from_dict(data, str(path))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml's SafeLoader, except that a key given twice in one mapping is an error (yaml keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, (str, int, float, bool)) or key is None:
+                if key in seen:
+                    raise ConfigError(f"line {line}: key {key!r} appears twice in one mapping (first on line "
+                                      f"{seen[key]}); keep one")
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml_file(path: str | Path, error: type[Exception] = ConfigError) -> Any:
+    """The data of a YAML file (configs, profiles, a run's config.yaml); a duplicate key, bad YAML or an
+    unreadable file is `error` naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not a text file (not UTF-8: {exc.reason} at byte {exc.start}); "
+                    "give a YAML file") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except ConfigError as exc:
+        raise error(f"{path}, {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise error(f"{path}{where}: not valid YAML ({problem}); fix the file or restore it") from None
 
 
 def scaled_prompt_size(size: int, from_size: int, to_size: int) -> int:

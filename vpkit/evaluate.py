@@ -200,21 +200,39 @@ def score_image_files(
     method: str = "resize_crop",
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Score image files (any size; prepared like the training images); columns path, score."""
-    from vpkit.data import prepare_image
+    """Score image files (any size; prepared like the training images); columns path, score, error.
+
+    A file that cannot be scored (missing, a folder, not an image, pixels of unknown range) gets score NaN and
+    the reason in `error` (empty for the files that were scored); the other files are scored all the same.
+    """
+    from vpkit.data.images import ImageError
 
     paths = [Path(path) for path in paths]
-    missing = [str(path) for path in paths if not path.is_file()]
-    if missing:
-        raise FileNotFoundError(f"image file(s) not found: {', '.join(missing)}")
-    scores = []
+    scores = np.full(len(paths), np.nan, dtype=np.float32)
+    errors = [""] * len(paths)
     for start in tqdm(range(0, len(paths), batch_size), desc="scoring", leave=False, disable=not progress):
-        chunk = paths[start : start + batch_size]
-        arrays = [prepare_image(path, scorer.image_size, method=method) for path in chunk]
-        images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
-        with autocast(device, amp):
-            scores.append(scorer(to_model_input(images, device), prompter).float().cpu().numpy())
-    return pd.DataFrame({"path": [str(path) for path in paths], "score": np.concatenate(scores)})
+        ready, arrays = [], []
+        for index in range(start, min(start + batch_size, len(paths))):
+            try:
+                arrays.append(_prepared_file(paths[index], scorer.image_size, method))
+                ready.append(index)
+            except (ImageError, OSError) as error:
+                errors[index] = str(error).removeprefix(f"{paths[index]}: ")
+        if arrays:
+            images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+            with autocast(device, amp):
+                scores[ready] = scorer(to_model_input(images, device), prompter).float().cpu().numpy()
+    return pd.DataFrame({"path": [str(path) for path in paths], "score": scores, "error": errors})
+
+
+def _prepared_file(path: Path, size: int, method: str) -> np.ndarray:
+    from vpkit.data.images import ImageError, prepare_image
+
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder with no image files in it or below")
+    if not path.exists():
+        raise ImageError(f"{path}: not found")
+    return prepare_image(path, size, method=method)
 
 
 # ------------------------------------------------------------------------- whole datasets

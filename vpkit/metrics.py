@@ -107,16 +107,23 @@ def _projected_fit(x: np.ndarray, y: np.ndarray, centre: float, log_rate: float,
 
 # rate range on standardised x: from nearly linear to nearly a step
 _LOG_RATE_RANGE = (np.log(1e-3), np.log(1e3))
+# the start grid (centres at evenly spaced quantiles of pred, log-rates evenly spaced) and how many of its best
+# points are polished: the squared error can have several valleys, so one start is not enough
+_GRID_CENTRES, _GRID_RATES, _POLISHED_STARTS, _STEP_GAPS = 21, 15, 6, 1000
 
 
 def fit_logistic(pred, mos, params: int = 4) -> np.ndarray:
     """Least-squares fit of the 4- or 5-parameter logistic from ``pred`` to ``mos``; returns mapped pred.
 
     Fitted by variable projection on standardised pred: for each (centre, rate) the coefficients
-    the curve is linear in are solved exactly, and (centre, rate) are searched on a grid, then
-    refined by Nelder-Mead. It cannot diverge; if the refinement does not improve on the best grid
-    point, that point is the documented fallback. Raises :class:`LogisticFitError` with too few
-    samples (``n <= params``) or a non-finite/constant mapping.
+    the curve is linear in are solved exactly, so only (centre, rate) are searched. Starts: the best
+    rate at each of 21 centres spread over pred's whole range (the best 6 kept), the best position of
+    the steepest curve (a step) among the gaps between predictions, and Nelder-Mead from the best
+    start. Each is polished by scipy's bounded least-squares solver (trust-region reflective, on the
+    residuals; the rate stays in [1e-3, 1e3] per standard deviation of pred), and the point with the
+    smallest squared error is used: the error can have several valleys and flat stretches where a
+    single local search stops short. It cannot diverge. Raises :class:`LogisticFitError` with too
+    few samples (``n <= params``) or a non-finite/constant mapping.
     """
     if params not in (4, 5):
         raise ValueError(f"params must be 4 or 5, got {params!r}")
@@ -125,15 +132,42 @@ def fit_logistic(pred, mos, params: int = 4) -> np.ndarray:
         raise LogisticFitError(f"a {params}-parameter logistic needs more than {params} samples, "
                                f"got {pred.size}")
     x = (pred - pred.mean()) / pred.std()
-    grid = [(c, r) for c in np.quantile(x, np.linspace(0.05, 0.95, 11))
-            for r in np.linspace(np.log(0.1), np.log(30.0), 11)]
-    start = min(grid, key=lambda point: _projected_fit(x, mos, *point, params)[0])
+
+    def squared_error(point) -> float:
+        return _projected_fit(x, mos, *point, params)[0]
+
+    def residuals(point) -> np.ndarray:
+        return _projected_fit(x, mos, *point, params)[1] - mos
+
+    # centres across the whole range of pred (a step can sit in a tail), rates from nearly linear to a step
+    # the best rate at each centre; the best few of those (distinct centres: distinct valleys) are polished
+    rates = np.linspace(*_LOG_RATE_RANGE, _GRID_RATES)
+    per_centre = [min((np.array([c, r]) for r in rates), key=squared_error)
+                  for c in np.quantile(x, np.linspace(0.0, 1.0, _GRID_CENTRES))]
+    starts = sorted(per_centre, key=squared_error)[:_POLISHED_STARTS]
+    # at the steepest rate the curve is a step, whose error is flat between neighbouring predictions (no
+    # gradient to follow): try it in every gap between them (at most _STEP_GAPS, evenly spread by rank)
+    levels = np.unique(x)
+    gaps = (levels[1:] + levels[:-1]) / 2
+    if gaps.size > _STEP_GAPS:
+        gaps = gaps[np.linspace(0, gaps.size - 1, _STEP_GAPS).round().astype(int)]
+    if gaps.size:
+        starts.append(min((np.array([c, _LOG_RATE_RANGE[1]]) for c in gaps), key=squared_error))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        found = optimize.minimize(lambda point: _projected_fit(x, mos, *point, params)[0], np.array(start),
-                                  method="Nelder-Mead",
+        found = optimize.minimize(squared_error, starts[0], method="Nelder-Mead",
                                   options={"xatol": 1e-6, "fatol": 1e-12, "maxiter": 2000})
-    best = found.x if found.fun <= _projected_fit(x, mos, *start, params)[0] else np.array(start)
+        refined = np.array([found.x[0], np.clip(found.x[1], *_LOG_RATE_RANGE)])
+        candidates = [*starts, refined] if np.isfinite(refined).all() else list(starts)
+        for start in list(candidates):
+            try:
+                polished = optimize.least_squares(
+                    residuals, start, method="trf", xtol=1e-12, ftol=1e-12, gtol=1e-12,
+                    bounds=([-np.inf, _LOG_RATE_RANGE[0]], [np.inf, _LOG_RATE_RANGE[1]]))
+            except ValueError:  # non-finite residuals at the start: keep the unpolished points
+                continue
+            candidates.append(polished.x)
+    best = min(candidates, key=squared_error)
     mapped = _projected_fit(x, mos, *best, params)[1]
     if not np.isfinite(mapped).all() or np.ptp(mapped) == 0:
         raise LogisticFitError(f"the {params}-parameter logistic fit on {pred.size} samples gave a "

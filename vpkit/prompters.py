@@ -19,6 +19,7 @@ outside the learned region, so its ``mul`` blacks out everything the prompt does
 from __future__ import annotations
 
 import math
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -309,10 +310,21 @@ def _read_state(path: str | Path) -> Mapping:
     if not path.is_file():
         raise FileNotFoundError(f"prompt checkpoint not found: {path}")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
-        return load_file(str(path), device="cpu")
+        try:
+            return load_file(str(path), device="cpu")
+        except SafetensorError as error:
+            raise PromptStateError(f"{path}: not a readable safetensors file ({error}); it is damaged or "
+                                   "another format") from None
     if path.suffix in (".pth", ".pt", ".bin"):
-        return torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, AttributeError) as error:
+            # torch's own text here suggests loading arbitrary pickled objects, which a prompt never needs
+            raise PromptStateError(
+                f"{path}: not a readable checkpoint of tensors ({type(error).__name__}); the file is damaged, "
+                "truncated or not a torch.save'd state dict: download the prompt again") from None
     raise PromptStateError(f"{path}: unknown checkpoint format {path.suffix!r}; "
                            "use .pth/.pt/.bin (torch.save) or .safetensors")
 

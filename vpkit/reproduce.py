@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -136,10 +135,9 @@ def load_profile(name_or_path: str | Path) -> Profile:
         known = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
         raise ReproduceError(f"{path}: no such profile; known profiles: {', '.join(known) or 'none'} "
                              "(or give a YAML file path)")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ReproduceError(f"{path}: not valid YAML ({error})") from error
+    from vpkit.config import load_yaml_file
+
+    data = load_yaml_file(path, ReproduceError)
     if not isinstance(data, dict):
         raise ReproduceError(f"{path}: a profile is a mapping with keys {', '.join(PROFILE_KEYS)}")
     unknown = sorted(set(data) - set(PROFILE_KEYS))

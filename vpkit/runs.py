@@ -36,8 +36,8 @@ from typing import Any
 
 import pandas as pd
 import torch
-import yaml
 from filelock import FileLock, Timeout
+from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open
 from safetensors.torch import save as safetensors_bytes
 
@@ -236,15 +236,25 @@ def load_prompt_checkpoint(path: str | Path) -> tuple[dict, dict]:
     path = Path(path)
     if not path.is_file():
         raise RunFolderError(f"{path}: prompt checkpoint not found")
-    with safe_open(str(path), framework="pt") as handle:
-        raw = handle.metadata() or {}
+    if path.suffix in (".pth", ".pt", ".bin"):
+        raise RunFolderError(f"{path}: a torch file, not a vpkit prompt checkpoint; make a run folder of it with "
+                             f"`vpkit import-prompt {path} --experiment N --out DIR` and use that folder")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            raw = handle.metadata() or {}
+        tensors = load_file(str(path))
+    except SafetensorError as error:
+        raise RunFolderError(
+            f"{path}: not a readable safetensors prompt checkpoint ({error}); it is damaged or another "
+            "format (a paper visual_prompt.pth goes through `vpkit import-prompt` first)"
+        ) from None
     metadata = {}
     for key, value in raw.items():
         try:
             metadata[key] = json.loads(value)
         except json.JSONDecodeError:
             metadata[key] = value
-    return load_file(str(path)), metadata
+    return tensors, metadata
 
 
 def prompt_spec_of(config) -> dict:
@@ -326,7 +336,7 @@ def read_state(run_dir: str | Path) -> RunState | None:
         return None
     try:
         return RunState.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError) as error:
+    except (json.JSONDecodeError, TypeError, ValueError) as error:
         raise RunFolderError(
             f"{path}: unreadable run state ({error}); delete the run folder or use --overwrite"
         ) from error
@@ -420,7 +430,21 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / METRICS_JSONL
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.strip():
+            rows.append(_json_or_error(line, path, f", line {number}"))
+    return rows
+
+
+def _json_or_error(text: str, path: Path, where: str = ""):
+    """json.loads, with a damaged file named in the error (not just 'Expecting value: line 1 ...')."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise RunFolderError(
+            f"{path}{where}: damaged JSON ({error.msg}); restore the file or rerun with --overwrite"
+        ) from None
 
 
 def write_config(run_dir: str | Path, config) -> None:
@@ -428,12 +452,12 @@ def write_config(run_dir: str | Path, config) -> None:
 
 
 def read_config(run_dir: str | Path):
-    from vpkit.config import config_from_dict
+    from vpkit.config import config_from_dict, load_yaml_file
 
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise RunFolderError(f"{path}: missing; {run_dir} is not a vpkit run folder")
-    return config_from_dict(yaml.safe_load(path.read_text()), str(path))
+    return config_from_dict(load_yaml_file(path), str(path))
 
 
 # ------------------------------------------------------------------------- what a run trained on
@@ -573,7 +597,7 @@ def read_run(run_dir: str | Path) -> RunRecord:
         config=read_config(run_dir),
         state=read_state(run_dir),
         metrics=pd.DataFrame(read_metrics(run_dir)),
-        test=json.loads(test_path.read_text()) if test_path.is_file() else None,
+        test=_json_or_error(test_path.read_text(), test_path) if test_path.is_file() else None,
     )
 
 
@@ -618,13 +642,24 @@ def _summary_row(record: RunRecord) -> dict:
     return row
 
 
+def _summary_row_or_problem(path: Path) -> dict:
+    """A run's summary row; a damaged run folder gets status 'damaged' and the reason in `problem`, so one bad
+    folder does not hide the others."""
+    from vpkit.config import ConfigError
+
+    try:
+        return _summary_row(read_run(path))
+    except (RunFolderError, ConfigError, OSError, UnicodeDecodeError) as error:
+        return {"run": str(path), "name": path.name, "status": "damaged", "problem": str(error)}
+
+
 def collect_runs(runs: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     """One row per run (config, progress, best validation and test metrics), for tables."""
     if isinstance(runs, (str, Path)):
         paths = find_runs(runs)
     else:
         paths = [Path(path) for path in runs]
-    rows = [_summary_row(read_run(path)) for path in paths]
+    rows = [_summary_row_or_problem(path) for path in paths]
     frame = pd.DataFrame(rows)
     if not frame.empty and frame["number"].notna().any():
         frame = frame.sort_values(["number", "name"], na_position="last").reset_index(drop=True)

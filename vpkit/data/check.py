@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm.auto import tqdm
 
+from .images import MODE_NOTES, UNSCALED_MODES, ImageError, to_rgb
 from .layouts import find_layouts, looked_for
 from .problems import Problem, csv_line
 from .specs import SPECS, dataset_spec
@@ -37,10 +39,12 @@ def check_datasets(root: str | Path, datasets: list[str] | None = None, *, layou
             table, problems = build_table(key, root, layout, split, seed, count_check=count_check)
         if table is not None:
             problems += split_size_problems(table)
+        modes = None
         if table is not None and decode_images:
-            problems += unreadable_images(table, progress)
+            bad_images, modes = decode_report(table, progress)
+            problems += bad_images
         failed |= bool(problems)
-        _report(spec.title, root, table, problems, [str(w.message) for w in caught], all_errors, out)
+        _report(spec.title, root, table, problems, [str(w.message) for w in caught], all_errors, out, modes)
     if checked == 0:
         out(f"no dataset found under {root}; see data/README.md for the layouts vpkit reads")
         return 1
@@ -48,14 +52,20 @@ def check_datasets(root: str | Path, datasets: list[str] | None = None, *, layou
 
 
 def unreadable_images(table: IQATable, progress: bool = True) -> list[Problem]:
-    """A Problem for every image that cannot be decoded (opened and fully read)."""
+    """A Problem for every image that cannot be decoded (opened and fully read) or converted to 8-bit RGB."""
+    return decode_report(table, progress)[0]
+
+
+def decode_report(table: IQATable, progress: bool = True) -> tuple[list[Problem], Counter]:
+    """Decode every image: (a Problem for each unusable one, how many images of each PIL mode were found)."""
     paths = table.frame["path"].tolist()
     with ThreadPoolExecutor(max_workers=available_cpus()) as pool:
-        errors = list(tqdm(pool.map(_decode_error, paths), total=len(paths), desc=f"decoding {table.dataset}",
-                           unit="img", disable=not progress))
-    return [Problem(table.csv_path, f"image {name!r} cannot be read: {error}",
-                    f"replace {path} with an intact copy from the original release", csv_line(pos))
-            for pos, (name, path, error) in enumerate(zip(table.frame["name"], paths, errors)) if error]
+        results = list(tqdm(pool.map(_decode, paths), total=len(paths), desc=f"decoding {table.dataset}",
+                            unit="img", disable=not progress))
+    problems = [Problem(table.csv_path, f"image {name!r} cannot be read or used: {error}",
+                        f"replace {path} with an intact 8-bit or 16-bit copy from the original release", csv_line(pos))
+                for pos, (name, path, (_, error)) in enumerate(zip(table.frame["name"], paths, results)) if error]
+    return problems, Counter(mode for mode, _ in results if mode is not None)
 
 
 def split_size_problems(table: IQATable) -> list[Problem]:
@@ -65,19 +75,35 @@ def split_size_problems(table: IQATable) -> list[Problem]:
     return [Problem(table.csv_path, what, fix) for what, fix in split_problems(table)]
 
 
-def _decode_error(path: str) -> str | None:
+def _decode(path: str) -> tuple[str | None, str | None]:
+    """(PIL mode, None) for a usable image, (mode or None, what is wrong) otherwise."""
+    mode = None
     try:
         with Image.open(path) as image:
+            mode = image.mode
             if image.format == "JPEG":
                 image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))  # still reads every byte, faster
             image.load()
+            if mode in UNSCALED_MODES:
+                to_rgb(image, path)  # refuses pixels of unknown range
+    except ImageError as exc:
+        return mode, str(exc).removeprefix(f"{path}: ")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:  # PIL's decode failures
-        return f"{type(exc).__name__}: {exc}"
-    return None
+        return mode, f"{type(exc).__name__}: {exc}"
+    return mode, None
+
+
+def describe_modes(modes: Counter) -> str:
+    """'RGB 395, I;16 5 (16-bit grey, scaled to 8 bits)': the image modes found, most common first."""
+    parts = []
+    for mode, count in modes.most_common():
+        note = MODE_NOTES.get(mode)
+        parts.append(f"{mode} {count}" + (f" ({note})" if note else ""))
+    return ", ".join(parts) or "none decoded"
 
 
 def _report(title: str, root: Path, table: IQATable | None, problems: list[Problem], notes: list[str],
-            all_errors: bool, out: Callable[[str], None]) -> None:
+            all_errors: bool, out: Callable[[str], None], modes: Counter | None = None) -> None:
     out(f"{title}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
     if table is not None:
         spec = SPECS[table.dataset]
@@ -87,12 +113,19 @@ def _report(title: str, root: Path, table: IQATable | None, problems: list[Probl
         out(f"  layout:  {table.layout}" + (f" (also present: {', '.join(others)})" if others else ""))
         out(f"  scores:  {table.csv_path} (label = score / {table.scale:g})")
         out(f"  images:  {table.image_dir}")
+        if modes is not None:
+            out(f"  modes:   {describe_modes(modes)}")
         out(f"  split:   {table.split_source}")
         out(f"  counts:  train {counts['train']} | val {counts['val']} | test {counts['test']} | "
             f"total {len(table)} ({expected})")
-        leak = content_overlap(table.frame).set_index("splits").loc["train/test"]
-        out(f"  content: {int(leak['shared_groups'])} of the {int(leak['groups_second'])} content groups in test "
-            f"also appear in train ({int(leak['images_second_shared'])} of {int(leak['images_second'])} test images)")
+        if table.group_source is None:
+            out(f"  content: unknown: {table.csv_path.name} does not say which images share content, so shared "
+                "content between the splits cannot be checked (and --split content is refused)")
+        else:
+            leak = content_overlap(table.frame).set_index("splits").loc["train/test"]
+            out(f"  content: {int(leak['shared_groups'])} of the {int(leak['groups_second'])} content groups in "
+                f"test also appear in train ({int(leak['images_second_shared'])} of {int(leak['images_second'])} "
+                f"test images; groups: {table.group_source})")
     for note in notes:
         out(f"  WARNING: {note}")
     shown = problems if all_errors else problems[:1]

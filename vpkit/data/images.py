@@ -10,15 +10,68 @@ from PIL import Image
 METHODS = ("resize_crop", "stretch", "pad")
 # mPLUG-Owl2 / Q-Align pad with the CLIP mean colour, int(mean * 255) as their expand2square does.
 PAD_COLOUR = (122, 116, 104)
-PREP_VERSION = 1  # bump when the pixels any method produces change (invalidates caches)
+PREP_VERSION = 2  # bump when the pixels any method produces change (invalidates caches); 2: 16-bit grey scaled
+# 16-bit greyscale modes: PIL's convert("RGB") clips them at 255 (a white image), so they are scaled here.
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+# Modes whose numbers have no fixed range (32-bit integers, floats): accepted only when they hold 8-bit values.
+UNSCALED_MODES = ("I", "F")
+# What `vpkit data check` says about a mode beyond its name.
+MODE_NOTES = {**{mode: "16-bit grey, scaled to 8 bits" for mode in SIXTEEN_BIT_MODES},
+              "RGBA": "alpha dropped", "LA": "alpha dropped", "PA": "alpha dropped", "La": "alpha dropped",
+              "RGBa": "alpha dropped", "P": "palette", "1": "1-bit", "CMYK": "converted by PIL"}
+
+
+class ImageError(ValueError):
+    """An image file cannot be used (unreadable, or pixels of unknown range); names the file and the fix."""
+
+    def __init__(self, message: str):
+        # A DataLoader worker re-raises an error as ImageError("Caught ImageError in DataLoader worker ...
+        # <traceback> ... ImageError: <message>"): keep only the message, so the user sees one line.
+        if message.startswith("Caught ") and "DataLoader worker" in message.split("\n", 1)[0]:
+            last = [line for line in message.splitlines() if line.strip()][-1]
+            message = last.split("ImageError: ", 1)[-1]
+        super().__init__(message)
 
 
 def open_rgb(path_or_pil: str | Path | Image.Image) -> Image.Image:
-    """An RGB PIL image from a path or a PIL image (palette, grey and alpha images are converted)."""
+    """An RGB PIL image from a path or a PIL image: 8-bit modes converted by PIL (palette, grey, alpha dropped,
+    CMYK), 16-bit grey scaled to 8 bits; an unreadable file or pixels of unknown range raise `ImageError`."""
     if isinstance(path_or_pil, Image.Image):
-        return path_or_pil if path_or_pil.mode == "RGB" else path_or_pil.convert("RGB")
-    with Image.open(path_or_pil) as opened:
-        return opened.convert("RGB")  # converts (or copies) while the file is still open
+        return to_rgb(path_or_pil, "image")
+    try:
+        with Image.open(path_or_pil) as opened:
+            converted = to_rgb(opened, str(path_or_pil))  # converts while the file is still open
+            return opened.copy() if converted is opened else converted
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:  # PIL's decode failures
+        if isinstance(error, ImageError):
+            raise
+        raise ImageError(f"{path_or_pil}: cannot be read as an image ({type(error).__name__}: {error}); "
+                         "replace it with an intact copy") from None
+
+
+def to_rgb(image: Image.Image, name: str) -> Image.Image:
+    """`image` as 8-bit RGB (see open_rgb); `name` is used in errors."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in SIXTEEN_BIT_MODES:
+        wide = np.asarray(image, dtype=np.uint32)
+        return Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8), "L").convert("RGB")
+    if image.mode in UNSCALED_MODES:
+        values = np.asarray(image)
+        if values.size and (values.min() < 0 or values.max() > 255 or not np.all(values == np.round(values))):
+            kind = "floating-point" if image.mode == "F" else "32-bit integer"
+            raise ImageError(f"{name}: {kind} pixels (PIL mode {image.mode}, values {values.min():g} to "
+                             f"{values.max():g}) have no fixed range to map to 8 bits; save it as an 8- or 16-bit "
+                             "image")
+        return Image.fromarray(values.astype(np.uint8), "L").convert("RGB")
+    for route in ((), ("RGBA",), ("LA",)):  # some modes PIL converts only by way of another (La via LA)
+        try:
+            for mode in route:
+                image = image.convert(mode)
+            return image.convert("RGB")
+        except ValueError:
+            continue
+    raise ImageError(f"{name}: PIL mode {image.mode} cannot be converted to RGB; save it as an 8-bit RGB image")
 
 
 def prepare_image(path_or_pil: str | Path | Image.Image, size: int, method: str = "resize_crop") -> np.ndarray:

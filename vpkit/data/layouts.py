@@ -3,7 +3,8 @@ and reading its score file into one standard frame (name, mos, group, split, lin
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,9 @@ SPLIT_VOCABULARY = {
     "val": "val", "valid": "val", "validation": "val",
     "test": "test", "testing": "test",
 }
+# pyiqa's processing scripts write the split as a number (scripts/process_koniq10k.py: 0 training,
+# 1 validation, 2 test).
+PYIQA_SPLIT_CODES = {"0": "train", "1": "val", "2": "test"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class LayoutRule:
     split_columns: tuple[str, ...] = ()  # the first one present holds train/val/test
     split_required: bool = False
     in_meta_info: bool = False  # pyiqa keeps its CSVs in ROOT/meta_info/
+    split_codes: dict[str, str] = field(default_factory=dict)  # numbers standing for train/val/test
 
 
 DMOS = ScoreColumn("dmos", 5.0, 1.0, 5.0)
@@ -63,7 +68,8 @@ RULES: dict[str, tuple[LayoutRule, ...]] = {
         LayoutRule("original", ("koniq10k_scores_and_distributions.csv",), ("image_name",),
                    (ScoreColumn("MOS_zscore", 100.0, 0.0, 100.0), ScoreColumn("MOS", 5.0, 1.0, 5.0))),
         LayoutRule("pyiqa", ("meta_info_KonIQ10kDataset.csv",), ("img_name",),
-                   (ScoreColumn("mos", 100.0, 0.0, 100.0),), (), ("official_split", "split"), in_meta_info=True),
+                   (ScoreColumn("mos", 100.0, 0.0, 100.0),), (), ("official_split", "split"), in_meta_info=True,
+                   split_codes=PYIQA_SPLIT_CODES),
     ),
     "agiqa": (
         LayoutRule("paper", ("split_agiqa3k.csv",), ("name",), (AGIQA_QUALITY,), ("prompt",), ("split",), True),
@@ -71,7 +77,7 @@ RULES: dict[str, tuple[LayoutRule, ...]] = {
         LayoutRule("pyiqa", ("meta_info_AGIQA3KDataset.csv", "meta_info_AGIQA3kDataset.csv",
                              "meta_info_AGIQA-3K.csv"), ("img_name", "name"),
                    (AGIQA_QUALITY, ScoreColumn("mos", 5.0, 0.0, 5.0)), ("prompt",),
-                   ("official_split", "split"), in_meta_info=True),
+                   ("official_split", "split"), in_meta_info=True, split_codes=PYIQA_SPLIT_CODES),
     ),
 }
 
@@ -96,15 +102,22 @@ class LayoutMatch:
 
 @dataclass
 class ParsedRows:
-    """The score file read into columns name, mos, group, split (None when the file has no split), line."""
+    """The score file read into columns name, mos, group, split (None when the file has no split), line.
+
+    `group_source` says where the content groups come from; None when the dataset has content groups (AGIQA
+    prompts, KADID references) but the file does not say them (group is then the image name)."""
 
     frame: pd.DataFrame
     score: ScoreColumn
     split_column: str | None
+    group_source: str | None = "image name"
 
 
 def _dataset_dirs(spec: DatasetSpec, root: Path) -> list[Path]:
-    return [root / name for name in spec.folder_names] + [root]
+    """Where a dataset's folder may be: ROOT/NAME, nested ROOT/NAME/NAME2 (as several public loaders unpack,
+    e.g. AGIQA-3k/AGIQA-3k), and ROOT itself."""
+    names = spec.folder_names
+    return [root / name for name in names] + [root / outer / inner for outer in names for inner in names] + [root]
 
 
 def find_layouts(spec: DatasetSpec, root: Path) -> list[LayoutMatch]:
@@ -135,7 +148,7 @@ def _find_rule(spec: DatasetSpec, root: Path, rule: LayoutRule) -> LayoutMatch |
 
 
 def looked_for(spec: DatasetSpec, root: Path, layout: str = "auto") -> list[Path]:
-    """The score-file paths vpkit looks for (for error messages)."""
+    """Every score-file path vpkit looks for, in order."""
     paths = []
     for rule in RULES[spec.key]:
         if layout not in ("auto", rule.layout):
@@ -144,8 +157,22 @@ def looked_for(spec: DatasetSpec, root: Path, layout: str = "auto") -> list[Path
             if rule.in_meta_info:
                 paths.append(root / "meta_info" / csv_name)
             else:
-                paths.extend(d / csv_name for d in _dataset_dirs(spec, root)[:2])
+                paths.extend(d / csv_name for d in _dataset_dirs(spec, root))
     return paths
+
+
+def looked_for_text(spec: DatasetSpec, root: Path, layout: str = "auto") -> str:
+    """Every path looked for, said compactly: each file name with every folder tried for it."""
+    rules = [rule for rule in RULES[spec.key] if layout in ("auto", rule.layout)]
+    files = [name for rule in rules if not rule.in_meta_info for name in rule.csv_names]
+    meta = [str(root / "meta_info" / name) for rule in rules if rule.in_meta_info for name in rule.csv_names]
+    names = "{" + ",".join(spec.folder_names) + "}"
+    parts = []
+    if files:
+        parts.append(f"{' or '.join(files)} in {root}/{names}, in the nested {root}/{names}/{names}, and in {root}")
+    if meta:
+        parts.append(", ".join(meta))
+    return "; ".join(parts)
 
 
 def locate(spec: DatasetSpec, root: Path, layout: str = "auto") -> LayoutMatch:
@@ -159,7 +186,7 @@ def locate(spec: DatasetSpec, root: Path, layout: str = "auto") -> LayoutMatch:
     matches = [m for m in find_layouts(spec, root) if layout in ("auto", m.layout)]
     if matches:
         return matches[0]
-    paths = ", ".join(str(p) for p in looked_for(spec, root, layout))
+    paths = looked_for_text(spec, root, layout)
     what = f"{spec.title} score file" + ("" if layout == "auto" else f" for the {layout} layout")
     raise DatasetError([Problem(root, f"no {what} found (looked for: {paths})",
                                 f"put {spec.title} under {root} in one of the layouts described in "
@@ -189,19 +216,63 @@ def read_rows(match: LayoutMatch) -> tuple[ParsedRows | None, list[Problem]]:
         return None, [Problem(path, f"missing column(s) {', '.join(missing)}; found columns {list(raw.columns)}",
                               f"use the {rule.layout} layout's file unchanged (data/README.md lists its columns)")]
     group_col = _first_present(raw, rule.group_columns)
+    _warn_if_fallback_score(path, rule, score)
     problems: list[Problem] = []
     names = raw[name_col].str.strip()
     frame = pd.DataFrame({
         "name": names,
         "mos": _parse_scores(raw[score.name], score, path, problems),
         "group": raw[group_col].str.strip() if group_col else names,
-        "split": _parse_splits(raw[split_col], split_col, path, problems) if split_col else None,
+        "split": _parse_splits(raw[split_col], split_col, path, problems, rule.split_codes) if split_col else None,
         "line": [csv_line(i) for i in range(len(raw))],
     })
     problems.extend(_name_problems(frame, name_col, path))
     if len(frame) == 0:
         problems.append(Problem(path, "has a header but no rows", "re-download the file"))
-    return ParsedRows(frame, score, split_col), problems
+    if group_col:
+        group_source = f"column '{group_col}' of {path.name}"
+    else:
+        group_source = None if rule.group_columns else "image name"
+    return ParsedRows(frame, score, split_col, group_source), problems
+
+
+def _warn_if_fallback_score(path: Path, rule: LayoutRule, score: ScoreColumn) -> None:
+    """Say so when the score column is a fallback on another scale than the paper's (labels then differ)."""
+    preferred = rule.score_columns[0]
+    if score is not preferred and score.scale != preferred.scale:
+        warnings.warn(f"{path}: no column '{preferred.name}' (the paper's label, {preferred.name} / "
+                      f"{preferred.scale:g}), so the label is column '{score.name}' / {score.scale:g}; these labels "
+                      f"are not the paper's: use the file unchanged from the release", stacklevel=4)
+
+
+def derive_groups(spec: DatasetSpec, root: Path, match: LayoutMatch, parsed: ParsedRows) -> list[Problem]:
+    """Fill in the content groups a score file lacks (pyiqa's AGIQA-3K meta file has no prompt) from the
+    original release's file when it is there (AGIQA-3K data.csv); `parsed.group_source` says where they came
+    from (still None when no file has them)."""
+    if parsed.group_source is not None:
+        return []
+    original = next((r for r in RULES[spec.key] if r.layout == "original" and r.group_columns), None)
+    found = _find_rule(spec, root, original) if original is not None and original is not match.rule else None
+    if found is None:
+        return []
+    try:
+        source = pd.read_csv(found.csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        return [Problem(found.csv_path, f"cannot be read as CSV ({type(exc).__name__}: {exc})",
+                        "re-download the file (its prompts are needed to group images by content)")]
+    source.columns = [str(c).strip() for c in source.columns]
+    name_col, group_col = _first_present(source, original.name_columns), _first_present(source, original.group_columns)
+    if name_col is None or group_col is None:
+        return []
+    groups = dict(zip(source[name_col].str.strip(), source[group_col].str.strip()))
+    missing = [name for name in parsed.frame["name"] if name not in groups]
+    if missing:
+        return [Problem(found.csv_path, f"does not list {len(missing)} image(s) of {match.csv_path.name} "
+                        f"(e.g. {missing[0]!r}), so their {group_col} is unknown",
+                        "use the complete original file, or a split that does not group by content")]
+    parsed.frame["group"] = parsed.frame["name"].map(groups)
+    parsed.group_source = f"column '{group_col}' of {found.csv_path}"
+    return []
 
 
 def _first_present(frame: pd.DataFrame, columns: tuple[str, ...]) -> str | None:
@@ -221,13 +292,14 @@ def _parse_scores(values: pd.Series, score: ScoreColumn, path: Path, problems: l
     return numbers
 
 
-def _parse_splits(values: pd.Series, column: str, path: Path, problems: list[Problem]) -> pd.Series:
+def _parse_splits(values: pd.Series, column: str, path: Path, problems: list[Problem],
+                  codes: dict[str, str] | None = None) -> pd.Series:
     cleaned = values.str.strip().str.lower()
-    mapped = cleaned.map(SPLIT_VOCABULARY)
+    mapped = cleaned.map({**SPLIT_VOCABULARY, **(codes or {})})
+    allowed = "train/val/test (or training/validation/test" + (", or pyiqa's 0/1/2)" if codes else ")")
     for pos in np.flatnonzero(mapped.isna().to_numpy()):
-        problems.append(Problem(path, f"split value {values.iloc[pos]!r} is not one of train/val/test "
-                                "(or training/validation/test)", "set it to train, val or test",
-                                csv_line(int(pos)), column))
+        problems.append(Problem(path, f"split value {values.iloc[pos]!r} is not one of {allowed}",
+                                "set it to train, val or test", csv_line(int(pos)), column))
     return mapped
 
 
@@ -254,8 +326,10 @@ def resolve_image_dir(spec: DatasetSpec, match: LayoutMatch, names: pd.Series,
             return override, [Problem(override, "image folder given by image_dir does not exist",
                                       "pass the folder that holds the image files")]
         return override, []
-    candidates = [(match.dataset_dir / sub).resolve() if sub == "." else match.dataset_dir / sub
-                  for sub in IMAGE_SUBDIRS[spec.key]]
+    # beside the score file, then one folder down (nested releases: AGIQA-3k/data.csv + AGIQA-3k/AGIQA-3k/Images)
+    bases = [match.dataset_dir] + [match.dataset_dir / name for name in spec.folder_names]
+    candidates = [(base / sub).resolve() if sub == "." else base / sub
+                  for base in bases for sub in IMAGE_SUBDIRS[spec.key] if base == match.dataset_dir or sub != "."]
     probe = [n for n in names.head(20) if n]
     existing = [c for c in candidates if c.is_dir()]
     for folder in existing:

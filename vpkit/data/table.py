@@ -9,7 +9,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .layouts import LayoutMatch, ParsedRows, locate, missing_image_problems, read_rows, resolve_image_dir
+from .layouts import (
+    RULES,
+    LayoutMatch,
+    ParsedRows,
+    derive_groups,
+    locate,
+    missing_image_problems,
+    read_rows,
+    resolve_image_dir,
+)
 from .problems import DatasetError, Problem
 from .specs import SPLIT_NAMES, DatasetSpec, dataset_spec
 from .splits import SPLIT_KINDS, content_split, load_or_save_split, random_split, saved_split_path
@@ -31,6 +40,8 @@ class IQATable:
     split_source: str
     csv_path: Path
     synthetic: bool = False
+    # Where `group` comes from; None when the dataset has content groups the score file does not give.
+    group_source: str | None = "image name"
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -91,6 +102,7 @@ def build_table(dataset: str, root: str | Path, layout: str = "auto", split: str
     parsed, problems = read_rows(match)
     if parsed is None:
         return None, problems
+    problems += derive_groups(spec, Path(root).expanduser(), match, parsed)
     folder, folder_problems = resolve_image_dir(
         spec, match, parsed.frame["name"], Path(image_dir).expanduser() if image_dir is not None else None)
     problems += folder_problems
@@ -111,7 +123,8 @@ def build_table(dataset: str, root: str | Path, layout: str = "auto", split: str
         "split": splits.to_numpy(dtype=object),
         "group": parsed.frame["group"].to_numpy(dtype=object),
     })
-    table = IQATable(frame, spec.key, match.layout, folder, parsed.score.scale, source, match.csv_path, synthetic)
+    table = IQATable(frame, spec.key, match.layout, folder, parsed.score.scale, source, match.csv_path, synthetic,
+                     parsed.group_source)
     count_problems = [] if synthetic or count_check == "off" else _count_problems(spec, table, split)
     if count_problems and count_check == "error":
         return None, count_problems
@@ -126,6 +139,8 @@ def _choose_split(spec: DatasetSpec, match: LayoutMatch, parsed: ParsedRows, spl
     if split == "paper" and parsed.split_column is not None:
         return parsed.frame["split"], f"paper: column '{parsed.split_column}' of {match.csv_path.name}"
     kind = "content" if split == "content" else "random"
+    if kind == "content" and parsed.group_source is None:
+        raise DatasetError([_no_groups_problem(spec, match)])
     fractions = _fractions(spec, match)
     if kind == "content":
         generated = content_split(names, groups, fractions, seed)
@@ -135,6 +150,15 @@ def _choose_split(spec: DatasetSpec, match: LayoutMatch, parsed: ParsedRows, spl
     chosen, where = load_or_save_split(path, names, generated)
     reason = "" if split != "paper" else f" (the {match.layout} layout has no split column)"
     return chosen, f"generated {kind} split, seed {seed}{reason}, {where}"
+
+
+def _no_groups_problem(spec: DatasetSpec, match: LayoutMatch) -> Problem:
+    columns = " or ".join(match.rule.group_columns)
+    originals = [name for rule in RULES[spec.key] if rule.layout == "original" for name in rule.csv_names]
+    return Problem(match.csv_path, f"has no {columns} column, so a content split cannot group the images by "
+                   f"content (grouping by image name would put the same {columns} in train and test)",
+                   f"put the original release's {' or '.join(originals)} in the {spec.title} folder (vpkit reads "
+                   f"the {columns} from it), or use split 'random' or 'paper'")
 
 
 def _fractions(spec: DatasetSpec, match: LayoutMatch) -> tuple[float, float, float]:

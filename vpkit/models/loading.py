@@ -8,11 +8,13 @@ assigned in place (cast to the requested dtype), so a 7B model is never material
 from __future__ import annotations
 
 import json
+import pickle
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from tqdm.auto import tqdm
 
 from .mplug_owl2_config import MPLUGOwl2Config
@@ -82,23 +84,40 @@ def _keys_up_front(files: list[Path], weight_map: dict[str, str] | None) -> set[
     if all(f.suffix == ".safetensors" for f in files):
         keys: set[str] = set()
         for file in files:
-            with safe_open(str(file), framework="pt") as handle:
+            with _readable(file), safe_open(str(file), framework="pt") as handle:
                 keys.update(handle.keys())
         return keys
     return None
 
 
+@contextmanager
+def _readable(path: Path):
+    """Turn the storage libraries' errors on a damaged weight file into a CheckpointError naming the file."""
+    try:
+        yield
+    except SafetensorError as error:
+        raise CheckpointError(f"{path}: damaged or truncated safetensors file ({error}); download it again") from None
+    except (pickle.UnpicklingError, EOFError) as error:
+        raise CheckpointError(f"{path}: damaged or truncated weight file ({type(error).__name__}); "
+                              "download it again") from None
+
+
 def read_shard(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
     """(key, CPU tensor) pairs of one weight file; safetensors lazily, .bin memory-mapped where possible."""
     if path.suffix == ".safetensors":
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
+        with _readable(path), safe_open(str(path), framework="pt", device="cpu") as handle:
             for key in handle.keys():  # noqa: SIM118 (safe_open handles are not iterable)
                 yield key, handle.get_tensor(key)
         return
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:  # legacy (non-zip) serialisation cannot be memory-mapped
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    with _readable(path):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # legacy (non-zip) serialisation cannot be memory-mapped
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+            except RuntimeError as error:
+                raise CheckpointError(f"{path}: damaged or truncated weight file ({str(error).splitlines()[0]}); "
+                                      "download it again") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a state dict (key -> tensor), got {type(state).__name__}")
     yield from state.items()

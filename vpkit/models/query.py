@@ -269,11 +269,18 @@ def load_scorer(model: str | Path = "tiny", *, dtype: torch.dtype | str = "fp32"
                      f"{TINY_RANDOM!r}")
 
 
+# Any of these makes a folder loadable by AutoTokenizer (fast tokenizer, or sentencepiece model).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
+
+
 def load_tokenizer(folder: Path):
     """AutoTokenizer of a model folder. It also parses config.json, whose reference-era fields (rope_scaling)
     draw a deprecation warning from transformers 5 that says nothing about the tokenizer; it is silenced."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise FileNotFoundError(f"{folder}: no tokenizer files ({', '.join(TOKENIZER_FILES)}); copy the tokenizer "
+                                "of the model's release into this folder")
     settings = folder / "tokenizer_config.json"
     if settings.is_file() and json.loads(settings.read_text(encoding="utf-8")).get("tokenizer_class") == \
             "PreTrainedTokenizerFast":
