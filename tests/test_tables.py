@@ -287,6 +287,6 @@ def test_table_figures_show_the_papers_number_and_the_difference(runs_dir, paper
     assert "0.500\npaper 0.932 (-0.432)" in cells  # measured, published, measured - published
     assert "not run\npaper 0.852" in cells  # KonIQ 30 px padding: published, not run here
     bars = plots.comparison_bars(tables.padding_table(results, paper))
-    assert [text.get_text() for text in bars.axes[0].texts] == ["-0.432\nvs paper"]
+    assert [text.get_text() for text in bars.axes[0].texts] == ["-0.432\nvs paper", "not run", "not run"]
     modes = plots.add_mul_bars(tables.add_vs_mul_table(results, paper))
     assert "no number for mul" in modes.axes[0].get_xlabel()
