@@ -2,6 +2,7 @@
 `vpkit reproduce` with tiny settings, producing the run folders, tables and figures they promise."""
 import ast
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -366,7 +367,9 @@ def test_gallery_says_why_mul_is_black_and_puts_mul_residual_beside_it(after_dem
     fig = plots.gallery_figure([residual, mul, add], examples=1)
     rows = fig.subfigs
     assert [row._suptitle.get_text().split(":")[0] for row in rows] == [add.name, mul.name, residual.name]
-    assert rows[1]._supxlabel is not None and "black" in rows[1]._supxlabel.get_text()
+    note = rows[1]._supxlabel.get_text().replace("\n", " ")
+    assert "multiplies each pixel by the prompt itself" in note
+    assert re.search(r"at most 0\.0\d inside it here, so no pixel keeps more than \d% of its brightness", note)
     assert rows[0]._supxlabel is None and rows[2]._supxlabel is None
     assert rows[1]._suptitle.get_text().endswith(", mul")
 
@@ -385,5 +388,6 @@ def test_gallery_says_why_mul_is_black_and_puts_mul_residual_beside_it(after_dem
     auto.value = False
     assert not amplify.disabled
     run.value = mul
-    assert notes[0] == (f"{add.name}, best", "") and notes[-1] == (f"{mul.name}, best", plots.MUL_NOTE)
+    assert notes[0] == (f"{add.name}, best", "") and notes[-1][0] == f"{mul.name}, best"
+    assert notes[-1][1].startswith("mul (the paper's mode) multiplies each pixel") and "mul_residual" in notes[-1][1]
     assert bytes(picture.value).startswith(b"\x89PNG")

@@ -314,9 +314,6 @@ def epoch_checkpoints(run_dir: str | Path) -> dict[str, Path]:
     return found
 
 
-# Said next to every `mul` run: why its prompted images are black.
-MUL_NOTE = ("mul (the paper's mode) multiplies the image by a prompt that is 0 outside its own region, so "
-            "everything the prompt does not cover turns black; mul_residual, image x (1 + prompt), keeps the image.")
 MODE_ORDER = ("add", "mul", "mul_residual")  # a prompt's mul_residual run is shown beside its mul run
 
 
@@ -345,6 +342,17 @@ def gallery_order(run_dirs: Iterable[str | Path]) -> list[Path]:
                 config.prompt.size or 0, mode, run.name)
 
     return sorted((Path(run) for run in run_dirs), key=key)
+
+
+def mul_note(prompter) -> str:
+    """The sentence shown next to a `mul` run: why its prompted images are black, with this prompt's largest value."""
+    import torch
+
+    with torch.no_grad():
+        peak = float(prompter.canvas().abs().max())
+    return (f"mul (the paper's mode) multiplies each pixel by the prompt itself: 0 outside the prompt's region and at "
+            f"most {peak:.2f} inside it here, so no pixel keeps more than {peak:.0%} of its brightness; mul_residual, "
+            "image x (1 + prompt), keeps the image.")
 
 
 def _mode_of(run_dir: Path) -> str:
@@ -386,7 +394,7 @@ def _amplify_label(amplify) -> str:
 def gallery_figure(run_dirs: Iterable[str | Path], examples: int = 3, amplify: float | str = "auto",
                    checkpoint: str = "best") -> object:
     """One row per run (titled with run_label): the prompt, the prompt amplified, and `examples` test images with
-    the prompt applied; a `mul` run's row says why its images are black (MUL_NOTE)."""
+    the prompt applied; a `mul` run's row says why its images are black (mul_note)."""
     from vpkit.evaluate import load_trained_prompt
 
     run_dirs = gallery_order(run_dirs)
@@ -409,7 +417,7 @@ def gallery_figure(run_dirs: Iterable[str | Path], examples: int = 3, amplify: f
             row[2 + column].set_title(f"MOS {item['mos']:.2f}, prompted", fontsize=9)
         row_figure.suptitle(run_label(run_dir), fontsize=9)
         if _mode_of(run_dir) == "mul":
-            row_figure.supxlabel(_wrapped(MUL_NOTE, 40 * (2 + examples) // 2), fontsize=8, color="darkred")
+            row_figure.supxlabel(_wrapped(mul_note(prompter), 20 * (2 + examples)), fontsize=8, color="darkred")
         for ax in row:
             ax.set_xticks([])
             ax.set_yticks([])
@@ -479,7 +487,7 @@ def prompt_gallery(run_dirs: Iterable[str | Path], examples: int = 6):
         amplify.disabled = auto.value
         prompter = load_trained_prompt(epoch_checkpoints(run.value)[epoch.value]).prompter
         views = prompt_views(prompter, image.value, "auto" if auto.value else amplify.value)
-        note = MUL_NOTE if _mode_of(run.value) == "mul" else ""
+        note = mul_note(prompter) if _mode_of(run.value) == "mul" else ""
         fig = view_figure(views, f"{run.value.name}, {epoch.value}", note)
         picture.value = figure_png(fig)
 
