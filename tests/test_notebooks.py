@@ -2,6 +2,7 @@
 `vpkit reproduce` with tiny settings, producing the run folders, tables and figures they promise."""
 import ast
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -139,17 +140,24 @@ def test_data_and_zero_shot_tables(executed):
 def test_paper_tables_rebuilt_from_the_runs(executed):
     padding = read_table(executed, "table_padding_30px_add.csv")
     assert padding.columns.tolist()[:6] == ["experiment", "dataset", "prompt", "mode", "status", "srcc"]
-    assert {"paper_srcc", "paper_plcc", "source", "srcc_diff", "parameters", "parameters_448"} <= set(padding.columns)
+    assert {"paper_srcc", "paper_plcc", "source", "paper_table", "srcc_diff", "plcc_diff", "parameters",
+            "parameters_448"} <= set(padding.columns)
     kadid = padding[padding["experiment"] == "4"]
-    assert set(kadid["status"]) == {"finished"} and sorted(kadid["paper_srcc"]) == [0.910, 0.932]
+    assert kadid["status"].tolist() == ["finished"] and kadid[["paper_srcc", "paper_plcc"]].iloc[0].tolist() == [0.932, 0.929]
     run_srcc = json.loads((executed / "runs" / "exp_04_kadid_padding_30px_add" / "test.json").read_text())["srcc"]
-    assert kadid["srcc"].tolist() == pytest.approx([run_srcc] * 2)
+    assert kadid["srcc"].tolist() == pytest.approx([run_srcc])
+    assert kadid["srcc_diff"].tolist() == pytest.approx([run_srcc - 0.932])
     assert padding[padding["experiment"] == "zero-shot"]["dataset"].tolist() == ["kadid"]
     prompt_types = read_table(executed, "table_prompt_types.csv")
     assert {"zero-shot", "4", "10", "19"} <= set(prompt_types["experiment"])  # the baseline row included
-    assert prompt_types.loc[prompt_types["experiment"] == "19", "paper_srcc"].isna().all()  # not published
+    assert set(prompt_types["experiment"]) == {"zero-shot", *map(str, range(1, 22))}  # every published number
+    assert prompt_types.loc[prompt_types["experiment"] == "19", "paper_srcc"].tolist() == [0.887]
+    assert prompt_types.loc[prompt_types["experiment"] == "20", "status"].tolist() == ["not run"]
     add_mul = read_table(executed, "table_add_vs_mul.csv")
     assert add_mul["experiment_mul"].tolist() == [22, 25, 31] and add_mul["srcc_mul"].isna().all()
+    assert add_mul["paper_srcc_mul"].isna().all() and add_mul["paper_srcc_add"].tolist() == [0.932, 0.806, 0.887]
+    methods = read_table(executed, "table_methods.csv")
+    assert "Q-Align" in set(methods["method"]) and methods.iloc[-1]["srcc_kadid"] == pytest.approx(run_srcc)
 
 
 def test_figures_are_valid_pngs(executed):
@@ -184,19 +192,202 @@ def test_gallery_widgets_redraw_for_every_control(executed, monkeypatch, capsys)
     monkeypatch.setattr(plots, "in_notebook", lambda: True)
     drawn = []
     draw = plots.view_figure
-    monkeypatch.setattr(plots, "view_figure", lambda views, title: drawn.append((title, views)) or draw(views, title))
+    monkeypatch.setattr(plots, "view_figure",
+                        lambda views, title, note="": drawn.append((title, views)) or draw(views, title, note))
     box = plots.prompt_gallery(runs)
-    (run, epoch), (image, amplify), picture = box.children[0].children, box.children[1].children, box.children[2]
+    run, (epoch, image), (auto, amplify), picture = box.children[0], box.children[1].children, \
+        box.children[2].children, box.children[3]
     assert Path(image.value).is_file() and epoch.options == ("best", "epoch 1")
+    auto.value = False
     amplify.value = 30.0
     epoch.value = "epoch 1"
     image.index = 2
     run.value = runs[1]
     first, second = runs[0].name, runs[1].name
     # drawn at once, then exactly once per change
-    assert [title for title, _ in drawn] == [f"{first}, best", f"{first}, best", f"{first}, epoch 1",
-                                             f"{first}, epoch 1", f"{second}, best"]
+    assert [title for title, _ in drawn] == [f"{first}, best", f"{first}, best", f"{first}, best",
+                                             f"{first}, epoch 1", f"{first}, epoch 1", f"{second}, best"]
     views = drawn[-1][1]
     assert list(views) == ["prompt", "amplified", "image", "prompted"]
     assert all(pixels.shape == (224, 224, 3) for pixels in views.values())
+    assert bytes(picture.value).startswith(b"\x89PNG")
+
+
+# ----------------------------------------------------------------------------- after `vpkit reproduce --profile demo`
+
+
+def parameters_cell(path: Path) -> dict:
+    first = next(cell for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code")
+    return {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(first.source).body
+            if isinstance(node, ast.Assign)}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_default_parameters_are_the_demo_profiles(path):
+    """Opened in Jupyter after `vpkit reproduce --profile demo` (README's first command, from the repository
+    root), a notebook's defaults name exactly that run: same settings, same experiments, same folder."""
+    defaults = parameters_cell(path)
+    profile = reproduce.load_profile("demo")
+    demo = reproduce.profile_parameters(profile, {}, reproduce.REPO_ROOT / "reproduce" / profile.name)
+    shown = reproduce.check_parameters({k: v for k, v in defaults.items() if k not in reproduce.OUTPUT_PARAMETERS},
+                                       path.name)
+    assert shown == {k: v for k, v in demo.items() if k not in reproduce.OUTPUT_PARAMETERS}
+    for name in reproduce.OUTPUT_PARAMETERS:  # relative to notebooks/, where Jupyter runs a notebook
+        assert (path.parent / defaults[name]).resolve() == Path(demo[name]), name
+
+
+def fabricate_finished_runs(out_dir: Path, numbers, **changes) -> list[Path]:
+    """Finished run folders as `vpkit reproduce --profile demo` leaves them (config, metrics, state, test
+    result, prompts), for the notebooks' default parameters with `changes`, without training."""
+    from vpkit.config import resolve_for_model
+    from vpkit.prompters import build_prompter
+    from vpkit.runs import (
+        BEST_CHECKPOINT,
+        TEST_FILE,
+        RunState,
+        epoch_checkpoint_name,
+        prompt_checkpoint_metadata,
+        save_prompt_checkpoint,
+        write_config,
+        write_json_atomic,
+        write_metrics,
+        write_state,
+    )
+
+    values = {**parameters_cell(NOTEBOOKS[2]), "out_dir": str(out_dir), "figures_dir": str(out_dir / "figures"),
+              **changes}
+    settings = reproduce.notebook_settings(progress=False, **values)
+    runs = []
+    for number in numbers:
+        config, _ = resolve_for_model(reproduce.experiment_config(number, settings), 224, "cpu")
+        run = settings.runs_dir / config.name
+        run.mkdir(parents=True)
+        write_config(run, config)
+        write_metrics(run, [{"epoch": e, "train_loss": 0.1 / e, "val_srcc": 0.2 + 0.01 * e, "val_plcc": 0.2,
+                             "best": e == 3} for e in (1, 2, 3)])
+        prompt = config.prompt
+        prompter = build_prompter(prompt.type, size=prompt.size, mode=prompt.mode, delta=prompt.delta,
+                                  is_center=prompt.is_center, image_size=prompt.image_size)
+        metadata = prompt_checkpoint_metadata(config, prompter, 3, {"val_srcc": 0.23})
+        for name in (epoch_checkpoint_name(3), BEST_CHECKPOINT):
+            save_prompt_checkpoint(run / name, prompter.state_dict(), metadata)
+        write_json_atomic(run / TEST_FILE, {"srcc": 0.25, "plcc": 0.3, "krcc": 0.2, "best_epoch": 3})
+        write_state(run, RunState(config_hash=config.hash(), epoch=3, best_epoch=3, best_selection=0.23,
+                                  finished=True))
+        runs.append(run)
+    return runs
+
+
+@pytest.fixture
+def after_demo(tmp_path):
+    """A copy of the repository's notebooks/ beside reproduce/demo/, holding a small demo set (where
+    data_root="demo" looks) and finished padding runs 4 and 22 of the demo's settings."""
+    from vpkit.data.synth import generate
+
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    source = NOTEBOOKS[2]  # 02_train_padding
+    (notebooks / source.name).write_bytes(source.read_bytes())
+    out_dir = (notebooks / parameters_cell(source)["out_dir"]).resolve()
+    generate(out_dir / reproduce.DEMO_DATA_FOLDER, n_refs=5, distortions=["jpeg", "pixelate", "brighten", "darken"],
+             levels=(1, 3, 5), size=(96, 72), progress=False, workers=1)
+    return notebooks / source.name, out_dir
+
+
+def test_a_notebook_with_its_defaults_reuses_the_demos_runs(after_demo):
+    papermill = pytest.importorskip("papermill")
+    notebook, out_dir = after_demo
+    runs = fabricate_finished_runs(out_dir, [4, 22])
+    before = {run: (run / "state.json").read_bytes() for run in runs}
+    executed = notebook.parent / "executed.ipynb"
+    papermill.execute_notebook(str(notebook), str(executed), kernel_name=reproduce.KERNEL_NAME, progress_bar=False,
+                               cwd=str(notebook.parent), extra_arguments=reproduce.KERNEL_ARGUMENTS)  # defaults only
+    assert {run: (run / "state.json").read_bytes() for run in runs} == before  # reused, not retrained
+    text = json.dumps(nbformat.read(executed, as_version=4).cells[-1].outputs)
+    assert "exp_04_kadid_padding_30px_add" in text and "exp_22_kadid_padding_30px_mul" in text
+    assert (out_dir / "figures" / "02_padding_curves.png").is_file()
+
+
+def test_a_run_of_other_settings_is_named_as_the_notebook_parameter_to_change(after_demo):
+    pytest.importorskip("papermill")
+    notebook, out_dir = after_demo
+    fabricate_finished_runs(out_dir, [4], limit=64)  # as the notebooks' old defaults left it
+    executed = notebook.parent / "executed.ipynb"
+    with pytest.raises(reproduce.ReproduceError) as error:
+        reproduce.run_notebook(notebook, executed, {})
+    message = str(error.value)
+    assert "RunSettingsError" in message and "exp_04_kadid_padding_30px_add" in message
+    assert "limit = 64 there, 800 in this notebook" in message
+    assert "set limit = 64 in the parameters cell" in message and "set out_dir to another folder" in message
+    outputs = [o for cell in nbformat.read(executed, as_version=4).cells if cell.cell_type == "code"
+               for o in cell.outputs if o.output_type == "error"]
+    assert len(outputs) == 1
+    shown = "\n".join(outputs[0]["traceback"])
+    assert "set limit = 64 in the parameters cell" in shown
+    assert "--" not in outputs[0]["evalue"]  # the notebook speaks parameters, not command-line options
+    assert outputs[0]["traceback"] == [f"RunSettingsError: {outputs[0]['evalue']}"]  # no library traceback
+    assert "--limit" in message  # `vpkit reproduce` adds its options of the same names
+
+
+# ----------------------------------------------------------------------------- live curves and gallery, headless
+
+
+def test_live_curves_are_labelled_before_the_first_epoch_and_count_whole_epochs():
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    from vpkit import plots
+
+    curves = plots.LiveCurves()
+    assert [ax.get_xlabel() for ax in curves.axes] == ["epoch", "epoch"]
+    assert [ax.get_ylabel() for ax in curves.axes] == [label for _, label in plots.CURVE_METRICS]
+    assert isinstance(curves.fig.get_layout_engine(), ConstrainedLayoutEngine)  # the two panels never overlap
+    record = curves.for_run("exp_04")
+    for epoch in (1, 2, 3):
+        record({"epoch": epoch, "train_loss": 0.1 / epoch, "val_srcc": 0.2 + 0.01 * epoch})
+    for ax in curves.axes:
+        assert ax.get_xlabel() == "epoch"
+        ticks = [t for t in ax.get_xticks() if 1 <= t <= 3]
+        assert ticks == [1, 2, 3], ticks  # no 1.25, 1.5, ...
+
+
+def test_gallery_says_why_mul_is_black_and_puts_mul_residual_beside_it(after_demo, monkeypatch):
+    from vpkit import plots
+    from vpkit.runs import read_config, write_config
+
+    _, out_dir = after_demo
+    add, mul = fabricate_finished_runs(out_dir, [4, 22])
+    residual = out_dir / "runs" / "exp_22_mul_residual"  # as `vpkit train 22 --mode mul_residual` would name it
+    residual.mkdir()
+    for item in mul.iterdir():
+        (residual / item.name).write_bytes(item.read_bytes())
+    config = read_config(mul)
+    config.prompt.mode = "mul_residual"
+    write_config(residual, config)
+    assert plots.gallery_order([residual, mul, add]) == [add, mul, residual]
+    fig = plots.gallery_figure([residual, mul, add], examples=1)
+    rows = fig.subfigs
+    assert [row._suptitle.get_text().split(":")[0] for row in rows] == [add.name, mul.name, residual.name]
+    note = rows[1]._supxlabel.get_text().replace("\n", " ")
+    assert "multiplies each pixel by the prompt itself" in note
+    assert re.search(r"at most 0\.0\d inside it here, so no pixel keeps more than \d% of its brightness", note)
+    assert rows[0]._supxlabel is None and rows[2]._supxlabel is None
+    assert rows[1]._suptitle.get_text().endswith(", mul")
+
+    pytest.importorskip("ipywidgets")
+    monkeypatch.setattr(plots, "in_notebook", lambda: True)
+    notes = []
+    draw = plots.view_figure
+    monkeypatch.setattr(plots, "view_figure",
+                        lambda views, title, note="": notes.append((title, note)) or draw(views, title, note))
+    box = plots.prompt_gallery([add, mul])
+    run, (auto, amplify), picture = box.children[0], box.children[2].children, box.children[3]
+    labels = [label for label, _ in run.options]
+    assert labels[0].endswith(", add") and labels[1].endswith(", mul") and mul.name in labels[1]
+    assert run.layout.width == "100%" and run.style.description_width == "initial"  # nothing cut off
+    assert auto.value and amplify.disabled  # "auto" amplification by default, as the text says
+    auto.value = False
+    assert not amplify.disabled
+    run.value = mul
+    assert notes[0] == (f"{add.name}, best", "") and notes[-1][0] == f"{mul.name}, best"
+    assert notes[-1][1].startswith("mul (the paper's mode) multiplies each pixel") and "mul_residual" in notes[-1][1]
     assert bytes(picture.value).startswith(b"\x89PNG")

@@ -180,10 +180,30 @@ def test_a_finished_run_with_other_settings_is_refused(synth_root, tmp_path):
     write_config(run, resolved)
     write_state(run, RunState(config_hash=resolved.hash(), epoch=1, best_epoch=1, finished=True))
     reproduce.check_finished_run(config, run)  # same settings: reused
-    other = reproduce.experiment_config(4, settings_for(synth_root, tmp_path, epochs=2))
-    with pytest.raises(ReproduceError, match=r"train.epochs: 1 -> 2.*another out_dir"):
+    other = reproduce.experiment_config(4, settings_for(synth_root, tmp_path, epochs=2, limit=32))
+    with pytest.raises(reproduce.RunSettingsError) as error:
         reproduce.check_finished_run(other, run)
+    message = str(error.value)
+    assert f"{run}: this experiment was already trained there (finished) with other settings" in message
+    assert "epochs = 1 there, 2 in this notebook; limit = 16 there, 32 in this notebook" in message
+    assert "to reuse it, set epochs = 1, limit = 16 in the parameters cell" in message
+    assert "set out_dir to another folder" in message and "--" not in message  # notebook words, no CLI flags
     reproduce.check_finished_run(paper_config(1), tmp_path / "no-run")  # nothing there: nothing to check
+
+
+def test_a_stopped_run_or_a_setting_without_a_parameter_is_named_too(synth_root, tmp_path):
+    settings = settings_for(synth_root, tmp_path)
+    config = reproduce.experiment_config(4, settings)
+    recorded, _ = resolve_for_model(config.with_overrides({"prompt": {"delta": 0.5}}, source="test"), 224, "cpu")
+    run = tmp_path / "run"
+    run.mkdir()
+    write_config(run, recorded)
+    write_state(run, RunState(config_hash=recorded.hash(), epoch=1, best_epoch=1, finished=False))
+    with pytest.raises(reproduce.RunSettingsError) as error:
+        reproduce.check_finished_run(config, run)
+    message = str(error.value)
+    assert "(stopped part-way) with other settings" in message and "prompt.delta 0.5 there, 1.0 now" in message
+    assert "to reuse it" not in message  # no parameter sets prompt.delta: only another out_dir helps
 
 
 # ----------------------------------------------------------------------------- zero-shot score types

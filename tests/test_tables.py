@@ -10,6 +10,15 @@ from vpkit.config import paper_config, resolve_for_model
 from vpkit.runs import TEST_FILE, RunState, write_config, write_json_atomic, write_metrics, write_state
 
 PAPER_CSV = Path(__file__).resolve().parents[1] / "data" / "paper_results.csv"
+# The paper's published description and results (see ../shared/paper/README.md); absent outside the project.
+PAPER_TEXT = Path(__file__).resolve().parents[1].parent / "shared" / "paper" / "000_3b20b36c5c836fd3.txt"
+# "Performance Across Visual Prompt Types" as printed (KADID-10k, KonIQ-10k, AGIQA-3k SRCC), by vpkit's labels.
+PUBLISHED_ADD_SRCC = {
+    "padding 10 px": (0.880, 0.805, 0.802), "padding 30 px": (0.932, 0.852, 0.810),
+    "centre patch 10 px": (0.390, 0.487, 0.435), "centre patch 30 px": (0.806, 0.647, 0.725),
+    "top-left patch 10 px": (0.465, 0.551, 0.564), "top-left patch 30 px": (0.520, 0.635, 0.755),
+    "full": (0.887, 0.693, 0.624),
+}
 
 
 def fake_run(runs_dir: Path, number: int, srcc: float, plcc: float, finished: bool = True) -> Path:
@@ -60,40 +69,146 @@ def test_run_results_of_an_empty_folder(tmp_path):
     assert tables.run_results(tmp_path).empty
 
 
-def test_padding_table_beside_every_reported_source_and_zero_shot(runs_dir, paper):
+def test_padding_table_beside_the_published_srcc_and_plcc_and_zero_shot(runs_dir, paper):
     zero_shot = pd.DataFrame({"dataset": ["kadid"], "score_type": ["good+fine_vs_poor+bad"], "srcc": [0.1],
                               "plcc": [0.12]})
     table = tables.padding_table(tables.run_results(runs_dir), paper, zero_shot)
-    assert list(table["experiment"]) == ["zero-shot", 4, 4, 5, 5, 6, 6]  # one row per reporting source
+    assert list(table["experiment"]) == ["zero-shot", 4, 5, 6]  # one published source per experiment
     zero = table.iloc[0]
     assert zero["srcc"] == pytest.approx(0.1) and zero["parameters"] == 0 and pd.isna(zero["paper_srcc"])
-    ours = table[table["experiment"] == 4]
-    assert sorted(ours["paper_srcc"]) == pytest.approx([0.910, 0.932])
-    assert ours["srcc_diff"].tolist() == pytest.approx([0.50 - s for s in ours["paper_srcc"]])
-    from_paper = ours[ours["source"].str.startswith("the paper")].iloc[0]
-    assert pd.isna(from_paper["paper_plcc"]) and pd.isna(from_paper["plcc_diff"])  # not published there
-    readme = ours[ours["source"].str.contains("README")].iloc[0]
-    assert readme["plcc_diff"] == pytest.approx(0.55 - 0.905)
-    koniq = table[table["experiment"] == 5]
-    assert set(koniq["status"]) == {"not run"} and koniq["srcc"].isna().all()
+    ours = table[table["experiment"] == 4].iloc[0]
+    assert (ours["paper_srcc"], ours["paper_plcc"]) == pytest.approx((0.932, 0.929))
+    assert (ours["srcc_diff"], ours["plcc_diff"]) == pytest.approx((0.50 - 0.932, 0.55 - 0.929))
+    assert ours["paper_table"] == "Best Performance (30px Padding + Addition)"
+    assert "000_3b20b36c5c836fd3.txt" in ours["source"] and ours["paper_parameters"] == "~600K"
+    koniq = table[table["experiment"] == 5].iloc[0]
+    assert koniq["status"] == "not run" and pd.isna(koniq["srcc"]) and pd.isna(koniq["srcc_diff"])
+    assert (koniq["paper_srcc"], koniq["paper_plcc"]) == pytest.approx((0.852, 0.874))
+    assert table.loc[table["experiment"] == 6, ["paper_srcc", "paper_plcc"]].iloc[0].tolist() == \
+        pytest.approx([0.810, 0.860])
 
 
-def test_prompt_type_table_holds_addition_runs_and_reported_numbers_only(runs_dir, paper):
+def test_prompt_type_table_holds_addition_runs_and_every_published_number(runs_dir, paper):
     table = tables.prompt_type_table(tables.run_results(runs_dir), paper)
-    assert set(table["experiment"]) == {4, 5, 6, 10, 13}
+    assert set(table["experiment"]) == set(range(1, 22))  # the 21 published + our runs (4, 10, 13 among them)
     assert set(table["mode"]) == {"add"}
     centre = table[table["experiment"] == 10].iloc[0]
-    assert centre["prompt"] == "centre patch 30 px" and pd.isna(centre["paper_srcc"])  # never invented
+    assert centre["prompt"] == "centre patch 30 px" and centre["paper_srcc"] == pytest.approx(0.806)
+    assert centre["srcc_diff"] == pytest.approx(0.30 - 0.806) and pd.isna(centre["paper_plcc"])  # no PLCC published
+    stopped = table[table["experiment"] == 13].iloc[0]
+    assert stopped["status"] == "partial" and pd.isna(stopped["srcc_diff"]) and stopped["paper_srcc"] == 0.465
     grid = tables.srcc_grid(table)
     assert grid.loc["padding 30 px", "kadid"] == pytest.approx(0.50)
     assert np.isnan(grid.loc["padding 30 px", "koniq"])
+    assert tables.srcc_grid(table, "srcc_diff").loc["centre patch 30 px", "kadid"] == pytest.approx(0.30 - 0.806)
+
+
+def test_the_21_published_srccs_land_in_their_cells(paper):
+    no_runs = tables.run_results(Path("/nonexistent"))
+    table = tables.prompt_type_table(no_runs, paper)
+    published = tables.srcc_grid(table, "paper_srcc")
+    assert list(published.index) == list(PUBLISHED_ADD_SRCC)  # the paper's row order
+    assert list(published.columns) == ["kadid", "koniq", "agiqa"]
+    for prompt, values in PUBLISHED_ADD_SRCC.items():
+        assert published.loc[prompt].tolist() == pytest.approx(list(values)), prompt
+    assert tables.srcc_grid(table).isna().all().all()  # nothing measured: ours stays empty
+    assert set(table["status"]) == {"not run"}
+
+
+def test_mul_experiments_have_no_published_number(runs_dir, paper):
+    mul = paper[(paper["kind"] == "experiment") & (paper["mode"] == "mul")]
+    assert sorted(mul["experiment"]) == list(range(22, 34))  # said explicitly, row by row
+    assert mul["srcc"].isna().all() and mul["plcc"].isna().all()
+    assert mul["note"].str.startswith("not published").all()
+    table = tables.add_vs_mul_table(tables.run_results(runs_dir), paper)
+    assert table["paper_srcc_mul"].isna().all() and table["srcc_diff_mul"].isna().all()
+    padding = table.set_index("experiment_mul").loc[22]
+    assert padding["srcc_diff_add"] == pytest.approx(0.50 - 0.932)
+
+
+def test_methods_table_is_the_published_comparison_with_our_runs(runs_dir, paper):
+    table = tables.methods_table(paper, tables.run_results(runs_dir))
+    sota = table[table["table"] == "Comparison with State-of-the-Art Methods"].set_index("method")
+    assert list(sota.index) == ["Our Method", "Q-Align", "Q-Instruct", "LIQE", "MP-IQE", "MCPF-IQA", "Q-Adapt"]
+    assert sota.loc["Q-Align", ["srcc_kadid", "srcc_koniq", "srcc_agiqa"]].tolist() == pytest.approx([0.919, 0.940, 0.727])
+    assert sota.loc["Q-Align", "parameters"] == "7B" and pd.isna(sota.loc["LIQE", "srcc_agiqa"])  # "-" printed
+    specialised = table[table["table"] == "Comparison with Specialized NR-IQA Models"].set_index("method")
+    assert specialised.loc["TreS", "srcc_koniq"] == pytest.approx(0.928) and pd.isna(specialised.loc["MUSIQ", "srcc_kadid"])
+    ours = table.iloc[-1]
+    assert ours["table"] == "measured" and ours["srcc_kadid"] == pytest.approx(0.50) and pd.isna(ours["srcc_koniq"])
+    assert len(tables.methods_table(paper)) == len(table) - 1
+
+
+def _markdown_table(text: str, heading: str) -> list[list[str]]:
+    """The body rows of the first markdown table under `### heading`, cells stripped of bold marks."""
+    lines = text.split(f"### {heading}\n", 1)[1].splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    block = []
+    for line in lines[first:]:
+        if not line.startswith("|"):
+            break
+        block.append([cell.strip().strip("*").strip() for cell in line.strip().strip("|").split("|")])
+    return block[2:]  # after the header and the --- line
+
+
+def _number(cell: str) -> float:
+    return np.nan if cell in ("-", "") else float(cell)
+
+
+@pytest.mark.skipif(not PAPER_TEXT.is_file(), reason="the paper's text (../shared/paper/) is not here")
+def test_csv_agrees_with_the_papers_text(paper):
+    from vpkit.config import PAPER_EXPERIMENTS
+
+    text = PAPER_TEXT.read_text(errors="replace")
+    experiments = paper[paper["kind"] == "experiment"].set_index("experiment")
+    position = {name: key for key, name in tables.PAPER_PROMPT_NAMES.items()}
+    checked = 0
+    for label, size, *srccs in _markdown_table(text, "Performance Across Visual Prompt Types"):
+        size = None if size in ("—", "") or not size.endswith("px") else int(size[:-2])
+        for dataset, cell in zip(("kadid", "koniq", "agiqa"), srccs):
+            exp = next(e for e in PAPER_EXPERIMENTS if (e.position, e.size, e.dataset, e.mode)
+                       == (position[label], size, dataset, "add"))
+            assert experiments.loc[exp.number, "srcc"] == pytest.approx(float(cell)), (label, size, dataset)
+            checked += 1
+    assert checked == 21
+    names = {"KADID-10k": 4, "KonIQ-10k": 5, "AGIQA-3k": 6}
+    for dataset, srcc, plcc, parameters in _markdown_table(text, "Best Performance (30px Padding + Addition)"):
+        row = experiments.loc[names[dataset]]
+        assert (row["srcc"], row["plcc"], row["parameters_reported"]) == (float(srcc), float(plcc), parameters)
+    methods = paper[paper["kind"] == "method"]
+    for heading in ("Comparison with State-of-the-Art Methods", "Comparison with Specialized NR-IQA Models"):
+        for method, *cells in _markdown_table(text, heading):
+            srccs = cells[:3] if heading.endswith("Methods") else cells[:2]
+            for dataset, cell in zip(("kadid", "koniq", "agiqa"), srccs):
+                row = methods[(methods["table"] == heading) & (methods["method"] == method)
+                              & (methods["dataset"] == dataset)]
+                assert len(row) == 1, (heading, method, dataset)
+                assert row["srcc"].iloc[0] == pytest.approx(_number(cell), nan_ok=True), (heading, method, dataset)
+    assert "0.910" not in PAPER_CSV.read_text() and "52K" not in PAPER_CSV.read_text()  # the older README's numbers
+
+
+def test_paper_results_rows_are_checked_against_the_experiments(tmp_path):
+    header = ",".join(tables.PAPER_RESULTS_COLUMNS) + "\n"
+    cases = {
+        "experiment,4,,kadid,Padding,10,add,0.9,,,file.txt,Table,\n": r"line 2: dataset, prompt, size, mode .* do "
+                                                                     r"not match experiment 4",
+        "experiment,40,,kadid,Padding,30,add,0.9,,,file.txt,Table,\n": r"line 2: experiment 40; give the paper",
+        "methods,,X,kadid,,,,0.9,,,file.txt,Table,\n": r"line 2: kind 'methods'; use one of experiment, method",
+        "method,,X,kadid,,,,1.9,,,file.txt,Table,\n": r"line 2: srcc 1.9 is not a correlation",
+        "method,,X,kadid,,,,0.9,,,file.txt,,\n": r"line 2: column 'table' is empty",
+    }
+    for row, message in cases.items():
+        bad = tmp_path / "paper_results.csv"
+        bad.write_text(header + row)
+        with pytest.raises(ValueError, match=message):
+            tables.read_paper_results(bad)
 
 
 def test_prompt_type_table_and_grid_put_the_zero_shot_baseline_first(runs_dir, paper):
     zero_shot = pd.DataFrame({"dataset": ["kadid", "koniq"], "score_type": ["good+fine_vs_poor+bad"] * 2,
                               "srcc": [0.1, 0.2], "plcc": [0.15, 0.25]})
     table = tables.prompt_type_table(tables.run_results(runs_dir), paper, zero_shot)
-    assert set(table["experiment"]) == {"zero-shot", 4, 5, 6, 10, 13}
+    assert set(table["experiment"]) == {"zero-shot", *range(1, 22)}
     grid = tables.srcc_grid(table)
     assert grid.index[0] == "none (zero-shot)"
     assert grid.loc["none (zero-shot)"].tolist()[:2] == pytest.approx([0.1, 0.2])
@@ -107,6 +222,7 @@ def test_add_vs_mul_pairs_each_mul_with_its_add(runs_dir, paper):
     assert padding["experiment_add"] == 4 and padding["prompt"] == "padding 30 px" and padding["size"] == 30
     assert padding["srcc_mul_minus_add"] == pytest.approx(0.40 - 0.50)
     assert padding["paper_srcc_add"] == pytest.approx(0.932) and pd.isna(padding["paper_srcc_mul"])
+    assert padding["srcc_diff_add"] == pytest.approx(0.50 - 0.932) and pd.isna(padding["srcc_diff_mul"])
     assert pd.isna(table.loc[25, "srcc_mul"]) and table.loc[25, "srcc_add"] == pytest.approx(0.30)
 
 
@@ -119,14 +235,14 @@ def test_written_and_displayed_tables_say_n_a(runs_dir, paper, tmp_path):
     again = pd.read_csv(path, na_values=["n/a"])
     assert again["paper_srcc"].tolist() == pytest.approx(table["paper_srcc"].tolist(), nan_ok=True)
     shown = tables.display_table(table)
-    assert shown.loc[shown["experiment"] == 5, "srcc"].tolist() == ["n/a", "n/a"]
-    assert shown.loc[shown["experiment"] == 5, "parameters"].tolist() == ["n/a", "n/a"]
+    assert shown.loc[shown["experiment"] == 5, "srcc"].tolist() == ["n/a"]
+    assert shown.loc[shown["experiment"] == 5, "parameters"].tolist() == ["n/a"]
+    assert shown.loc[shown["experiment"] == 5, "paper_srcc"].tolist() == [0.852]
 
 
 def test_paper_results_need_a_source_per_row(tmp_path):
     bad = tmp_path / "paper_results.csv"
-    bad.write_text("experiment,dataset,prompt,size,mode,srcc,plcc,parameters_reported,source\n"
-                   "4,kadid,padding,30,add,0.9,,,\n")
+    bad.write_text(",".join(tables.PAPER_RESULTS_COLUMNS) + "\n" + "experiment,4,,kadid,Padding,30,add,0.9,,,,Table,\n")
     with pytest.raises(ValueError, match=r"paper_results.csv, line 2: column 'source' is empty"):
         tables.read_paper_results(bad)
     with pytest.raises(FileNotFoundError, match="missing.csv"):
@@ -159,3 +275,18 @@ def test_table_figures_are_png_files_even_without_runs(runs_dir, paper, tmp_path
         path = plots.publish(fig, tmp_path / "figures" / name)
         with Image.open(path) as image:
             assert image.format == "PNG" and image.width > 100 and image.height > 100, name
+
+
+def test_table_figures_show_the_papers_number_and_the_difference(runs_dir, paper):
+    from vpkit import plots
+
+    results = tables.run_results(runs_dir)
+    prompt_types = tables.prompt_type_table(results, paper)
+    heat = plots.srcc_heatmap(tables.srcc_grid(prompt_types), tables.srcc_grid(prompt_types, "paper_srcc"))
+    cells = [text.get_text() for text in heat.axes[0].texts]
+    assert "0.500\npaper 0.932 (-0.432)" in cells  # measured, published, measured - published
+    assert "not run\npaper 0.852" in cells  # KonIQ 30 px padding: published, not run here
+    bars = plots.comparison_bars(tables.padding_table(results, paper))
+    assert [text.get_text() for text in bars.axes[0].texts] == ["-0.432\nvs paper", "not run", "not run"]
+    modes = plots.add_mul_bars(tables.add_vs_mul_table(results, paper))
+    assert "no number for mul" in modes.axes[0].get_xlabel()

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 DATASET_TITLES = {"kadid": "KADID-10k", "koniq": "KonIQ-10k", "agiqa": "AGIQA-3K"}
+DATASET_ORDER = ("kadid", "koniq", "agiqa")
 CURVE_METRICS = (("train_loss", "train loss (MSE)"), ("val_srcc", "validation SRCC"))
 
 
@@ -67,7 +68,8 @@ def publish(fig, path: str | Path) -> Path:
 
 
 def _new_figure(rows: int, cols: int, width: float, height: float):
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    # constrained layout: titles, labels and legends of neighbouring panels never overlap
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained")
     plt.close(fig)  # kept out of pyplot's list, so a notebook shows it only where asked
     return fig, axes
 
@@ -135,6 +137,9 @@ def score_type_bars(zero_shot: pd.DataFrame) -> object:
 
 
 def _draw_curves(axes, rows_by_run: dict[str, list[dict]]) -> None:
+    """Both panels, labelled even before the first epoch has ended (`rows_by_run` empty)."""
+    from matplotlib.ticker import MaxNLocator
+
     for ax, (metric, label) in zip(axes, CURVE_METRICS):
         ax.clear()
         for name, rows in rows_by_run.items():
@@ -142,7 +147,11 @@ def _draw_curves(axes, rows_by_run: dict[str, list[dict]]) -> None:
             ax.plot(epochs, [row[metric] for row in rows if metric in row], marker="o", label=name)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
+        if not rows_by_run:
+            ax.text(0.5, 0.5, "drawn when the first epoch ends", ha="center", va="center", transform=ax.transAxes,
+                    color="grey")
     if rows_by_run:
         axes[-1].legend(fontsize=7)
 
@@ -167,6 +176,7 @@ class LiveCurves:
         self.rows: dict[str, list[dict]] = {}
         self.fig, axes = _new_figure(1, len(CURVE_METRICS), 5.0, 3.5)
         self.axes = axes[0]
+        _draw_curves(self.axes, self.rows)  # labelled axes from the start: an epoch can take minutes
         self.handle = None
         if in_notebook():
             from IPython.display import Image, display
@@ -192,60 +202,98 @@ class LiveCurves:
 
 
 def comparison_bars(table: pd.DataFrame) -> object:
-    """Our SRCC beside the paper's (each source) and zero-shot, per dataset (vpkit.tables.padding_table)."""
-    import seaborn as sns
-
-    bars = []
-    for _, row in table.iterrows():
-        label = "zero-shot" if row["experiment"] == "zero-shot" else "ours"
-        if not pd.isna(row["srcc"]):
-            bars.append({"dataset": row["dataset"], "what": label, "srcc": row["srcc"]})
-        if not pd.isna(row.get("paper_srcc", np.nan)):
-            bars.append({"dataset": row["dataset"], "what": f"reported: {_short_source(row['source'])}",
-                         "srcc": row["paper_srcc"]})
-    frame = pd.DataFrame(bars, columns=["dataset", "what", "srcc"]).drop_duplicates()
+    """Our SRCC beside the paper's and zero-shot, per dataset (vpkit.tables.padding_table); each of our bars
+    is labelled with its difference from the paper's number where the paper publishes one."""
+    groups = [d for d in DATASET_ORDER if d in set(table["dataset"])]
+    bars = {what: [] for what in ("zero-shot", "ours", "paper")}
+    for dataset in groups:
+        rows = table[table["dataset"] == dataset]
+        zero = rows[rows["experiment"] == "zero-shot"]
+        ours = rows[rows["experiment"] != "zero-shot"]
+        bars["zero-shot"].append(zero["srcc"].iloc[0] if not zero.empty else np.nan)
+        bars["ours"].append(ours["srcc"].iloc[0] if not ours.empty else np.nan)
+        bars["paper"].append(ours["paper_srcc"].iloc[0] if not ours.empty else np.nan)
     fig, axes = _new_figure(1, 1, 7.5, 3.8)
-    if frame.empty:
-        return _nothing_to_show(fig, axes[0, 0], "no results yet")
-    sns.barplot(frame, x="dataset", y="srcc", hue="what", ax=axes[0, 0])
-    axes[0, 0].set_ylabel("SRCC (test split)")
-    axes[0, 0].axhline(0, color="black", linewidth=0.8)
-    axes[0, 0].legend(fontsize=7)
+    ax = axes[0, 0]
+    if all(np.isnan(v) for values in bars.values() for v in values):
+        return _nothing_to_show(fig, ax, "no results yet")
+    x = np.arange(len(groups))
+    width = 0.27
+    colours = {"zero-shot": "tab:grey", "ours": "tab:blue", "paper": "tab:orange"}
+    for offset, (what, values) in zip((-width, 0.0, width), bars.items()):
+        ax.bar(x + offset, np.nan_to_num(values), width, label=what, color=colours[what])
+    for i, (ours, paper) in enumerate(zip(bars["ours"], bars["paper"])):
+        if np.isnan(ours):
+            ax.annotate("not run", (x[i], 0.0), ha="center", va="bottom", fontsize=7, rotation=90,
+                        xytext=(0, 2), textcoords="offset points")
+        elif not np.isnan(paper):
+            ax.annotate(f"{ours - paper:+.3f}\nvs paper", (x[i], max(ours, 0.0)), ha="center", va="bottom",
+                        fontsize=7, xytext=(0, 2), textcoords="offset points")
+    ax.set_xticks(x, [DATASET_TITLES.get(d, d) for d in groups])
+    ax.set_ylabel("SRCC (test split)")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_ylim(min(0.0, *(v for values in bars.values() for v in values if not np.isnan(v))) - 0.05, 1.1)
+    ax.legend(fontsize=7, loc="upper right")
     return fig
 
 
-def _short_source(source: str) -> str:
-    return "paper" if str(source).startswith("the paper") else "repository README"
-
-
-def srcc_heatmap(grid: pd.DataFrame) -> object:
-    """Prompt type x dataset SRCC (vpkit.tables.srcc_grid), annotated; empty cells were not run."""
+def srcc_heatmap(grid: pd.DataFrame, paper: pd.DataFrame | None = None) -> object:
+    """Prompt type x dataset SRCC (vpkit.tables.srcc_grid), coloured by ours; with `paper` (srcc_grid of
+    "paper_srcc") each cell also shows the paper's number and the difference. Blank: not run."""
     import seaborn as sns
 
-    fig, axes = _new_figure(1, 1, 1.8 * max(grid.shape[1], 1) + 2.5, 0.45 * max(len(grid), 1) + 1.5)
-    if grid.empty or grid.isna().all().all():
-        return _nothing_to_show(fig, axes[0, 0], "no runs yet")
-    sns.heatmap(grid.astype(float), annot=True, fmt=".3f", cmap="viridis", ax=axes[0, 0],
-                cbar_kws={"label": "SRCC"})
-    axes[0, 0].set_ylabel("")
+    fig, axes = _new_figure(1, 1, 2.0 * max(grid.shape[1], 1) + 2.5, 0.55 * max(len(grid), 1) + 1.5)
+    ax = axes[0, 0]
+    if grid.empty or (grid.isna().all().all() and (paper is None or paper.isna().all().all())):
+        return _nothing_to_show(fig, ax, "no runs yet")
+    values = grid.astype(float)
+    sns.heatmap(values, annot=False, cmap="viridis", vmin=min(0.0, np.nanmin(values.to_numpy(), initial=0.0)),
+                vmax=1.0, ax=ax, cbar_kws={"label": "SRCC (ours)"})
+    published = paper.reindex(index=grid.index, columns=grid.columns) if paper is not None else None
+    for i, prompt in enumerate(grid.index):
+        for j, dataset in enumerate(grid.columns):
+            ax.text(j + 0.5, i + 0.5, _heat_cell(values.iloc[i, j], np.nan if published is None
+                                                  else published.loc[prompt, dataset]),
+                    ha="center", va="center", fontsize=7, color=_text_colour(values.iloc[i, j]))
+    ax.set_ylabel("")
+    ax.set_xlabel("dataset; cells: ours / paper (ours - paper)" if paper is not None else "dataset")
     return fig
+
+
+def _text_colour(value: float) -> str:
+    return "black" if np.isnan(value) or value > 0.6 else "white"  # readable on viridis' light and dark ends
+
+
+def _heat_cell(ours: float, paper: float) -> str:
+    if np.isnan(paper):
+        return "" if np.isnan(ours) else f"{ours:.3f}"
+    if np.isnan(ours):
+        return f"not run\npaper {paper:.3f}"
+    return f"{ours:.3f}\npaper {paper:.3f} ({ours - paper:+.3f})"
 
 
 def add_mul_bars(table: pd.DataFrame) -> object:
-    """SRCC with addition and with multiplication for each prompt and dataset (vpkit.tables.add_vs_mul_table)."""
+    """SRCC with addition and with multiplication for each prompt and dataset (vpkit.tables.add_vs_mul_table),
+    with the paper's addition number as a marker (it publishes none for multiplication)."""
     import seaborn as sns
 
     long = pd.DataFrame(
         [{"prompt": f"{row['prompt']} / {row['dataset']}", "mode": mode, "srcc": row[f"srcc_{mode}"]}
          for _, row in table.iterrows() for mode in ("add", "mul")], columns=["prompt", "mode", "srcc"])
     fig, axes = _new_figure(1, 1, 1.2 * max(len(table), 1) + 3.0, 3.8)
+    ax = axes[0, 0]
     if long["srcc"].isna().all():
-        return _nothing_to_show(fig, axes[0, 0], "no add/mul runs yet")
-    sns.barplot(long, x="prompt", y="srcc", hue="mode", ax=axes[0, 0])
-    axes[0, 0].set_xlabel("")
-    axes[0, 0].set_ylabel("SRCC (test split)")
-    axes[0, 0].axhline(0, color="black", linewidth=0.8)
-    axes[0, 0].tick_params(axis="x", labelrotation=30)
+        return _nothing_to_show(fig, ax, "no add/mul runs yet")
+    sns.barplot(long, x="prompt", y="srcc", hue="mode", ax=ax)
+    published = table["paper_srcc_add"].to_numpy(dtype=float)
+    if not np.isnan(published).all():
+        ax.scatter(np.arange(len(table)) - 0.2, published, marker="_", s=400, color="black", zorder=3,
+                   label="paper, add")
+    ax.set_xlabel("the paper publishes no number for mul")
+    ax.set_ylabel("SRCC (test split)")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.tick_params(axis="x", labelrotation=30)
+    ax.legend(fontsize=7)
     return fig
 
 
@@ -264,6 +312,53 @@ def epoch_checkpoints(run_dir: str | Path) -> dict[str, Path]:
         raise FileNotFoundError(f"{run_dir}: no prompt checkpoints (best.safetensors, epoch-NN.safetensors); "
                                 "has the run finished an epoch?")
     return found
+
+
+MODE_ORDER = ("add", "mul", "mul_residual")  # a prompt's mul_residual run is shown beside its mul run
+
+
+def run_label(run_dir: str | Path) -> str:
+    """'folder: dataset, prompt, mode' of a run folder, e.g. 'exp_22_kadid_padding_30px_mul: KADID-10k,
+    padding 15 px (at 224 px), mul'."""
+    from vpkit.runs import read_config
+
+    prompt = read_config(run_dir).prompt
+    dataset = read_config(run_dir).dataset.name
+    shape = {"padding": "padding", "full": "full overlay", "replace_pad": "replaced padding"}.get(
+        prompt.type, "centre patch" if prompt.is_center else "top-left patch")
+    size = "" if prompt.type == "full" or prompt.size is None else f" {prompt.size} px (at {prompt.image_size} px)"
+    return f"{Path(run_dir).name}: {DATASET_TITLES.get(dataset, dataset)}, {shape}{size}, {prompt.mode}"
+
+
+def gallery_order(run_dirs: Iterable[str | Path]) -> list[Path]:
+    """Runs by experiment number, then mode (add, mul, mul_residual), so a mul_residual run sits beside the mul
+    run of the same prompt."""
+    from vpkit.runs import read_config
+
+    def key(run: Path):
+        config = read_config(run)
+        mode = MODE_ORDER.index(config.prompt.mode) if config.prompt.mode in MODE_ORDER else len(MODE_ORDER)
+        return (config.number or 10_000, config.dataset.name, config.prompt.type, config.prompt.is_center,
+                config.prompt.size or 0, mode, run.name)
+
+    return sorted((Path(run) for run in run_dirs), key=key)
+
+
+def mul_note(prompter) -> str:
+    """The sentence shown next to a `mul` run: why its prompted images are black, with this prompt's largest value."""
+    import torch
+
+    with torch.no_grad():
+        peak = float(prompter.canvas().abs().max())
+    return (f"mul (the paper's mode) multiplies each pixel by the prompt itself: 0 outside the prompt's region and at "
+            f"most {peak:.2f} inside it here, so no pixel keeps more than {peak:.0%} of its brightness; mul_residual, "
+            "image x (1 + prompt), keeps the image.")
+
+
+def _mode_of(run_dir: Path) -> str:
+    from vpkit.runs import read_config
+
+    return read_config(run_dir).prompt.mode
 
 
 def gallery_examples(run_dir: str | Path, count: int = 3) -> pd.DataFrame:
@@ -298,12 +393,17 @@ def _amplify_label(amplify) -> str:
 
 def gallery_figure(run_dirs: Iterable[str | Path], examples: int = 3, amplify: float | str = "auto",
                    checkpoint: str = "best") -> object:
-    """One row per run: the prompt, the prompt amplified, and `examples` test images with the prompt applied."""
+    """One row per run (titled with run_label): the prompt, the prompt amplified, and `examples` test images with
+    the prompt applied; a `mul` run's row says why its images are black (mul_note)."""
     from vpkit.evaluate import load_trained_prompt
 
-    run_dirs = list(run_dirs)
-    fig, axes = _new_figure(max(len(run_dirs), 1), 2 + examples, 2.2, 2.4)
-    for row, run_dir in zip(axes, run_dirs):
+    run_dirs = gallery_order(run_dirs)
+    fig = plt.figure(figsize=(2.2 * (2 + examples), 2.9 * max(len(run_dirs), 1)), layout="constrained")
+    plt.close(fig)  # kept out of pyplot's list, as _new_figure does
+    if not run_dirs:
+        return _nothing_to_show(fig, fig.add_subplot(), "no trained runs")
+    for row_figure, run_dir in zip(fig.subfigures(len(run_dirs), 1, squeeze=False)[:, 0], run_dirs):
+        row = row_figure.subplots(1, 2 + examples)
         prompter = load_trained_prompt(epoch_checkpoints(run_dir)[checkpoint]).prompter
         images = gallery_examples(run_dir, examples)
         for column, (_, item) in enumerate(images.iterrows()):
@@ -315,14 +415,22 @@ def gallery_figure(run_dirs: Iterable[str | Path], examples: int = 3, amplify: f
                 row[1].set_title(f"prompt {_amplify_label(amplify)}", fontsize=9)
             row[2 + column].imshow(views["prompted"])
             row[2 + column].set_title(f"MOS {item['mos']:.2f}, prompted", fontsize=9)
-        row[0].set_ylabel(Path(run_dir).name, fontsize=7)
+        row_figure.suptitle(run_label(run_dir), fontsize=9)
+        if _mode_of(run_dir) == "mul":
+            row_figure.supxlabel(_wrapped(mul_note(prompter), 20 * (2 + examples)), fontsize=8, color="darkred")
         for ax in row:
             ax.set_xticks([])
             ax.set_yticks([])
     return fig
 
 
-def view_figure(views: dict[str, np.ndarray], title: str) -> object:
+def _wrapped(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
+
+
+def view_figure(views: dict[str, np.ndarray], title: str, note: str = "") -> object:
     fig, axes = _new_figure(1, len(views), 2.6, 2.8)
     for ax, (name, pixels) in zip(axes[0], views.items()):
         ax.imshow(pixels)
@@ -330,11 +438,14 @@ def view_figure(views: dict[str, np.ndarray], title: str) -> object:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(title, fontsize=9)
+    if note:
+        fig.supxlabel(_wrapped(note, 25 * len(views)), fontsize=8, color="darkred")
     return fig
 
 
 def prompt_gallery(run_dirs: Iterable[str | Path], examples: int = 6):
-    """Interactive gallery: choose the run, the epoch, the image and the amplification.
+    """Interactive gallery: choose the run, the epoch, the image and the amplification ("auto" by default, as in
+    the static gallery, or a factor on the slider).
 
     Returns the ipywidgets box (a notebook shows it as the cell's result), or None where widgets cannot
     be shown (no ipywidgets, or not in a notebook); the static `gallery_figure` covers those cases.
@@ -353,10 +464,17 @@ def prompt_gallery(run_dirs: Iterable[str | Path], examples: int = 6):
         return None
     from vpkit.evaluate import load_trained_prompt
 
-    run = widgets.Dropdown(options=[(p.name, p) for p in run_dirs], description="run")
+    run_dirs = gallery_order(run_dirs)
+    wide = {"layout": widgets.Layout(width="100%"), "style": {"description_width": "initial"}}
+    # the full label (folder, dataset, prompt, mode) on a row of its own, so no name is cut off
+    run = widgets.Dropdown(options=[(run_label(p), p) for p in run_dirs], description="run", **wide)
     epoch = widgets.Dropdown(description="epoch")
-    image = widgets.Dropdown(description="image")
-    amplify = widgets.FloatLogSlider(value=10.0, base=10, min=0, max=2, step=0.05, description="amplify")
+    image = widgets.Dropdown(description="image", layout=widgets.Layout(width="auto"),
+                             style={"description_width": "initial"})
+    auto = widgets.Checkbox(value=True, description="auto amplification (largest value to full black/white)",
+                            indent=False, layout=widgets.Layout(width="auto"))
+    amplify = widgets.FloatLogSlider(value=10.0, base=10, min=0, max=2, step=0.05, description="amplify",
+                                     disabled=True)
     # An Image widget, not an Output widget: an Output widget capturing a display while a notebook is
     # executed headlessly (papermill/nbclient) can deadlock the execution (jupyter/nbclient#312).
     picture = widgets.Image(format="png")
@@ -366,8 +484,11 @@ def prompt_gallery(run_dirs: Iterable[str | Path], examples: int = 6):
     def redraw(change=None) -> None:
         if choosing or epoch.value is None or image.value is None:
             return
+        amplify.disabled = auto.value
         prompter = load_trained_prompt(epoch_checkpoints(run.value)[epoch.value]).prompter
-        fig = view_figure(prompt_views(prompter, image.value, amplify.value), f"{run.value.name}, {epoch.value}")
+        views = prompt_views(prompter, image.value, "auto" if auto.value else amplify.value)
+        note = mul_note(prompter) if _mode_of(run.value) == "mul" else ""
+        fig = view_figure(views, f"{run.value.name}, {epoch.value}", note)
         picture.value = figure_png(fig)
 
     def choose_run(change=None) -> None:
@@ -383,6 +504,6 @@ def prompt_gallery(run_dirs: Iterable[str | Path], examples: int = 6):
 
     choose_run()
     run.observe(choose_run, names="value")
-    for control in (epoch, image, amplify):
+    for control in (epoch, image, auto, amplify):
         control.observe(redraw, names="value")
-    return widgets.VBox([widgets.HBox([run, epoch]), widgets.HBox([image, amplify]), picture])
+    return widgets.VBox([run, widgets.HBox([epoch, image]), widgets.HBox([auto, amplify]), picture])

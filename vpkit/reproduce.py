@@ -56,6 +56,22 @@ PROFILE_KEYS = ("description", "required", "parameters", "slurm")  # slurm: read
 class ReproduceError(RuntimeError):
     """Bad parameters or profile, or a notebook that failed; the message says where and what to do."""
 
+    def _render_traceback_(self) -> list[str]:
+        """How IPython (a notebook) shows this error: the one-line message, which names the parameter to change,
+        without vpkit's internal traceback."""
+        return [f"{type(self).__name__}: {self}"]
+
+
+class RunSettingsError(ReproduceError):
+    """A run folder under out_dir holds the experiment trained with other settings; the message names the
+    notebook parameters to change (vpkit reproduce adds its options of the same names)."""
+
+
+# Config fields a notebook parameter sets (experiment_config), so a mismatch can name the parameter to change.
+PARAMETER_OF_FIELD = {("model", "name_or_path"): "model", ("train", "epochs"): "epochs",
+                      ("train", "batch_size"): "batch_size", ("train", "lr"): "lr", ("train", "limit"): "limit",
+                      ("train", "seed"): "seed"}
+
 
 # ----------------------------------------------------------------------------- parameters
 
@@ -368,23 +384,37 @@ def trained_runs(settings: Settings) -> list[Path]:
 
 
 def check_finished_run(config, run_dir: Path) -> None:
-    """Refuse to reuse a finished run that was trained with other settings (train() would just report it)."""
+    """Refuse to reuse a finished or stopped run that was trained with other settings (train() would just report
+    or continue it), naming the notebook parameters that differ and the values that would reuse it."""
     from vpkit.config import OPERATIONAL_FIELDS, resolve_for_model
     from vpkit.runs import read_config, run_status
 
-    if run_status(run_dir) != "finished":
+    if run_status(run_dir) not in ("finished", "partial"):
         return
     recorded = read_config(run_dir)
     resolved, _ = resolve_for_model(config, recorded.prompt.image_size, config.train.device)
     if resolved.hash() == recorded.hash():
         return
     old, new = recorded.to_dict(), resolved.to_dict()
-    changed = [f"{section}.{key}: {old[section][key]!r} -> {value!r}"
-               for section, values in new.items() if isinstance(values, dict)
+    changed = [(section, key) for section, values in new.items() if isinstance(values, dict)
                for key, value in values.items()
                if old[section].get(key) != value and key not in OPERATIONAL_FIELDS.get(section, ())]
-    raise ReproduceError(f"{run_dir}: a finished run with other settings is there ({'; '.join(changed) or 'name'}); "
-                         "use another out_dir (--out), or delete that folder to train it again")
+    raise RunSettingsError(_mismatch_message(run_dir, run_status(run_dir), changed, old, new))
+
+
+def _mismatch_message(run_dir: Path, status: str, changed: list, old: dict, new: dict) -> str:
+    """One line: what differs (as notebook parameters where one sets it) and how to reuse or retrain."""
+    parameters = [(PARAMETER_OF_FIELD[field], old[field[0]][field[1]], new[field[0]][field[1]])
+                  for field in changed if field in PARAMETER_OF_FIELD]
+    others = [f"{section}.{key} {old[section].get(key)!r} there, {new[section][key]!r} now"
+              for section, key in changed if (section, key) not in PARAMETER_OF_FIELD]
+    differences = [f"{name} = {there!r} there, {here!r} in this notebook" for name, there, here in parameters]
+    what = "; ".join(differences + others) or "none visible (a different vpkit version?)"
+    reuse = (f"to reuse it, set {', '.join(f'{name} = {there!r}' for name, there, _ in parameters)} in the "
+             "parameters cell; " if parameters and not others else "")
+    state = "finished" if status == "finished" else "stopped part-way"
+    return (f"{run_dir}: this experiment was already trained there ({state}) with other settings ({what}); {reuse}"
+            "to train it with these settings, set out_dir to another folder or delete that run folder")
 
 
 # ----------------------------------------------------------------------------- zero-shot
@@ -498,8 +528,11 @@ def run_notebook(source: Path, target: Path, parameters: dict, stream_output: bo
                                    extra_arguments=KERNEL_ARGUMENTS, **streams)
     except papermill.PapermillExecutionError as error:
         cell = _source_cell_number(source, error)
+        # the notebook's message names its parameters; `vpkit reproduce` sets them from the profile and options
+        hint = (" (vpkit reproduce: the parameters come from the profile and the options of the same names, "
+                "--limit, --epochs, ...; out_dir is --out)" if error.ename == RunSettingsError.__name__ else "")
         raise ReproduceError(
-            f"{source} failed in cell {cell} (In [{error.exec_count}]): {error.ename}: {error.evalue}\n"
+            f"{source} failed in cell {cell} (In [{error.exec_count}]): {error.ename}: {error.evalue}{hint}\n"
             f"the executed notebook with the traceback is {target}") from None
     return time.perf_counter() - started
 

@@ -1,10 +1,17 @@
 """The paper's tables rebuilt from run folders, each beside the numbers the paper reports.
 
     results = run_results("OUT/runs")          # one row per paper experiment that has a run folder
-    paper = read_paper_results()               # data/paper_results.csv: the few published numbers, with source
+    paper = read_paper_results()               # data/paper_results.csv: every published number, with source
     padding_table(results, paper, zero_shot)   # 30 px padding + addition per dataset (and the zero-shot row)
     prompt_type_table(results, paper)          # SRCC for each prompt type x dataset (addition)
     add_vs_mul_table(results, paper)           # addition against multiplication
+    methods_table(paper, results)              # the paper's comparison with other methods (+ our runs)
+
+data/paper_results.csv has one row per published number: `kind` "experiment" (a paper experiment,
+`experiment` = its number in vpkit.config.PAPER_EXPERIMENTS) or "method" (a row of the paper's
+comparison with other methods, `method` = its name), the `source` file and the `table` in it that
+prints the number, and a `note`. The multiplication experiments 22-33 have rows with empty numbers:
+the paper publishes none for them.
 
 A number the paper does not report is NaN here and "n/a" in written CSVs and displays; it is never
 filled in. `*_diff` columns are ours minus the paper's.
@@ -18,9 +25,14 @@ import pandas as pd
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAPER_RESULTS = REPO_ROOT / "data" / "paper_results.csv"
-PAPER_RESULTS_COLUMNS = ("experiment", "dataset", "prompt", "size", "mode", "srcc", "plcc", "parameters_reported",
-                         "source")
+PAPER_RESULTS_COLUMNS = ("kind", "experiment", "method", "dataset", "prompt", "size", "mode", "srcc", "plcc",
+                         "parameters_reported", "source", "table", "note")
+RESULT_KINDS = ("experiment", "method")
+# The paper's names for the prompt positions (its "Performance Across Visual Prompt Types" rows).
+PAPER_PROMPT_NAMES = {"border": "Padding", "center": "Fixed Patch (Center)", "top_left": "Fixed Patch (Top-Left)",
+                      "whole": "Full Overlay"}
 NOT_AVAILABLE = "n/a"
+DATASET_ORDER = ("kadid", "koniq", "agiqa")
 ZERO_SHOT = "zero-shot"
 ZERO_SHOT_PROMPT = "none (zero-shot)"
 
@@ -29,7 +41,10 @@ ZERO_SHOT_PROMPT = "none (zero-shot)"
 
 
 def read_paper_results(path: str | Path = PAPER_RESULTS) -> pd.DataFrame:
-    """The published numbers (one row per experiment and source); NaN where a source gives none."""
+    """Every published number (one row each, see the module docstring); NaN where the paper gives none.
+
+    Each row is checked: its kind, its source and table, an experiment row's number against
+    vpkit.config.PAPER_EXPERIMENTS (dataset, prompt, size, mode), numbers in [-1, 1]."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: the paper's reported numbers are missing (data/paper_results.csv "
@@ -39,10 +54,46 @@ def read_paper_results(path: str | Path = PAPER_RESULTS) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{path}: column(s) {', '.join(missing)} missing; expected {', '.join(PAPER_RESULTS_COLUMNS)}")
     for position, row in frame.iterrows():
-        if pd.isna(row["source"]) or not str(row["source"]).strip():
-            raise ValueError(f"{path}, line {position + 2}: column 'source' is empty; every reported number "
-                             "needs the place it was published")
+        _check_paper_row(row, f"{path}, line {position + 2}")
+    frame["experiment"] = frame["experiment"].astype("Int64")
+    frame["size"] = frame["size"].astype("Int64")
     return frame
+
+
+def _check_paper_row(row, where: str) -> None:
+    from vpkit.config import PAPER_EXPERIMENTS
+
+    for column in ("source", "table"):
+        if _missing(row[column]) or not str(row[column]).strip():
+            raise ValueError(f"{where}: column '{column}' is empty; every reported number needs the file and the "
+                             "table it was published in")
+    if row["kind"] not in RESULT_KINDS:
+        raise ValueError(f"{where}: kind {row['kind']!r}; use one of {', '.join(RESULT_KINDS)}")
+    for column in ("srcc", "plcc"):
+        value = row[column]
+        if not _missing(value) and not (isinstance(value, (int, float)) and -1 <= value <= 1):
+            raise ValueError(f"{where}: {column} {value!r} is not a correlation in [-1, 1] (leave it empty when "
+                             "the paper gives none)")
+    if row["kind"] == "method":
+        if _missing(row["method"]) or not str(row["method"]).strip():
+            raise ValueError(f"{where}: a 'method' row needs the method's name in column 'method'")
+        return
+    number = row["experiment"]
+    if _missing(number) or number != int(number) or not 1 <= int(number) <= len(PAPER_EXPERIMENTS):
+        raise ValueError(f"{where}: experiment {number!r}; give the paper experiment number 1..{len(PAPER_EXPERIMENTS)}")
+    exp = PAPER_EXPERIMENTS[int(number) - 1]
+    size = None if _missing(row["size"]) else int(row["size"])
+    written = (row["dataset"], row["prompt"], size, row["mode"])
+    expected = (exp.dataset, PAPER_PROMPT_NAMES[exp.position], exp.size, exp.mode)
+    if written != expected:
+        raise ValueError(f"{where}: dataset, prompt, size, mode {written} do not match experiment {int(number)} "
+                         f"{expected}; correct the experiment number or the row")
+
+
+def paper_experiment_numbers(paper: pd.DataFrame) -> pd.DataFrame:
+    """The experiment rows of read_paper_results that hold a published number."""
+    rows = paper[(paper["kind"] == "experiment") & (paper["srcc"].notna() | paper["plcc"].notna())]
+    return rows.reset_index(drop=True)
 
 
 def run_results(runs_dir: str | Path) -> pd.DataFrame:
@@ -124,7 +175,8 @@ def prompt_type_table(results: pd.DataFrame, paper: pd.DataFrame, zero_shot: pd.
 
 
 def add_vs_mul_table(results: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
-    """Each multiplication experiment beside the addition one with the same dataset, prompt and size."""
+    """Each multiplication experiment beside the addition one with the same dataset, prompt and size.
+    The paper publishes no multiplication numbers, so `paper_srcc_mul` and `srcc_diff_mul` stay empty."""
     from vpkit.config import PAPER_EXPERIMENTS
 
     compared = _compare(list(range(1, len(PAPER_EXPERIMENTS) + 1)), results, paper)
@@ -140,7 +192,7 @@ def add_vs_mul_table(results: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame
                "experiment_add": add.number, "experiment_mul": mul.number}
         for mode, exp in (("add", add), ("mul", mul)):
             found = by_number.loc[exp.number] if exp.number in by_number.index else None
-            for column in ("srcc", "plcc", "paper_srcc"):
+            for column in ("srcc", "plcc", "paper_srcc", "srcc_diff"):
                 row[f"{column}_{mode}"] = np.nan if found is None else found[column]
         row["srcc_mul_minus_add"] = row["srcc_mul"] - row["srcc_add"]
         rows.append(row)
@@ -150,16 +202,47 @@ def add_vs_mul_table(results: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame
 
 
 _ADD_MUL_COLUMNS = ["dataset", "prompt", "size", "experiment_add", "experiment_mul", "srcc_add", "plcc_add",
-                    "paper_srcc_add", "srcc_mul", "plcc_mul", "paper_srcc_mul", "srcc_mul_minus_add"]
+                    "paper_srcc_add", "srcc_diff_add", "srcc_mul", "plcc_mul", "paper_srcc_mul", "srcc_diff_mul",
+                    "srcc_mul_minus_add"]
 
 
-def srcc_grid(table: pd.DataFrame) -> pd.DataFrame:
-    """prompt_type_table as prompt x dataset of our SRCC (for display and heat maps); the zero-shot row, if the
-    table has one, comes first."""
+def srcc_grid(table: pd.DataFrame, value: str = "srcc") -> pd.DataFrame:
+    """prompt_type_table as prompt x dataset of one column (for display and heat maps): `value` is "srcc" (ours),
+    "paper_srcc" or "srcc_diff" (ours minus the paper's). The zero-shot row, if the table has one, comes first."""
+    if value not in ("srcc", "paper_srcc", "srcc_diff"):
+        raise ValueError(f"srcc_grid value {value!r}; use srcc, paper_srcc or srcc_diff")
     ours = table.drop_duplicates(["experiment", "dataset"])
-    grid = ours.pivot_table(index="prompt", columns="dataset", values="srcc", aggfunc="first", dropna=False)
-    order = sorted(grid.index, key=lambda prompt: (prompt != ZERO_SHOT_PROMPT, prompt))
-    return grid.reindex(index=order, columns=[d for d in ("kadid", "koniq", "agiqa") if d in grid.columns])
+    grid = ours.pivot_table(index="prompt", columns="dataset", values=value, aggfunc="first", dropna=False)
+    first = pd.to_numeric(ours["experiment"], errors="coerce").groupby(ours["prompt"]).min()  # the paper's order
+    order = sorted(grid.index, key=lambda prompt: (prompt != ZERO_SHOT_PROMPT, first.get(prompt, 0), prompt))
+    return grid.reindex(index=order, columns=[d for d in DATASET_ORDER if d in grid.columns]).astype(float)
+
+
+def methods_table(paper: pd.DataFrame, results: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The paper's comparison with other methods: one row per method and published table, SRCC per dataset
+    (NaN where the table has "-"), and, with `results`, a last row of our runs of the paper's own method
+    (30 px padding, add: experiments 4, 5, 6)."""
+    from vpkit.config import PAPER_EXPERIMENTS
+
+    methods = paper[paper["kind"] == "method"]
+    rows = []
+    for (table, method), cells in methods.groupby(["table", "method"], sort=False):
+        row = {"method": method, "table": table, "parameters": _first_given(cells["parameters_reported"])}
+        row.update({f"srcc_{d}": _first_given(cells.loc[cells["dataset"] == d, "srcc"]) for d in DATASET_ORDER})
+        rows.append(row)
+    if results is not None:
+        headline = {e.dataset: e.number for e in PAPER_EXPERIMENTS
+                    if e.prompt_type == "padding" and e.size == 30 and e.mode == "add"}
+        ours = results.set_index("experiment")["srcc"] if not results.empty else pd.Series(dtype=float)
+        row = {"method": "this reproduction (vpkit, experiments 4-6)", "table": "measured",
+               "parameters": np.nan}
+        row.update({f"srcc_{d}": float(ours.get(n, np.nan)) for d, n in headline.items()})
+        rows.append(row)
+    columns = ["method", "table", *(f"srcc_{d}" for d in DATASET_ORDER), "parameters"]
+    table = pd.DataFrame(rows, columns=columns)
+    for dataset in DATASET_ORDER:
+        table[f"srcc_{dataset}"] = pd.to_numeric(table[f"srcc_{dataset}"], errors="coerce")
+    return table
 
 
 # ----------------------------------------------------------------------------- output
@@ -208,7 +291,8 @@ def _compare(numbers: list[int], results: pd.DataFrame, paper: pd.DataFrame) -> 
     from vpkit.config import paper_experiment
 
     ours = results[results["experiment"].isin(numbers)].set_index("experiment")
-    reported = paper[paper["experiment"].isin(numbers)]
+    published = paper_experiment_numbers(paper)
+    reported = published[published["experiment"].isin(numbers)]
     rows = []
     for number in sorted(set(ours.index) | set(reported["experiment"])):
         exp = paper_experiment(int(number))
@@ -231,14 +315,16 @@ def _compare(numbers: list[int], results: pd.DataFrame, paper: pd.DataFrame) -> 
 
 
 _COMPARE_COLUMNS = ["experiment", "dataset", "prompt", "mode", "status", "srcc", "plcc", "parameters",
-                    "parameters_448", "paper_srcc", "paper_plcc", "paper_parameters", "source"]
+                    "parameters_448", "paper_srcc", "paper_plcc", "paper_parameters", "source", "paper_table"]
 
 
 def _reported(source) -> dict:
     if source is None:
-        return {"paper_srcc": np.nan, "paper_plcc": np.nan, "paper_parameters": np.nan, "source": np.nan}
+        return {"paper_srcc": np.nan, "paper_plcc": np.nan, "paper_parameters": np.nan, "source": np.nan,
+                "paper_table": np.nan}
     return {"paper_srcc": source["srcc"], "paper_plcc": source["plcc"],
-            "paper_parameters": source["parameters_reported"], "source": source["source"]}
+            "paper_parameters": source["parameters_reported"], "source": source["source"],
+            "paper_table": source["table"]}
 
 
 def _with_zero_shot(table: pd.DataFrame, zero_shot: pd.DataFrame | None) -> pd.DataFrame:
@@ -274,6 +360,11 @@ def _paper_parameters(number: int) -> int:
     from vpkit.config import paper_config
 
     return _parameters(paper_config(number).prompt)
+
+
+def _first_given(values: pd.Series):
+    given = values.dropna()
+    return given.iloc[0] if not given.empty else np.nan
 
 
 def _missing(value) -> bool:
