@@ -352,7 +352,14 @@ def test_live_curves_are_labelled_before_the_first_epoch_and_count_whole_epochs(
 
 def test_gallery_says_why_mul_is_black_and_puts_mul_residual_beside_it(after_demo, monkeypatch):
     from vpkit import plots
-    from vpkit.runs import read_config, write_config
+    from vpkit.runs import (
+        load_prompt_checkpoint,
+        read_config,
+        read_state,
+        save_prompt_checkpoint,
+        write_config,
+        write_state,
+    )
 
     _, out_dir = after_demo
     add, mul = fabricate_finished_runs(out_dir, [4, 22])
@@ -363,6 +370,13 @@ def test_gallery_says_why_mul_is_black_and_puts_mul_residual_beside_it(after_dem
     config = read_config(mul)
     config.prompt.mode = "mul_residual"
     write_config(residual, config)
+    for checkpoint in residual.glob("*.safetensors"):  # its own prompts: checkpoints must match their run
+        tensors, metadata = load_prompt_checkpoint(checkpoint)
+        save_prompt_checkpoint(checkpoint, tensors, {**metadata, "prompt": {**metadata["prompt"], "mode": "mul_residual"},
+                                                     "config_hash": config.hash()})
+    state = read_state(residual)
+    state.config_hash = config.hash()
+    write_state(residual, state)
     assert plots.gallery_order([residual, mul, add]) == [add, mul, residual]
     fig = plots.gallery_figure([residual, mul, add], examples=1)
     rows = fig.subfigs
