@@ -292,7 +292,8 @@ def _add_runs(commands) -> None:
 
 
 def _run_runs(args) -> int:
-    from vpkit.runs import collect_runs, write_csv_atomic
+    from vpkit.atomic import write_csv_atomic
+    from vpkit.runs import collect_runs
 
     table = collect_runs(args.root)
     if table.empty:
@@ -375,7 +376,7 @@ def _run_eval(args) -> int:
     metrics["source"] = "zero-shot" if trained is None else str(trained.source)
     print(json.dumps(_rounded(metrics), indent=2))
     if args.out:
-        from vpkit.runs import write_csv_atomic, write_json_atomic
+        from vpkit.atomic import write_csv_atomic, write_json_atomic
 
         write_json_atomic(Path(args.out) / "metrics.json", metrics)
         write_csv_atomic(Path(args.out) / "predictions.csv", predictions)
