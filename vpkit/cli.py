@@ -343,7 +343,8 @@ def _add_eval(commands) -> None:
 
 
 def _run_eval(args) -> int:
-    from vpkit.evaluate import evaluate_on_dataset, load_scorer_for, load_trained_prompt, resolve_device
+    from vpkit.device import resolve_device
+    from vpkit.evaluate import evaluate_on_dataset, load_scorer_for, load_trained_prompt
 
     if args.zero_shot == (args.source is not None):
         raise ValueError("give a run folder or checkpoint, or --zero-shot (not both)")
@@ -451,13 +452,8 @@ def write_scores_csv(path: str | Path, scores: pd.DataFrame) -> None:
 
 
 def _run_score(args) -> int:
-    from vpkit.evaluate import (
-        check_prompt_fits,
-        load_scorer_for,
-        load_trained_prompt,
-        resolve_device,
-        score_image_files,
-    )
+    from vpkit.device import resolve_device
+    from vpkit.evaluate import check_prompt_fits, load_scorer_for, load_trained_prompt, score_image_files
 
     check_writable(args.out)
     files, others = image_files(args.images)

@@ -29,15 +29,8 @@ from tqdm.auto import tqdm
 
 from vpkit import distributed
 from vpkit.config import ExperimentConfig, resolve_for_model
-from vpkit.evaluate import (
-    PromptedScorer,
-    autocast,
-    correlation_metrics,
-    limit_table,
-    predict,
-    resolve_device,
-    to_model_input,
-)
+from vpkit.device import autocast, resolve_device, to_model_input
+from vpkit.evaluate import PromptedScorer, correlation_metrics, limit_table, predict
 from vpkit.preflight import check_run_data
 from vpkit.runs import (
     BEST_CHECKPOINT,
