@@ -236,6 +236,36 @@ def test_every_8_bit_mode_becomes_rgb_and_unknown_ranges_are_refused(tmp_path):
         prepare_image(tmp_path / "broken.png", 8)
 
 
+def test_one_image_check_serves_the_fast_pre_flight_and_the_full_data_check(tmp_path):
+    import struct
+    import zlib
+
+    from vpkit.data.images import image_problem
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    random_image(12, 10, seed=1).save(tmp_path / "good.png")
+    (tmp_path / "truncated.png").write_bytes((tmp_path / "good.png").read_bytes()[:60])
+    # every chunk's CRC is right but the pixel data is not zlib: only inflating (the full check) sees it
+    header = struct.pack(">IIBBBBB", 4, 3, 8, 0, 0, 0, 0)
+    (tmp_path / "bad_pixels.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                                              + chunk(b"IDAT", b"not zlib data") + chunk(b"IEND", b""))
+    Image.fromarray(np.full((10, 12), 0.5, np.float32)).save(tmp_path / "floats.tif")
+    Image.fromarray(np.arange(120, dtype=np.int32).reshape(10, 12)).save(tmp_path / "ints.tif")  # 8-bit values
+    for full in (False, True):
+        assert image_problem(tmp_path / "good.png", full=full) == ("RGB", None)
+        assert image_problem(tmp_path / "ints.tif", full=full) == ("I", None)
+        assert image_problem(tmp_path / "absent.png", full=full) == (None, "missing")
+        mode, problem = image_problem(tmp_path / "truncated.png", full=full)
+        assert mode == "RGB" and problem.startswith(("OSError", "SyntaxError"))
+        mode, problem = image_problem(tmp_path / "floats.tif", full=full)
+        assert mode == "F" and problem.startswith("floating-point pixels (PIL mode F") and "no fixed range" in problem
+    assert image_problem(tmp_path / "bad_pixels.png", full=False) == ("L", None)
+    mode, problem = image_problem(tmp_path / "bad_pixels.png", full=True)
+    assert mode == "L" and problem == "OSError: broken data stream when reading image file"
+
+
 def test_data_check_reports_the_modes_it_found(tmp_path):
     from vpkit.data.check import check_datasets
 

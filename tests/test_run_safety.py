@@ -192,6 +192,23 @@ def test_a_corrupt_test_image_is_refused_before_any_epoch_naming_the_file(data_r
     assert not run_dir.exists()  # no epoch trained, and no folder left to --overwrite
 
 
+def test_images_the_loader_would_refuse_are_refused_before_any_epoch(tmp_path):
+    """Floating-point pixels decode, but no loader worker can turn them into 8 bits: refused up front."""
+    import numpy as np
+    from PIL import Image
+
+    from vpkit.preflight import check_images
+
+    good, floats = tmp_path / "good.png", tmp_path / "floats.tif"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(good)
+    Image.fromarray(np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)).save(floats)
+    check_images([str(good)], progress=False)
+    with pytest.raises(PreflightError, match=rf"1 of the run's 2 images cannot be read: {floats} \(floating-point "
+                                             r"pixels \(PIL mode F, values 0 to 1\) have no fixed range .*\); replace "
+                                             r"them with intact 8- or 16-bit copies"):
+        check_images([str(good), str(floats)], progress=False)
+
+
 def test_an_empty_test_split_and_a_two_image_val_split_are_refused_before_any_epoch(data_root, scorer, tmp_path):
     no_test = copy_data(data_root, tmp_path / "no_test")
     edit_scores(no_test, lambda f: f.assign(split=f["split"].replace("test", "val")))
