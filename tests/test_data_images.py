@@ -183,22 +183,27 @@ def test_temporaries_of_dead_builds_are_removed(kadid_table, tmp_path):
 # -- image modes found in the wild ---------------------------------------------------------------------
 
 
-def write_png16(path, array) -> None:
-    """A 16-bit PNG (grey HxW, or RGB HxWx3) written byte by byte: Pillow cannot write 16-bit colour PNGs."""
+def write_png(path, width: int, height: int, bit_depth: int, colour_type: int, pixel_data: bytes) -> None:
+    """A PNG written chunk by chunk (right CRCs) around `pixel_data`, the IDAT content as given."""
     import struct
     import zlib
-
-    array = np.asarray(array, dtype=">u2")
-    height, width = array.shape[:2]
-    colour_type = 0 if array.ndim == 2 else 2
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
-    rows = b"".join(b"\x00" + array[y].tobytes() for y in range(height))  # filter type 0 on every row
-    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixel_data)
                      + chunk(b"IEND", b""))
+
+
+def write_png16(path, array) -> None:
+    """A 16-bit PNG (grey HxW, or RGB HxWx3) written byte by byte: Pillow cannot write 16-bit colour PNGs."""
+    import zlib
+
+    array = np.asarray(array, dtype=">u2")
+    height, width = array.shape[:2]
+    rows = b"".join(b"\x00" + array[y].tobytes() for y in range(height))  # filter type 0 on every row
+    write_png(path, width, height, 16, 0 if array.ndim == 2 else 2, zlib.compress(rows))
 
 
 @pytest.mark.parametrize("colour", [False, True])
@@ -237,20 +242,12 @@ def test_every_8_bit_mode_becomes_rgb_and_unknown_ranges_are_refused(tmp_path):
 
 
 def test_one_image_check_serves_the_fast_pre_flight_and_the_full_data_check(tmp_path):
-    import struct
-    import zlib
-
     from vpkit.data.images import image_problem
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     random_image(12, 10, seed=1).save(tmp_path / "good.png")
     (tmp_path / "truncated.png").write_bytes((tmp_path / "good.png").read_bytes()[:60])
     # every chunk's CRC is right but the pixel data is not zlib: only inflating (the full check) sees it
-    header = struct.pack(">IIBBBBB", 4, 3, 8, 0, 0, 0, 0)
-    (tmp_path / "bad_pixels.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-                                              + chunk(b"IDAT", b"not zlib data") + chunk(b"IEND", b""))
+    write_png(tmp_path / "bad_pixels.png", 4, 3, 8, 0, b"not zlib data")
     Image.fromarray(np.full((10, 12), 0.5, np.float32)).save(tmp_path / "floats.tif")
     Image.fromarray(np.arange(120, dtype=np.int32).reshape(10, 12)).save(tmp_path / "ints.tif")  # 8-bit values
     for full in (False, True):
