@@ -183,22 +183,27 @@ def test_temporaries_of_dead_builds_are_removed(kadid_table, tmp_path):
 # -- image modes found in the wild ---------------------------------------------------------------------
 
 
-def write_png16(path, array) -> None:
-    """A 16-bit PNG (grey HxW, or RGB HxWx3) written byte by byte: Pillow cannot write 16-bit colour PNGs."""
+def write_png(path, width: int, height: int, bit_depth: int, colour_type: int, pixel_data: bytes) -> None:
+    """A PNG written chunk by chunk (right CRCs) around `pixel_data`, the IDAT content as given."""
     import struct
     import zlib
-
-    array = np.asarray(array, dtype=">u2")
-    height, width = array.shape[:2]
-    colour_type = 0 if array.ndim == 2 else 2
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
-    rows = b"".join(b"\x00" + array[y].tobytes() for y in range(height))  # filter type 0 on every row
-    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixel_data)
                      + chunk(b"IEND", b""))
+
+
+def write_png16(path, array) -> None:
+    """A 16-bit PNG (grey HxW, or RGB HxWx3) written byte by byte: Pillow cannot write 16-bit colour PNGs."""
+    import zlib
+
+    array = np.asarray(array, dtype=">u2")
+    height, width = array.shape[:2]
+    rows = b"".join(b"\x00" + array[y].tobytes() for y in range(height))  # filter type 0 on every row
+    write_png(path, width, height, 16, 0 if array.ndim == 2 else 2, zlib.compress(rows))
 
 
 @pytest.mark.parametrize("colour", [False, True])
@@ -234,6 +239,28 @@ def test_every_8_bit_mode_becomes_rgb_and_unknown_ranges_are_refused(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     with pytest.raises(ImageError, match="broken.png: cannot be read as an image"):
         prepare_image(tmp_path / "broken.png", 8)
+
+
+def test_one_image_check_serves_the_fast_pre_flight_and_the_full_data_check(tmp_path):
+    from vpkit.data.images import image_problem
+
+    random_image(12, 10, seed=1).save(tmp_path / "good.png")
+    (tmp_path / "truncated.png").write_bytes((tmp_path / "good.png").read_bytes()[:60])
+    # every chunk's CRC is right but the pixel data is not zlib: only inflating (the full check) sees it
+    write_png(tmp_path / "bad_pixels.png", 4, 3, 8, 0, b"not zlib data")
+    Image.fromarray(np.full((10, 12), 0.5, np.float32)).save(tmp_path / "floats.tif")
+    Image.fromarray(np.arange(120, dtype=np.int32).reshape(10, 12)).save(tmp_path / "ints.tif")  # 8-bit values
+    for full in (False, True):
+        assert image_problem(tmp_path / "good.png", full=full) == ("RGB", None)
+        assert image_problem(tmp_path / "ints.tif", full=full) == ("I", None)
+        assert image_problem(tmp_path / "absent.png", full=full) == (None, "missing")
+        mode, problem = image_problem(tmp_path / "truncated.png", full=full)
+        assert mode == "RGB" and problem.startswith(("OSError", "SyntaxError"))
+        mode, problem = image_problem(tmp_path / "floats.tif", full=full)
+        assert mode == "F" and problem.startswith("floating-point pixels (PIL mode F") and "no fixed range" in problem
+    assert image_problem(tmp_path / "bad_pixels.png", full=False) == ("L", None)
+    mode, problem = image_problem(tmp_path / "bad_pixels.png", full=True)
+    assert mode == "L" and problem == "OSError: broken data stream when reading image file"
 
 
 def test_data_check_reports_the_modes_it_found(tmp_path):

@@ -140,6 +140,70 @@ def test_a_moved_but_identical_dataset_is_accepted_with_a_note(data_root, scorer
     )
 
 
+# ----------------------------------------------------------------------------- 3. the settings a run trained with
+
+
+def without_grad_clipping(config):
+    config.train.max_grad_norm = None  # with_overrides reads None as "keep the value"
+    return config
+
+
+def as_an_older_vpkit_left_it(run_dir):
+    """Make `run_dir` what a vpkit before train.max_grad_norm wrote: config.yaml without the key, and the config
+    hash in state.json and in every checkpoint taken without it."""
+    import json
+
+    import yaml
+
+    from vpkit.config import OPERATIONAL_FIELDS
+    from vpkit.runs import load_prompt_checkpoint, read_config
+
+    identity = read_config(run_dir).to_dict()
+    for section, names in OPERATIONAL_FIELDS.items():
+        for name in names:
+            identity[section].pop(name)
+    del identity["train"]["max_grad_norm"]
+    old_hash = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    recorded = yaml.safe_load((run_dir / "config.yaml").read_text())
+    del recorded["train"]["max_grad_norm"]
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(recorded, sort_keys=False))
+    state = json.loads((run_dir / "state.json").read_text())
+    (run_dir / "state.json").write_text(json.dumps({**state, "config_hash": old_hash}))
+    for checkpoint in run_dir.glob("*.safetensors"):
+        state_dict, metadata = load_prompt_checkpoint(checkpoint)
+        save_prompt_checkpoint(checkpoint, state_dict, {**metadata, "config_hash": old_hash})
+
+
+def test_a_run_of_an_older_vpkit_is_refused_naming_the_setting_it_lacks(data_root, scorer, tmp_path):
+    run_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):  # vpkit before max_grad_norm did not clip
+        train(without_grad_clipping(quick_config(data_root)), run_dir, scorer=scorer,
+              callbacks=[stop_after_epoch(1)], progress=False)
+    as_an_older_vpkit_left_it(run_dir)
+    message = (r"holds a run started by an older vpkit: its config.yaml lacks train.max_grad_norm \(absent -> "
+               r"{}\), added since, so this vpkit cannot continue it \(it trained without gradient clipping\); use "
+               r"--overwrite to train it again with these settings, or another --out$")
+    with pytest.raises(RunFolderError, match=message.format("1.0")):  # before: "none visible"
+        train(quick_config(data_root), run_dir, resume=True, scorer=scorer, progress=False)
+    with pytest.raises(RunFolderError, match=message.format("None")):  # null does not match its hash either
+        train(without_grad_clipping(quick_config(data_root)), run_dir, resume=True, scorer=scorer, progress=False)
+    with pytest.raises(RunFolderError, match=r"\(it trained without gradient clipping\); other settings differ "
+                                             r"too \(train.lr: 60.0 -> 30.0\); use --overwrite"):
+        train(quick_config(data_root, lr=30.0), run_dir, resume=True, scorer=scorer, progress=False)
+    assert run_status(run_dir) == "partial"
+    train(quick_config(data_root), run_dir, overwrite=True, scorer=scorer, progress=False)
+    assert run_status(run_dir) == "finished"
+
+
+def test_settings_that_only_say_where_a_run_executes_are_not_named_as_differences():
+    from vpkit.runs import config_differences
+
+    old = paper_config(4)
+    new = old.with_overrides({"train": {"lr": 30.0, "num_workers": 3, "device": "cpu"}, "dataset": {"root": "x"}})
+    assert config_differences(old, new) == ["train.lr: 60.0 -> 30.0"]
+    assert config_differences(old, new, skip=["train.lr"]) == []
+
+
 # ----------------------------------------------------------------------------- 4. a run's own checkpoints
 
 
@@ -190,6 +254,23 @@ def test_a_corrupt_test_image_is_refused_before_any_epoch_naming_the_file(data_r
     with pytest.raises(PreflightError, match=rf"1 of the run's \d+ images cannot be read: {bad} \("):
         train(quick_config(data, limit=None), run_dir, scorer=scorer, progress=False)
     assert not run_dir.exists()  # no epoch trained, and no folder left to --overwrite
+
+
+def test_images_the_loader_would_refuse_are_refused_before_any_epoch(tmp_path):
+    """Floating-point pixels decode, but no loader worker can turn them into 8 bits: refused up front."""
+    import numpy as np
+    from PIL import Image
+
+    from vpkit.preflight import check_images
+
+    good, floats = tmp_path / "good.png", tmp_path / "floats.tif"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(good)
+    Image.fromarray(np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)).save(floats)
+    check_images([str(good)], progress=False)
+    with pytest.raises(PreflightError, match=rf"1 of the run's 2 images cannot be read: {floats} \(floating-point "
+                                             r"pixels \(PIL mode F, values 0 to 1\) have no fixed range .*\); replace "
+                                             r"them with intact 8- or 16-bit copies"):
+        check_images([str(good), str(floats)], progress=False)
 
 
 def test_an_empty_test_split_and_a_two_image_val_split_are_refused_before_any_epoch(data_root, scorer, tmp_path):

@@ -292,7 +292,8 @@ def _add_runs(commands) -> None:
 
 
 def _run_runs(args) -> int:
-    from vpkit.runs import collect_runs, write_csv_atomic
+    from vpkit.atomic import write_csv_atomic
+    from vpkit.runs import collect_runs
 
     table = collect_runs(args.root)
     if table.empty:
@@ -342,7 +343,8 @@ def _add_eval(commands) -> None:
 
 
 def _run_eval(args) -> int:
-    from vpkit.evaluate import evaluate_on_dataset, load_scorer_for, load_trained_prompt, resolve_device
+    from vpkit.device import resolve_device
+    from vpkit.evaluate import evaluate_on_dataset, load_scorer_for, load_trained_prompt
 
     if args.zero_shot == (args.source is not None):
         raise ValueError("give a run folder or checkpoint, or --zero-shot (not both)")
@@ -375,7 +377,7 @@ def _run_eval(args) -> int:
     metrics["source"] = "zero-shot" if trained is None else str(trained.source)
     print(json.dumps(_rounded(metrics), indent=2))
     if args.out:
-        from vpkit.runs import write_csv_atomic, write_json_atomic
+        from vpkit.atomic import write_csv_atomic, write_json_atomic
 
         write_json_atomic(Path(args.out) / "metrics.json", metrics)
         write_csv_atomic(Path(args.out) / "predictions.csv", predictions)
@@ -450,13 +452,8 @@ def write_scores_csv(path: str | Path, scores: pd.DataFrame) -> None:
 
 
 def _run_score(args) -> int:
-    from vpkit.evaluate import (
-        check_prompt_fits,
-        load_scorer_for,
-        load_trained_prompt,
-        resolve_device,
-        score_image_files,
-    )
+    from vpkit.device import resolve_device
+    from vpkit.evaluate import check_prompt_fits, load_scorer_for, load_trained_prompt, score_image_files
 
     check_writable(args.out)
     files, others = image_files(args.images)

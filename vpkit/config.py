@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from vpkit.atomic import write_text_atomic
 from vpkit.prompters import PROMPT_MODES, PROMPT_TYPES
 from vpkit.scoring import DEFAULT_SCORE_TYPE, SCORE_TYPES
 
@@ -398,8 +399,6 @@ def paper_config(number: int) -> ExperimentConfig:
 
 def write_paper_configs(out_dir: str | Path) -> list[Path]:
     """Write configs/exp_01.yaml .. exp_33.yaml from PAPER_EXPERIMENTS (atomically)."""
-    from vpkit.runs import write_text_atomic
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []

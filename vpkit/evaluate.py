@@ -6,7 +6,6 @@ and by `vpkit score` (a user's own image files).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,30 +15,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def resolve_device(device: str | None) -> str:
-    """'auto' (or None) -> 'cuda' when available, else 'cpu'; anything else is checked and kept."""
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(
-            f"device {device!r} was asked for but CUDA is not available here; use --device cpu"
-        )
-    return device
-
-
-def autocast(device: str, amp: str):
-    """Autocast context for `amp` in none|fp16|bf16 (a no-op for 'none')."""
-    if amp == "none":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=torch.device(device).type, dtype=AMP_DTYPES[amp])
-
-
-def to_model_input(images_uint8: torch.Tensor, device: str) -> torch.Tensor:
-    """uint8 [B,3,S,S] from a loader -> float [0,1] on `device` (converted there, 4x less to copy)."""
-    return images_uint8.to(device, non_blocking=True).float().div_(255.0)
+# resolve_device is unused here: vpkit.reproduce still imports it from this module
+from vpkit.device import autocast, resolve_device, to_model_input  # noqa: F401
 
 
 class PromptedScorer(torch.nn.Module):

@@ -5,10 +5,11 @@ every image file is there and decodes."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
-from PIL import Image
 from tqdm.auto import tqdm
 
+from vpkit.data.images import image_problem
 from vpkit.metrics import MIN_SAMPLES
 
 RUN_SPLITS = ("train", "val", "test")
@@ -23,7 +24,7 @@ class PreflightError(ValueError):
 
 def check_run_data(table, progress: bool = True) -> None:
     """Refuse `table` (an IQATable, as the run will use it) when a split is empty or too small, when the val or
-    test labels are all equal, or when an image is missing or does not decode."""
+    test labels are all equal, or when an image is missing, does not decode or has pixels vpkit cannot convert."""
     problems = split_problems(table)
     if problems:
         raise PreflightError("; ".join(f"{what}; {fix}" for what, fix in problems))
@@ -49,32 +50,16 @@ def split_problems(table) -> list[tuple[str, str]]:
 
 
 def check_images(paths: list[str], progress: bool = True) -> None:
-    """Raise PreflightError naming the first few files that are missing or do not decode, and how many."""
+    """Raise PreflightError naming the first few files that are missing, do not decode or hold pixels of no fixed
+    range (what the loader would refuse mid-epoch), and how many."""
     with ThreadPoolExecutor() as pool:  # PIL releases the GIL while it reads and decodes
-        errors = list(tqdm(pool.map(image_error, paths), total=len(paths), desc="checking images", unit="img",
-                           leave=False, disable=not progress or len(paths) < PROGRESS_FROM))
-    bad = [f"{path} ({error})" for path, error in zip(paths, errors) if error]
+        fast_checks = pool.map(partial(image_problem, full=False), paths)
+        results = list(tqdm(fast_checks, total=len(paths), desc="checking images", unit="img", leave=False,
+                            disable=not progress or len(paths) < PROGRESS_FROM))
+    bad = [f"{path} ({error})" for path, (_, error) in zip(paths, results) if error]
     if bad:
         more = f" and {len(bad) - NAMED} more" if len(bad) > NAMED else ""
         raise PreflightError(
             f"{len(bad)} of the run's {len(paths)} images cannot be read: {', '.join(bad[:NAMED])}{more}; "
-            "replace them with intact copies (`vpkit data check ROOT --all-errors` lists every one)"
+            "replace them with intact 8- or 16-bit copies (`vpkit data check ROOT --all-errors` lists every one)"
         )
-
-
-def image_error(path: str) -> str | None:
-    """Why the image file at `path` cannot be used, or None. Fast: PNGs are checked chunk by chunk (CRC)
-    without inflating, JPEGs decoded at 1/8 scale (every byte is still read, so truncation shows)."""
-    try:
-        with Image.open(path) as image:
-            if image.format == "PNG":
-                image.verify()
-            else:
-                if image.format == "JPEG":
-                    image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
-                image.load()
-    except FileNotFoundError:
-        return "missing"
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:  # PIL's decode failures
-        return f"{type(error).__name__}: {error}"
-    return None

@@ -460,6 +460,55 @@ def read_config(run_dir: str | Path):
     return config_from_dict(load_yaml_file(path), str(path))
 
 
+# Settings added to vpkit after runs were already recorded without them, and how those runs went without them.
+ADDED_SETTINGS = {"train.max_grad_norm": "it trained without gradient clipping"}
+
+
+def other_settings_message(run_dir: str | Path, recorded, config) -> str:
+    """Why the run recorded in `run_dir` (its config `recorded`) is not a run of `config`, and what to do.
+
+    A config.yaml from an older vpkit lacks settings added since: read back, they take today's defaults, and
+    its config hash, taken without them, matches no config of this vpkit; those settings are named as absent
+    rather than reported as unchanged."""
+    absent = absent_settings(run_dir)
+    changed = "; ".join(config_differences(recorded, config, skip=absent))
+    if not absent:
+        return (f"{run_dir}: holds a run of other settings ({changed or 'none visible (a different vpkit version?)'}); "
+                "use the same settings, another --out, or --overwrite to start again")
+    now = config.to_dict()
+    lacking = ", ".join(f"{key} (absent -> {now[key.split('.')[0]][key.split('.')[1]]!r})" for key in absent)
+    then = "; ".join(ADDED_SETTINGS[key] for key in absent if key in ADDED_SETTINGS)
+    return (f"{run_dir}: holds a run started by an older vpkit: its config.yaml lacks {lacking}, added since, "
+            f"so this vpkit cannot continue it" + (f" ({then})" if then else "")
+            + (f"; other settings differ too ({changed})" if changed else "")
+            + "; use --overwrite to train it again with these settings, or another --out")
+
+
+def absent_settings(run_dir: str | Path) -> list[str]:
+    """'section.key' of every setting a run folder's config.yaml does not record (an older vpkit wrote it)."""
+    from vpkit.config import ExperimentConfig, load_yaml_file
+
+    data = load_yaml_file(Path(run_dir) / CONFIG_FILE, RunFolderError)
+    return [f"{section}.{key}" for section, values in ExperimentConfig().to_dict().items() if isinstance(values, dict)
+            for key in values if key not in ((data or {}).get(section) or {})]
+
+
+def config_differences(old, new, skip: Iterable[str] = ()) -> list[str]:
+    """'section.key: old -> new' for each setting in the config hash that differs (those in `skip` left out)."""
+    from vpkit.config import OPERATIONAL_FIELDS
+
+    old_dict, new_dict = old.to_dict(), new.to_dict()
+    changed = []
+    for section, values in new_dict.items():
+        if isinstance(values, dict):
+            changed += [f"{section}.{key}: {old_dict[section].get(key)!r} -> {value!r}" for key, value in values.items()
+                        if old_dict[section].get(key) != value and f"{section}.{key}" not in skip
+                        and key not in OPERATIONAL_FIELDS.get(section, ())]
+        elif old_dict.get(section) != values:
+            changed.append(f"{section}: {old_dict.get(section)!r} -> {values!r}")
+    return changed
+
+
 # ------------------------------------------------------------------------- what a run trained on
 
 SPLITS = ("train", "val", "test")

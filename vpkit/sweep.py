@@ -68,6 +68,7 @@ class SweepJob:
 def plan_sweep(profile: str, overrides: dict, out_dir: str | Path) -> tuple[list[SweepJob], Path]:
     """The experiments of a reproduction profile (with command-line overrides), their configs written to
     OUT/sweep/configs/; returns the jobs and OUT. The same configs and run folders as `vpkit reproduce`."""
+    from vpkit.atomic import write_text_atomic
     from vpkit.reproduce import (
         FAMILIES,
         check_finished_run,
@@ -77,7 +78,6 @@ def plan_sweep(profile: str, overrides: dict, out_dir: str | Path) -> tuple[list
         notebook_settings,
         profile_parameters,
     )
-    from vpkit.runs import write_text_atomic
 
     parameters = profile_parameters(load_profile(profile), overrides, out_dir)
     settings = notebook_settings(progress=False, **parameters)
@@ -98,7 +98,7 @@ def plan_sweep(profile: str, overrides: dict, out_dir: str | Path) -> tuple[list
 
 
 def write_jobs(out_dir: str | Path, jobs: list[SweepJob]) -> None:
-    from vpkit.runs import write_json_atomic
+    from vpkit.atomic import write_json_atomic
 
     write_json_atomic(Path(out_dir) / SWEEP_DIR / JOBS_FILE, [asdict(job) for job in jobs])
 

@@ -29,15 +29,8 @@ from tqdm.auto import tqdm
 
 from vpkit import distributed
 from vpkit.config import ExperimentConfig, resolve_for_model
-from vpkit.evaluate import (
-    PromptedScorer,
-    autocast,
-    correlation_metrics,
-    limit_table,
-    predict,
-    resolve_device,
-    to_model_input,
-)
+from vpkit.device import autocast, resolve_device, to_model_input
+from vpkit.evaluate import PromptedScorer, correlation_metrics, limit_table, predict
 from vpkit.preflight import check_run_data
 from vpkit.runs import (
     BEST_CHECKPOINT,
@@ -54,6 +47,7 @@ from vpkit.runs import (
     json_safe,
     load_prompt_checkpoint,
     lock_run_dir,
+    other_settings_message,
     prepare_run_dir,
     prompt_checkpoint_metadata,
     read_config,
@@ -524,25 +518,7 @@ def _check_same_config(run_dir: Path, config: ExperimentConfig, device: str) -> 
 
 
 def _refuse_other_config(run_dir: Path, recorded: ExperimentConfig, config: ExperimentConfig) -> None:
-    raise RunFolderError(
-        f"{run_dir}: holds a run of other settings ({_config_differences(recorded, config)}); "
-        "use the same settings, another --out, or --overwrite to start again"
-    )
-
-
-def _config_differences(old: ExperimentConfig, new: ExperimentConfig) -> str:
-    old_dict, new_dict = old.to_dict(), new.to_dict()
-    changed = []
-    for section, values in new_dict.items():
-        if isinstance(values, dict):
-            changed += [
-                f"{section}.{k}: {old_dict[section].get(k)!r} -> {v!r}"
-                for k, v in values.items()
-                if old_dict[section].get(k) != v
-            ]
-        elif old_dict.get(section) != values:
-            changed.append(f"{section}: {old_dict.get(section)!r} -> {values!r}")
-    return "; ".join(changed) or "none visible (a different vpkit version?)"
+    raise RunFolderError(other_settings_message(run_dir, recorded, config))
 
 
 # ----------------------------------------------------------------------------- the end

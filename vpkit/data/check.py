@@ -5,12 +5,12 @@ import warnings
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
-from PIL import Image
 from tqdm.auto import tqdm
 
-from .images import MODE_NOTES, UNSCALED_MODES, ImageError, to_rgb
+from .images import MODE_NOTES, image_problem
 from .layouts import find_layouts, looked_for
 from .problems import Problem, csv_line
 from .specs import SPECS, dataset_spec
@@ -51,16 +51,11 @@ def check_datasets(root: str | Path, datasets: list[str] | None = None, *, layou
     return 1 if failed else 0
 
 
-def unreadable_images(table: IQATable, progress: bool = True) -> list[Problem]:
-    """A Problem for every image that cannot be decoded (opened and fully read) or converted to 8-bit RGB."""
-    return decode_report(table, progress)[0]
-
-
 def decode_report(table: IQATable, progress: bool = True) -> tuple[list[Problem], Counter]:
-    """Decode every image: (a Problem for each unusable one, how many images of each PIL mode were found)."""
+    """Decode every image in full: (a Problem for each unusable one, how many images of each PIL mode were found)."""
     paths = table.frame["path"].tolist()
     with ThreadPoolExecutor(max_workers=available_cpus()) as pool:
-        results = list(tqdm(pool.map(_decode, paths), total=len(paths), desc=f"decoding {table.dataset}",
+        results = list(tqdm(pool.map(partial(image_problem, full=True), paths), total=len(paths), desc=f"decoding {table.dataset}",
                             unit="img", disable=not progress))
     problems = [Problem(table.csv_path, f"image {name!r} cannot be read or used: {error}",
                         f"replace {path} with an intact 8-bit or 16-bit copy from the original release", csv_line(pos))
@@ -73,24 +68,6 @@ def split_size_problems(table: IQATable) -> list[Problem]:
     from vpkit.preflight import split_problems
 
     return [Problem(table.csv_path, what, fix) for what, fix in split_problems(table)]
-
-
-def _decode(path: str) -> tuple[str | None, str | None]:
-    """(PIL mode, None) for a usable image, (mode or None, what is wrong) otherwise."""
-    mode = None
-    try:
-        with Image.open(path) as image:
-            mode = image.mode
-            if image.format == "JPEG":
-                image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))  # still reads every byte, faster
-            image.load()
-            if mode in UNSCALED_MODES:
-                to_rgb(image, path)  # refuses pixels of unknown range
-    except ImageError as exc:
-        return mode, str(exc).removeprefix(f"{path}: ")
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:  # PIL's decode failures
-        return mode, f"{type(exc).__name__}: {exc}"
-    return mode, None
 
 
 def describe_modes(modes: Counter) -> str:

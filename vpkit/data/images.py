@@ -74,6 +74,35 @@ def to_rgb(image: Image.Image, name: str) -> Image.Image:
     raise ImageError(f"{name}: PIL mode {image.mode} cannot be converted to RGB; save it as an 8-bit RGB image")
 
 
+def image_problem(path: str | Path, *, full: bool) -> tuple[str | None, str | None]:
+    """(PIL mode, None) for an image file vpkit can use; (mode or None, what is wrong) otherwise: missing, does
+    not decode, or pixels `to_rgb` refuses (floats or 32-bit integers beyond 8-bit values).
+
+    Every byte is read either way, so truncation shows: JPEGs are decoded at 1/8 scale. `full=False` is the
+    fast check before training: PNGs are checked chunk by chunk (CRC) without inflating, unless their mode
+    needs their values looked at. `full=True` (`vpkit data check`) inflates them too.
+    """
+    mode = None
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+            if image.format == "PNG" and not full and mode not in UNSCALED_MODES:
+                image.verify()
+            else:
+                if image.format == "JPEG":
+                    image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
+                image.load()
+                if mode in UNSCALED_MODES:
+                    to_rgb(image, str(path))  # refuses pixels of unknown range
+    except FileNotFoundError:
+        return None, "missing"
+    except ImageError as error:
+        return mode, str(error).removeprefix(f"{path}: ")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:  # PIL's decode failures
+        return mode, f"{type(error).__name__}: {error}"
+    return mode, None
+
+
 def prepare_image(path_or_pil: str | Path | Image.Image, size: int, method: str = "resize_crop") -> np.ndarray:
     """uint8 [size, size, 3] ready for the prompt.
 

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from vpkit.scoring import DEFAULT_SCORE_TYPE
 
-from .query import PAPER_QUERY, QualityScorer, bos_prefixed_ids, check_starts_with_bos, load_tokenizer
+from .base import PAPER_QUERY, QualityScorer, bos_prefixed_ids, check_starts_with_bos, load_tokenizer
 
 LLAVA_IMAGE_TOKEN = "<image>"
 LLAVA_TEMPLATE = "USER: <image>\n{query} ASSISTANT:"

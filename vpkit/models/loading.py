@@ -126,9 +126,10 @@ def read_shard(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
 # ===================================================================== loading
 def load_mplug_owl2(model_class, path: str | Path, *, dtype: torch.dtype | str = torch.float32,
                     device: torch.device | str = "cpu", progress: bool = True):
-    """Build `model_class(config)` on meta and fill it from the folder's weights (see module docstring)."""
-    from .mplug_owl2 import COMPUTED_BUFFER_SUFFIXES, IGNORED_CHECKPOINT_SUFFIXES
+    """Build `model_class(config)` on meta and fill it from the folder's weights (see module docstring).
 
+    `model_class` names the checkpoint keys it can do without (`computed_buffer_suffixes`: buffers it recomputes
+    from the config) and those to skip (`ignored_checkpoint_suffixes`)."""
     folder = Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"model folder {folder} not found (give a local folder holding config.json and "
@@ -140,10 +141,10 @@ def load_mplug_owl2(model_class, path: str | Path, *, dtype: torch.dtype | str =
         model = model_class(config)
     expected = {k: v for k, v in model.state_dict().items()}
     buffer_names = {name for name, _ in model.named_buffers()}
-    optional = {k for k in expected if k.endswith(COMPUTED_BUFFER_SUFFIXES)}
+    optional = {k for k in expected if k.endswith(model_class.computed_buffer_suffixes)}
 
     def ignored(key: str) -> bool:
-        return key.endswith(IGNORED_CHECKPOINT_SUFFIXES)
+        return key.endswith(model_class.ignored_checkpoint_suffixes)
 
     listed = _keys_up_front(files, weight_map)
     if listed is not None:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from .loading import load_mplug_owl2, resolve_dtype
 from .mplug_owl2_config import AbstractorConfig, MPLUGOwl2Config, VisionConfig
 
 IMAGE_TOKEN_INDEX = -200
@@ -504,6 +505,10 @@ class MPLUGOwl2Model(nn.Module):
 class MPLUGOwl2ForCausalLM(nn.Module):
     """mPLUG-Owl2 with the LLaMA-2 LLM; `from_pretrained` loads the released checkpoint layout."""
 
+    # What the checkpoint loader (vpkit.models.loading) may find missing, and what it skips.
+    computed_buffer_suffixes = COMPUTED_BUFFER_SUFFIXES
+    ignored_checkpoint_suffixes = IGNORED_CHECKPOINT_SUFFIXES
+
     def __init__(self, config: MPLUGOwl2Config):
         super().__init__()
         self.config = config
@@ -516,16 +521,12 @@ class MPLUGOwl2ForCausalLM(nn.Module):
     def from_pretrained(cls, path: str | Path, *, dtype: torch.dtype | str = torch.float32,
                         device: torch.device | str = "cpu", progress: bool = True) -> MPLUGOwl2ForCausalLM:
         """Read `config.json` and the weights (any shipped layout) from a local folder, without a random copy."""
-        from .loading import load_mplug_owl2
-
         return load_mplug_owl2(cls, path, dtype=dtype, device=device, progress=progress)
 
     @classmethod
     def random_init(cls, config: MPLUGOwl2Config, *, dtype: torch.dtype | str = torch.float32,
                     device: torch.device | str = "cpu", seed: int = 0) -> MPLUGOwl2ForCausalLM:
         """A randomly initialised model built on `meta` and materialised in place (fast, also for 7B sizes)."""
-        from .loading import resolve_dtype
-
         with torch.device("meta"):
             model = cls(config)
         model.to(resolve_dtype(dtype))  # on meta: free, so the device only ever holds the target dtype

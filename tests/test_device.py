@@ -1,0 +1,30 @@
+"""vpkit.device: the device a run asks for, autocast, and loader batches turned into model input."""
+import pytest
+import torch
+
+from vpkit.device import autocast, resolve_device, to_model_input
+
+
+def test_auto_picks_cuda_only_where_there_is_one():
+    assert resolve_device("auto") == resolve_device(None) == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == "cpu"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_asking_for_cuda_without_it_names_the_fix():
+    with pytest.raises(RuntimeError, match=r"'cuda:1' was asked for but CUDA is not available here; use --device cpu"):
+        resolve_device("cuda:1")
+
+
+def test_autocast_none_keeps_fp32_and_bf16_computes_in_bf16():
+    a, b = torch.rand(4, 4), torch.rand(4, 4)
+    with autocast("cpu", "none"):
+        assert (a @ b).dtype == torch.float32
+    with autocast("cpu", "bf16"):
+        assert (a @ b).dtype == torch.bfloat16
+
+
+def test_uint8_batches_become_floats_in_0_1():
+    images = torch.tensor([[0, 51, 255]], dtype=torch.uint8)
+    out = to_model_input(images, "cpu")
+    assert out.dtype == torch.float32 and torch.equal(out, torch.tensor([[0.0, 0.2, 1.0]]))

@@ -1,0 +1,32 @@
+"""Where and in what precision the model runs: the device a run asks for, autocast, and the loader's uint8
+batches turned into model input on that device. Shared by training, evaluation and scoring."""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(device: str | None) -> str:
+    """'auto' (or None) -> 'cuda' when available, else 'cpu'; anything else is checked and kept."""
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"device {device!r} was asked for but CUDA is not available here; use --device cpu"
+        )
+    return device
+
+
+def autocast(device: str, amp: str):
+    """Autocast context for `amp` in none|fp16|bf16 (a no-op for 'none')."""
+    if amp == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=AMP_DTYPES[amp])
+
+
+def to_model_input(images_uint8: torch.Tensor, device: str) -> torch.Tensor:
+    """uint8 [B,3,S,S] from a loader -> float [0,1] on `device` (converted there, 4x less to copy)."""
+    return images_uint8.to(device, non_blocking=True).float().div_(255.0)

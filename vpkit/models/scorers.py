@@ -1,0 +1,61 @@
+"""`load_scorer`: the frozen quality scorer for a model name ("tiny", "tiny-random") or a local checkpoint
+folder, whichever family its config.json names (mPLUG-Owl2 or LLaVA)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from vpkit.scoring import DEFAULT_SCORE_TYPE
+
+from .base import PAPER_QUERY, QualityScorer
+from .llava import load_llava_scorer
+from .loading import resolve_dtype
+from .query import MPLUGOwl2Scorer, load_mplug_owl2_scorer
+
+
+def load_scorer(model: str | Path = "tiny", *, dtype: torch.dtype | str = "fp32", device: torch.device | str = "cpu",
+                normalisation: str | None = None, score_type: str = DEFAULT_SCORE_TYPE, query: str = PAPER_QUERY,
+                checkpointing: bool = False) -> QualityScorer:
+    """A frozen scorer for `model`: "tiny" (the shipped pretrained toy), "tiny-random", or a local folder
+    holding an mPLUG-Owl2 or a llava-hf checkpoint (told apart by its config.json).
+
+    `normalisation` defaults to "imagenet" for mPLUG-Owl2 models (the paper's code) and "clip" for LLaVA.
+    """
+    from .tiny import TINY_ASSET_DIR, TINY_RANDOM, build_tiny_model
+
+    torch_dtype = resolve_dtype(dtype)
+    options = {"score_type": score_type, "query": query, "checkpointing": checkpointing}
+    if str(model) == TINY_RANDOM:
+        vlm, tokenizer = build_tiny_model(seed=0)
+        return MPLUGOwl2Scorer(vlm.to(device=device, dtype=torch_dtype), tokenizer,
+                               normalisation=normalisation or "imagenet", **options)
+    if str(model) == "tiny":
+        if not (TINY_ASSET_DIR / "config.json").is_file():
+            raise FileNotFoundError(f"the pretrained tiny model is not installed at {TINY_ASSET_DIR}; use "
+                                    f"load_scorer({TINY_RANDOM!r}) for the random-weight tiny model")
+        model = TINY_ASSET_DIR
+    folder = Path(model)
+    model_type = _model_type(folder)
+    if model_type == "mplug_owl2":
+        return load_mplug_owl2_scorer(folder, dtype=torch_dtype, device=device,
+                                      normalisation=normalisation or "imagenet", **options)
+    if model_type == "llava":
+        return load_llava_scorer(folder, dtype=torch_dtype, device=device, normalisation=normalisation or "clip",
+                                 **options)
+    raise ValueError(f"{folder / 'config.json'}: field 'model_type' is {model_type!r}; supported: 'mplug_owl2' "
+                     "(MAGAer13/mplug-owl2-llama2-7b layout) and 'llava' (llava-hf layout), or 'tiny' / "
+                     f"{TINY_RANDOM!r}")
+
+
+def _model_type(folder: Path) -> str | None:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"model {str(folder)!r} is neither 'tiny', 'tiny-random' nor an existing folder")
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} not found: a model folder needs the checkpoint's config.json")
+    try:
+        return json.loads(config_path.read_text(encoding="utf-8")).get("model_type")
+    except (json.JSONDecodeError, AttributeError) as err:
+        raise ValueError(f"{config_path}: not a JSON object ({err})") from None
