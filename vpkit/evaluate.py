@@ -15,8 +15,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-# resolve_device is unused here: vpkit.reproduce still imports it from this module
-from vpkit.device import autocast, resolve_device, to_model_input  # noqa: F401
+from vpkit.device import autocast, to_model_input
 
 
 class PromptedScorer(torch.nn.Module):

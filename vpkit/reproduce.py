@@ -226,7 +226,7 @@ class Settings:
 
 def notebook_settings(*, progress: bool = True, **parameters) -> Settings:
     """Check a notebook's parameters, make the output folders and, for data_root="demo", the demo set."""
-    from vpkit.evaluate import resolve_device
+    from vpkit.device import resolve_device
 
     missing = sorted(set(PARAMETERS) - set(parameters))
     if missing:
@@ -386,8 +386,8 @@ def trained_runs(settings: Settings) -> list[Path]:
 def check_finished_run(config, run_dir: Path) -> None:
     """Refuse to reuse a finished or stopped run that was trained with other settings (train() would just report
     or continue it), naming the notebook parameters that differ and the values that would reuse it."""
-    from vpkit.config import OPERATIONAL_FIELDS, resolve_for_model
-    from vpkit.runs import read_config, run_status
+    from vpkit.config import resolve_for_model
+    from vpkit.runs import changed_settings, read_config, run_status
 
     if run_status(run_dir) not in ("finished", "partial"):
         return
@@ -395,11 +395,10 @@ def check_finished_run(config, run_dir: Path) -> None:
     resolved, _ = resolve_for_model(config, recorded.prompt.image_size, config.train.device)
     if resolved.hash() == recorded.hash():
         return
-    old, new = recorded.to_dict(), resolved.to_dict()
-    changed = [(section, key) for section, values in new.items() if isinstance(values, dict)
-               for key, value in values.items()
-               if old[section].get(key) != value and key not in OPERATIONAL_FIELDS.get(section, ())]
-    raise RunSettingsError(_mismatch_message(run_dir, run_status(run_dir), changed, old, new))
+    changed = [(section, key) for section, key in changed_settings(recorded, resolved) if key is not None]
+    raise RunSettingsError(
+        _mismatch_message(run_dir, run_status(run_dir), changed, recorded.to_dict(), resolved.to_dict())
+    )
 
 
 def _mismatch_message(run_dir: Path, status: str, changed: list, old: dict, new: dict) -> str:

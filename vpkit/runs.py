@@ -493,20 +493,32 @@ def absent_settings(run_dir: str | Path) -> list[str]:
             for key in values if key not in ((data or {}).get(section) or {})]
 
 
-def config_differences(old, new, skip: Iterable[str] = ()) -> list[str]:
-    """'section.key: old -> new' for each setting in the config hash that differs (those in `skip` left out)."""
+def changed_settings(old, new) -> list[tuple[str, str | None]]:
+    """(section, key) of each setting in the config hash that differs between two configs; (name, None) for a
+    top-level value. Operational settings (device, workers, cache, data root) are not part of a run's identity."""
     from vpkit.config import OPERATIONAL_FIELDS
 
     old_dict, new_dict = old.to_dict(), new.to_dict()
     changed = []
     for section, values in new_dict.items():
         if isinstance(values, dict):
-            changed += [f"{section}.{key}: {old_dict[section].get(key)!r} -> {value!r}" for key, value in values.items()
-                        if old_dict[section].get(key) != value and f"{section}.{key}" not in skip
-                        and key not in OPERATIONAL_FIELDS.get(section, ())]
+            changed += [(section, key) for key, value in values.items()
+                        if old_dict[section].get(key) != value and key not in OPERATIONAL_FIELDS.get(section, ())]
         elif old_dict.get(section) != values:
-            changed.append(f"{section}: {old_dict.get(section)!r} -> {values!r}")
+            changed.append((section, None))
     return changed
+
+
+def config_differences(old, new, skip: Iterable[str] = ()) -> list[str]:
+    """'section.key: old -> new' for each setting in the config hash that differs (those in `skip` left out)."""
+    old_dict, new_dict = old.to_dict(), new.to_dict()
+    lines = []
+    for section, key in changed_settings(old, new):
+        if key is None:
+            lines.append(f"{section}: {old_dict.get(section)!r} -> {new_dict[section]!r}")
+        elif f"{section}.{key}" not in skip:
+            lines.append(f"{section}.{key}: {old_dict[section].get(key)!r} -> {new_dict[section][key]!r}")
+    return lines
 
 
 # ------------------------------------------------------------------------- what a run trained on
