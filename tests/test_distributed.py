@@ -23,7 +23,7 @@ from _ddp_train import tiny_config
 
 WORKER = Path(__file__).parent / "_ddp_train.py"
 TOLERANCE = 1e-5
-TIMING_COLUMNS = ["train_seconds", "train_images_per_s"]
+TIMING_COLUMNS = ["train_seconds", "train_images_per_s", "train_data_wait_s"]
 
 
 def test_rank_shards_interleave_back_into_the_one_process_epoch():

@@ -1,4 +1,6 @@
 """MPLUGOwl2ForCausalLM behaviour beyond the golden vectors: layouts, routing, checkpointing, dtypes."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -61,6 +63,24 @@ def test_routing_sends_visual_tokens_to_copy_one(model):
     finally:
         with torch.no_grad():
             layer.self_attn.k_proj.multiway[1].weight.copy_(saved)
+
+
+def test_a_batch_of_one_query_routes_spans_as_the_row_gather_does(model):
+    """Rows that share their text/image pattern are routed by slicing spans (few ops per layer); the logits and
+    the pixel gradient equal those of the general gather/scatter routing that ragged batches take."""
+    ids = torch.tensor([[1, 5, IMG, 6, 7]] * 3)
+    layout = model.prepare_layout(ids)
+    visual = model.config.num_visual_tokens
+    assert layout.modality_runs == ((2, 0), (visual, 1), (2, 0))
+    assert model.prepare_layout(torch.tensor([[1, 5, IMG, 6], [1, IMG, 7, 8]])).modality_runs is None
+    results = []
+    for routed in (layout, dataclasses.replace(layout, modality_runs=None)):
+        images = pixels(3).requires_grad_(True)
+        logits = model.last_token_logits(None, images, torch.tensor([1, 2]), layout=routed)
+        (logits[:, 0] - logits[:, 1]).sum().backward()
+        results.append((logits.detach(), images.grad))
+    assert torch.allclose(results[0][0], results[1][0], atol=1e-6)
+    assert torch.allclose(results[0][1], results[1][1], atol=1e-7)
 
 
 def test_last_token_logits_equal_full_logits(model):

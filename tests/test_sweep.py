@@ -15,7 +15,7 @@ from vpkit.sweep import SweepJob, sbatch_script, slurm_options, sweep_summary, w
 pytest.importorskip("submitit")
 
 EXPERIMENTS = [4, 7]  # KADID padding and centre patch: the test set has only KADID
-TIMING_COLUMNS = ["train_seconds", "train_images_per_s"]
+TIMING_COLUMNS = ["train_seconds", "train_images_per_s", "train_data_wait_s"]
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from vpkit.models import load_scorer
 from vpkit.runs import RunFolderError, load_prompt_checkpoint, read_run, run_status
 from vpkit.train import train
 
-TIMING_COLUMNS = ("train_seconds", "train_images_per_s")
+TIMING_COLUMNS = ("train_seconds", "train_images_per_s", "train_data_wait_s")
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +66,7 @@ def test_a_padding_prompt_trains_into_a_complete_run_folder(finished_run, data_r
     best = int(record.metrics.loc[record.metrics["val_selection"].idxmax(), "epoch"])
     assert record.state.best_epoch == best == test["best_epoch"]
     assert (record.metrics["train_loss"] > 0).all() and record.metrics["val_srcc"].between(-1, 1).all()
+    assert record.metrics["train_data_wait_s"].between(0, record.metrics["train_seconds"].max()).all()
 
     best_state, metadata = load_prompt_checkpoint(run_dir / "best.safetensors")
     epoch_state, _ = load_prompt_checkpoint(run_dir / f"epoch-{best:02d}.safetensors")

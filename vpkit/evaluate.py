@@ -55,14 +55,14 @@ def predict(
         images = to_model_input(batch["image"], device)
         with autocast(device, amp):
             batch_scores = model(images)
-        scores.append(batch_scores.float().cpu().numpy())
+        scores.append(batch_scores.detach().float().reshape(-1))  # kept on the device: no sync per batch
         labels.append(np.asarray(batch["label"], dtype=np.float32))
         names.extend(batch["name"])
     shard = pd.DataFrame(
         {
             "name": names,
             "label": np.concatenate(labels) if labels else np.zeros(0, np.float32),
-            "score": np.concatenate(scores) if scores else np.zeros(0, np.float32),
+            "score": torch.cat(scores).cpu().numpy() if scores else np.zeros(0, np.float32),  # one float an image
         }
     )
     predictions = gather_predictions(shard)

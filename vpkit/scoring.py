@@ -124,9 +124,17 @@ def score_from_logits(logits: torch.Tensor, pos_ids: Sequence[int], neg_ids: Seq
     pos_ids, neg_ids = _check_ids(logits, pos_ids, "pos_ids"), _check_ids(logits, neg_ids, "neg_ids")
     if set(pos_ids) & set(neg_ids):
         raise ValueError(f"positive and negative ids overlap: {sorted(set(pos_ids) & set(neg_ids))}")
+    as_index = {"dtype": torch.long, "device": logits.device}
+    return softmax_mass(logits, torch.tensor(pos_ids, **as_index), torch.tensor(neg_ids, **as_index))
+
+
+def softmax_mass(logits: torch.Tensor, pos_index: torch.Tensor, neg_index: torch.Tensor) -> torch.Tensor:
+    """:func:`score_from_logits` for index tensors already checked and on the logits' device: no host work, so
+    a model's forward pass can call it every step (indexing a CUDA tensor with a Python list copies the list
+    to the device and waits for it)."""
     logits = logits.float()
-    pos = torch.logsumexp(logits[..., pos_ids], dim=-1)
-    neg = torch.logsumexp(logits[..., neg_ids], dim=-1)
+    pos = torch.logsumexp(logits[..., pos_index], dim=-1)
+    neg = torch.logsumexp(logits[..., neg_index], dim=-1)
     return torch.sigmoid(pos - neg)
 
 

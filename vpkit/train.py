@@ -170,7 +170,7 @@ def _fit(config, run_dir, action, scorer, device, table, callbacks, progress) ->
     for epoch in epochs:
         train_loader.sampler.set_epoch(epoch)  # order and flips depend on (seed, epoch) only: resumable
         started = time.perf_counter()
-        loss, n_images, grad_norms = train_one_epoch(
+        loss, n_images, epoch_stats = train_one_epoch(
             model, prompter, optimizer, scaler, train_loader, device, cfg.amp, cfg.grad_accum, progress,
             max_grad_norm=cfg.max_grad_norm,
         )
@@ -185,7 +185,7 @@ def _fit(config, run_dir, action, scorer, device, table, callbacks, progress) ->
         row = {
             "epoch": epoch,
             "train_loss": loss,
-            **grad_norms,
+            **epoch_stats,
             **{f"val_{k}": v for k, v in val.items()},
             "best": improved,
             "lr": optimizer.param_groups[0]["lr"],
@@ -223,18 +223,23 @@ def train_one_epoch(
     progress: bool = True,
     max_grad_norm: float | None = None,
 ) -> tuple[float, int, dict]:
-    """One pass over `loader` with SGD on the prompt; returns (mean MSE per image, images seen, gradient-norm
-    statistics of the epoch's optimiser steps, see `GradNormLog.summary`).
+    """One pass over `loader` with SGD on the prompt; returns (mean MSE per image, images seen, the epoch's
+    statistics: gradient norms of its optimiser steps, see `GradNormLog.summary`, and `train_data_wait_s`, the
+    seconds the loop spent waiting for the loader's next batch).
 
     `model` maps [0,1] images to fp32 scores (a PromptedScorer, maybe compiled); `scaler` is a GradScaler
     (enabled for fp16 autocast); `max_grad_norm` clips each step's total gradient norm (None: no clipping).
+    The loss is summed on the device and read only every few steps (`LossReads`), so a step never waits for
+    the device; an fp32 run still stops with FloatingPointError at the first read after a non-finite loss.
     """
     prompter.train()
-    total_loss, n_images = 0.0, 0
+    n_images = 0
     grad_norms = GradNormLog(max_grad_norm)
+    losses = LossReads(device, check_finite=not scaler.is_enabled())  # fp16: the scaler skips inf/NaN steps
     steps = len(loader)
     optimizer.zero_grad(set_to_none=True)
-    bar = tqdm(loader, desc="train", leave=False, disable=not progress)
+    data = DataWait(loader)
+    bar = tqdm(data, desc="train", leave=False, disable=not progress)
     for step, batch in enumerate(bar, start=1):
         images = to_model_input(batch["image"], device)
         labels = batch["label"].to(device, torch.float32)
@@ -249,17 +254,72 @@ def train_one_epoch(
             scaler.step(optimizer)  # under fp16 the scaler skips steps with inf/NaN gradients
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
-        loss_value = loss.item()  # the one host-device sync of the step, after the work is queued
-        if not math.isfinite(loss_value) and not scaler.is_enabled():
-            raise FloatingPointError(
-                f"training loss is {loss_value} at step {step}; lower train.lr or use fp32"
-            )
-        total_loss += loss_value * len(labels)
+        losses.add(loss, len(labels))
         n_images += len(labels)
-        bar.set_postfix(loss=f"{loss_value:.4f}")
+        if losses.due(step, last=step == steps):
+            bar.set_postfix(loss=f"{losses.read(step) / n_images:.4f}")
     prompter.eval()
-    total_loss, n_images = distributed.sum_over_ranks(total_loss, n_images)
-    return total_loss / max(n_images, 1), int(n_images), grad_norms.summary()
+    total_loss, n_images = distributed.sum_over_ranks(losses.read(steps), n_images)
+    stats = {**grad_norms.summary(), "train_data_wait_s": round(data.seconds, 3)}
+    return total_loss / max(n_images, 1), int(n_images), stats
+
+
+# Reading the loss makes the host wait for the device; it is read this often (steps or seconds, whichever comes
+# first) for the progress bar and the non-finite check, and once at the end of the epoch.
+LOSS_READ_STEPS = 25
+LOSS_READ_SECONDS = 2.0
+
+
+class LossReads:
+    """The epoch's summed loss (loss x images per step), accumulated on the device and read now and then."""
+
+    def __init__(self, device: str, check_finite: bool):
+        # float64 like the Python float it replaces, so the epoch's mean loss is the same number as before
+        self.total = torch.zeros((), dtype=torch.float64, device=device)
+        self.check_finite = check_finite
+        self.read_step, self.read_time, self.value = 0, time.perf_counter(), 0.0
+
+    def add(self, loss: torch.Tensor, n_images: int) -> None:
+        self.total += loss.detach().double() * n_images
+
+    def due(self, step: int, last: bool) -> bool:
+        waited = time.perf_counter() - self.read_time
+        return last or step - self.read_step >= LOSS_READ_STEPS or waited >= LOSS_READ_SECONDS
+
+    def read(self, step: int) -> float:
+        """The summed loss up to `step` (one host-device sync); raises on a non-finite loss when checking."""
+        if step != self.read_step:
+            self.value = float(self.total)
+            if self.check_finite and not math.isfinite(self.value):
+                raise FloatingPointError(
+                    f"training loss is {self.value} at a step in {self.read_step + 1}..{step}; "
+                    "lower train.lr or use fp32"
+                )
+            self.read_step, self.read_time = step, time.perf_counter()
+        return self.value
+
+
+class DataWait:
+    """Iterates `loader` and adds up the seconds spent blocked in it (starting it and each next())."""
+
+    def __init__(self, loader):
+        self.loader, self.seconds = loader, 0.0
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        started = time.perf_counter()
+        batches = iter(self.loader)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            finally:
+                self.seconds += time.perf_counter() - started
+            yield batch
+            started = time.perf_counter()
 
 
 def clip_gradients(optimizer, scaler, max_norm: float | None) -> torch.Tensor:

@@ -20,9 +20,9 @@ from vpkit.scoring import (
     DEFAULT_SCORE_TYPE,
     ScoreWordError,
     all_score_words,
-    score_from_logits,
     score_indices,
     score_words,
+    softmax_mass,
     word_token_id,
 )
 
@@ -93,6 +93,10 @@ class QualityScorer(nn.Module):
         self.positive_index, self.negative_index = score_indices(score_type, self.score_word_list)
         device = _module_device(model)
         self.register_buffer("word_ids", torch.tensor(word_ids, dtype=torch.long, device=device), persistent=False)
+        # the score's word positions as device tensors, made once: indexing with the Python lists would copy them
+        # to the device (and wait for the copy) in every forward pass
+        for name, index in (("positive_rows", self.positive_index), ("negative_rows", self.negative_index)):
+            self.register_buffer(name, torch.tensor(index, dtype=torch.long, device=device), persistent=False)
         mean, std = NORMALISATIONS[normalisation]
         self.register_buffer("mean", torch.tensor(mean, device=device).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, device=device).view(1, 3, 1, 1), persistent=False)
@@ -147,7 +151,7 @@ class QualityScorer(nn.Module):
 
     def score_logits(self, word_logits: Tensor) -> Tensor:
         """float32 [B] score of the scorer's score type from `word_logits` output."""
-        return score_from_logits(word_logits, self.positive_index, self.negative_index)
+        return softmax_mass(word_logits, self.positive_rows, self.negative_rows)
 
     def forward(self, images01: Tensor, prompter: nn.Module | None = None) -> Tensor:
         return self.score_logits(self.word_logits(images01, prompter))

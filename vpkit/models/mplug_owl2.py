@@ -265,6 +265,7 @@ class ModalityRouting:
     is_visual: Tensor  # [B, T, 1] bool
     text_rows: Tensor  # flat row indices (B*T) of text tokens
     visual_rows: Tensor  # flat row indices of visual tokens
+    runs: tuple[tuple[int, int], ...] | None = None  # see MultimodalLayout.modality_runs
 
     @staticmethod
     def rows(indicators: Tensor) -> tuple[Tensor, Tensor]:
@@ -272,6 +273,20 @@ class ModalityRouting:
         the layout is built, not in the forward pass (it would break a torch.compile graph there)."""
         flat = indicators.reshape(-1)
         return (flat == 0).nonzero().squeeze(1), (flat == 1).nonzero().squeeze(1)
+
+    @staticmethod
+    def shared_runs(modality: list[list[int]]) -> tuple[tuple[int, int], ...] | None:
+        """(length, modality) of each run of equal modality along the sequence when every row has the same
+        pattern (a batch of one query: text, image, text), else None."""
+        first = modality[0] if modality else []
+        if not first or any(row != first for row in modality):
+            return None
+        runs, start = [], 0
+        for position in range(1, len(first) + 1):
+            if position == len(first) or first[position] != first[start]:
+                runs.append((position - start, first[start]))
+                start = position
+        return tuple(runs)
 
 
 class LlamaRMSNorm(nn.Module):
@@ -311,6 +326,12 @@ class MultiwayLinear(nn.Module):
 
     def forward(self, hidden: Tensor, routing: ModalityRouting) -> Tensor:
         batch, length, _ = hidden.shape
+        if routing.runs is not None:  # spans shared by every row: split, one matmul per span, cat (no scatter)
+            pieces = hidden.split([span for span, _ in routing.runs], dim=1)
+            # 2-D inputs: a bias-free Linear on a strided 3-D slice would take matmul's slower batched path
+            projected = [self.multiway[kind](piece.reshape(-1, piece.shape[-1])).view(batch, piece.shape[1], -1)
+                         for piece, (_, kind) in zip(pieces, routing.runs)]
+            return torch.cat(projected, dim=1)
         flat = hidden.reshape(batch * length, -1)
         text_proj, visual_proj = self.multiway
         out = flat.new_empty(batch * length, text_proj.out_features)
@@ -417,6 +438,9 @@ class MultimodalLayout:
     has_padding: bool
     text_rows: Tensor  # flat (B*T) row indices of text tokens
     visual_rows: Tensor  # flat row indices of visual tokens
+    # (length, modality) of the runs along the sequence when every row shares them (the paper's query: text, 65
+    # visual, text), so the modality-adaptive projections slice spans instead of gathering and scattering rows.
+    modality_runs: tuple[tuple[int, int], ...] | None = None
 
     def to(self, device: torch.device | str) -> MultimodalLayout:
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -473,7 +497,8 @@ def build_layout(input_ids: Tensor, attention_mask: Tensor | None, tokens_per_im
     modality, key_mask = padded(1, 0), padded(2, 0)
     text_rows, visual_rows = ModalityRouting.rows(modality)
     return MultimodalLayout(padded(0, 0), modality, key_mask, padded(3, 0), filler, image_index,
-                            has_padding=not bool(key_mask.all()), text_rows=text_rows, visual_rows=visual_rows)
+                            has_padding=not bool(key_mask.all()), text_rows=text_rows, visual_rows=visual_rows,
+                            modality_runs=ModalityRouting.shared_runs(modality.tolist()))
 
 
 # ===================================================================== model
@@ -621,7 +646,8 @@ class MPLUGOwl2ForCausalLM(nn.Module):
 
     def decode(self, inputs_embeds: Tensor, layout: MultimodalLayout) -> Tensor:
         """LLM layers over the expanded sequence; hidden states before the final norm."""
-        routing = ModalityRouting(layout.modality_indicators.unsqueeze(-1).bool(), layout.text_rows, layout.visual_rows)
+        routing = ModalityRouting(layout.modality_indicators.unsqueeze(-1).bool(), layout.text_rows, layout.visual_rows,
+                                  layout.modality_runs)
         rotary = self.model.rotary_emb(inputs_embeds.shape[1], inputs_embeds.dtype)
         mask = self._attention_bias(layout, inputs_embeds.dtype)
         hidden = inputs_embeds
