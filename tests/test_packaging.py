@@ -26,11 +26,15 @@ def _environment() -> dict:
 
 
 def _pyproject_requirements() -> dict[str, SpecifierSet]:
+    """Every requirement of pyproject.toml by name; one package may stand in several extras (submitit: dev and
+    cluster), always with one spec, but only once in each list."""
     project = _pyproject()["project"]
-    lines = list(project["dependencies"])
-    for extra in project.get("optional-dependencies", {}).values():
-        lines.extend(extra)
-    return _by_name(lines, "pyproject.toml")
+    found = _by_name(project["dependencies"], "pyproject.toml dependencies")
+    for extra, lines in project.get("optional-dependencies", {}).items():
+        for name, spec in _by_name(lines, f"pyproject.toml extra {extra}").items():
+            assert found.get(name, spec) == spec, f"pyproject.toml gives {name} two specs: {found[name]} and {spec}"
+            found[name] = spec
+    return found
 
 
 def _environment_pip_lines() -> list[str]:
