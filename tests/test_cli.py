@@ -10,7 +10,7 @@ import torch
 import vpkit.models
 from vpkit import __version__
 from vpkit.cli import build_parser, main
-from vpkit.runs import load_prompt_checkpoint
+from vpkit.runs import load_prompt_checkpoint, save_prompt_checkpoint
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -221,6 +221,13 @@ def test_damaged_checkpoints_and_configs_are_one_line_errors_naming_the_file(tra
         err = one_line_error(capsys, ["import-prompt", str(tmp_path / name), "--experiment", "4", "--out",
                                       str(tmp_path / "imported")])
         assert f"{tmp_path / name}: not a readable checkpoint of tensors" in err and "weights_only" not in err
+
+    loose = tmp_path / "loose.safetensors"  # a checkpoint outside a run folder whose metadata lacks the type
+    tensors, metadata = load_prompt_checkpoint(run / "best.safetensors")
+    save_prompt_checkpoint(loose, tensors, {**metadata, "prompt": {k: v for k, v in metadata["prompt"].items()
+                                                                     if k != "type"}})
+    err = one_line_error(capsys, ["eval", str(loose), "--model", "tiny-random", "--quiet"])
+    assert f"{loose}: its metadata lacks 'type'" in err and "vpkit import-prompt" in err
 
     (corrupt / "best.safetensors").write_bytes(data)
     with open(corrupt / "config.yaml", "a") as config:

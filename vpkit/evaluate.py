@@ -137,10 +137,12 @@ def load_trained_prompt(source: str | Path, device: str = "cpu") -> TrainedPromp
         expected_hash = run_state.config_hash if run_state else None
         check_checkpoint_matches(path, metadata, prompt_spec_of(config), expected_hash)
     spec = metadata.get("prompt")
-    if not isinstance(spec, dict):
+    missing = [key for key in ("type", "image_size") if key not in spec] if isinstance(spec, dict) else ["prompt"]
+    if missing:
         raise RunFolderError(
-            f"{path}: no 'prompt' metadata (type, size, mode ...); import a paper checkpoint "
-            "with `vpkit import-prompt` first"
+            f"{path}: its metadata lacks {', '.join(repr(key) for key in missing)} (the prompt's type, size, mode "
+            "and image size); import a paper checkpoint with `vpkit import-prompt` first, or use the run's own "
+            "checkpoint"
         )
     prompter = build_prompter(
         spec["type"],
