@@ -545,9 +545,7 @@ def _run_import_prompt(args) -> int:
         source="command line",
     )
     released = find_released_prompts(args.checkpoint)
-    out = import_prompt(
-        args.checkpoint, args.out, config, overwrite=args.overwrite, all_checkpoints=args.all_checkpoints
-    )
+    out = import_prompt(released, args.out, config, overwrite=args.overwrite, all_checkpoints=args.all_checkpoints)
     epoch = f", epoch {released.best.epoch}" if released.best.epoch is not None else ""
     print(f"best prompt: {released.best.path}{epoch} ({released.chosen_by})")
     if args.all_checkpoints:

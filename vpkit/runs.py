@@ -736,19 +736,24 @@ def copy_checkpoint(source: str | Path, target: str | Path) -> None:
 
 
 def import_prompt(
-    checkpoint: str | Path, out_dir: str | Path, config, overwrite: bool = False, all_checkpoints: bool = False
+    checkpoint: str | Path | ReleasedPrompts,
+    out_dir: str | Path,
+    config,
+    overwrite: bool = False,
+    all_checkpoints: bool = False,
 ) -> Path:
     """Turn a released prompt into a run-like folder that `vpkit eval` and `vpkit score` use.
 
     `checkpoint` is a `visual_prompt.pth`, one Hugging Face Trainer `checkpoint-NNNN` folder, or the paper's
-    experiment folder of them (the best is the one the paper's tester would pick, see `find_released_prompts`).
+    experiment folder of them (the best is the one the paper's tester would pick), or what
+    `find_released_prompts` already found in one of those.
     `config` (an ExperimentConfig) says what the prompt is (prompt section, at prompt.image_size px)
     and which model and data it belongs to. The tensors are checked against that prompt shape.
     `all_checkpoints` also writes every checkpoint as epoch-NN.safetensors (NN from its trainer_state.json).
     """
     from vpkit.prompters import build_prompter, load_prompt_state
 
-    released = find_released_prompts(checkpoint)
+    released = checkpoint if isinstance(checkpoint, ReleasedPrompts) else find_released_prompts(checkpoint)
     chosen = released.checkpoints if all_checkpoints else (released.best,)
     unknown = [str(prompt.path) for prompt in chosen if all_checkpoints and prompt.epoch is None]
     if unknown:

@@ -416,12 +416,7 @@ def _check_same_data(run_dir: Path, config: ExperimentConfig, table) -> None:
 def _loader(config: ExperimentConfig, table, split: str, image_size: int, train: bool, progress: bool = True):
     from vpkit.data import make_loader
 
-    if table.rows(split).empty:
-        raise ValueError(
-            f"dataset {config.dataset.name} at {config.dataset.root} has no '{split}' images with "
-            f"split scheme '{config.dataset.split}'; check the split file or use --split random"
-        )
-    cfg = config.train
+    cfg = config.train  # every split is non-empty here: train() ran the pre-flight check (vpkit.preflight)
     if train:
         distributed.check_global_batch(cfg.batch_size, len(table.rows(split)))
     world = distributed.world()
