@@ -67,6 +67,17 @@ def test_data_and_reproduce_commands_are_wired_in():
     assert callable(parser.parse_args(["reproduce", "--profile", "demo"]).handler)
 
 
+@pytest.mark.parametrize("flags, mode", [([], None), (["--checkpointing"], "full"),
+                                         (["--checkpointing", "selective"], "selective"),
+                                         (["--checkpointing", "off"], "off")])
+def test_train_checkpointing_flag_takes_a_mode_and_alone_means_full(flags, mode):
+    from vpkit.cli import train_overrides
+
+    args = build_parser().parse_args(["train", "4", *flags, "--compile-cache-dir", "/shared/cc"])
+    assert train_overrides(args)["train"]["checkpointing"] == mode
+    assert train_overrides(args)["train"]["compile_cache_dir"] == "/shared/cc"
+
+
 def test_experiments_lists_the_33_with_parameter_counts(capsys):
     assert main(["experiments"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()

@@ -115,7 +115,11 @@ def test_paper_style_yaml_with_an_unsupported_optimiser_is_an_error(tmp_path):
         ("train", {"lr": 0}, r"train.lr = 0.0 must be > 0"),
         ("prompt", {"mode": "sub"}, r"prompt.mode = 'sub' is not allowed"),
         ("prompt", {"size": 300}, r"prompt.size = 300 leaves no image"),
-        ("train", {"checkpointing": "yes"}, r"train.checkpointing = 'yes' must be true or false"),
+        (
+            "train",
+            {"checkpointing": "yes"},
+            r"train.checkpointing = 'yes' is not allowed; choose one of: off, full, selective",
+        ),
         ("train", {"lr": float("nan")}, r"train.lr = nan must be a finite number"),  # NaN passed lr > 0
         ("prompt", {"delta": float("inf")}, r"prompt.delta = inf must be a finite number"),
         ("train", {"seed": -1}, r"train.seed = -1 must be >= 0"),
@@ -164,7 +168,23 @@ def test_resolving_for_a_224px_cpu_model_scales_the_prompt_and_says_so():
 def test_hash_ignores_where_a_run_executes_but_not_what_it_computes():
     base = paper_config(4)
     assert base.hash() == base.with_overrides({"train": {"device": "cuda:1", "num_workers": 8}}).hash()
+    lean = {"train": {"checkpointing": "selective", "compile": True, "compile_cache_dir": "/shared/cc"}}
+    assert base.hash() == base.with_overrides(lean).hash() == "5b8733c4a538adb8"  # the hash before these existed
     assert base.hash() != base.with_overrides({"train": {"lr": 30.0}}).hash()
+
+
+@pytest.mark.parametrize("written, mode", [("false", "off"), ("true", "full"), ("off", "off"),
+                                           ("full", "full"), ("selective", "selective")])
+def test_checkpointing_reads_modes_and_the_older_on_off_flag(tmp_path, written, mode):
+    """train.checkpointing was true/false (the shipped configs and older run folders say so): true is 'full'.
+    YAML reads a bare `off` as false, which means 'off' too."""
+    text = paper_config(4).to_yaml()
+    assert "  checkpointing: 'off'\n" in text  # written quoted, so that it reads back as the mode name
+    path = tmp_path / "c.yaml"
+    path.write_text(text.replace("  checkpointing: 'off'\n", f"  checkpointing: {written}\n"))
+    config = load_config(path)
+    assert config.train.checkpointing == mode
+    assert config.hash() == paper_config(4).hash()  # how a run executes, not what it computes
 
 
 def test_a_key_given_twice_in_any_yaml_vpkit_reads_is_refused(tmp_path):

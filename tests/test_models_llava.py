@@ -64,8 +64,9 @@ def test_gradients_reach_the_prompt_only(scorer):
     assert all(p.grad is None for p in scorer.model.parameters())
 
 
-def test_checkpointing_gives_the_same_scores_and_gradients(llava_dir, scorer):
-    lean = load_scorer(llava_dir, checkpointing=True)
+@pytest.mark.parametrize("mode", [True, "selective"])
+def test_checkpointing_gives_the_same_scores_and_gradients(llava_dir, scorer, mode):
+    lean = load_scorer(llava_dir, checkpointing=mode)
     flagged = [m for m in lean.model.modules() if getattr(m, "gradient_checkpointing", False)]
     assert flagged and all(m.training for m in flagged)  # transformers checkpoints only in training mode
     lean.eval()

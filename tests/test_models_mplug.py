@@ -98,18 +98,28 @@ def test_left_padding_stays_finite(model):
     assert torch.isfinite(model(ids, pixels(2), mask).logits).all()
 
 
-def test_checkpointing_gives_same_logits_and_pixel_gradients(model):
-    ids = torch.tensor([[1, 5, IMG, 6]] * 2)
+@pytest.mark.parametrize("mode", ["full", "selective", True])
+def test_checkpointing_gives_same_logits_and_pixel_gradients(model, mode):
+    """Recomputing in backward (every layer: vision, abstractor, decoder) changes memory, not values; with padding
+    too (the attention mask path). True is the older flag, meaning 'full'."""
+    ids = torch.tensor([[1, 5, IMG, 6], [1, IMG, 6, 0]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
     results = []
-    for enabled in (False, True):
-        model.set_gradient_checkpointing(enabled)
+    for setting in (False, mode):
+        model.set_gradient_checkpointing(setting)
         images = pixels(2).requires_grad_(True)
-        logits = model.last_token_logits(ids, images, torch.tensor([1, 2]))
+        logits = model.last_token_logits(ids, images, torch.tensor([1, 2]), mask)
         (logits[:, 0] - logits[:, 1]).sum().backward()
         results.append((logits.detach(), images.grad))
     model.set_gradient_checkpointing(False)
+    assert results[0][1].abs().sum() > 0
     assert torch.allclose(results[0][0], results[1][0], atol=1e-6)
     assert torch.allclose(results[0][1], results[1][1], atol=1e-7)
+
+
+def test_unknown_checkpointing_mode_is_refused(model):
+    with pytest.raises(ValueError, match="choose one of: off, full, selective"):
+        model.set_gradient_checkpointing("partial")
 
 
 def test_bf16_model_runs_close_to_float32(model):

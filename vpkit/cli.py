@@ -214,12 +214,18 @@ def _add_train(commands) -> None:
     parser.add_argument("--amp", choices=("none", "fp16", "bf16"), help="autocast precision (CUDA)")
     parser.add_argument(
         "--checkpointing",
-        action="store_true",
-        default=None,
-        help="activation checkpointing in the frozen model (less memory, slower)",
+        nargs="?",
+        const="full",
+        choices=("off", "full", "selective"),
+        help="activation checkpointing in the frozen model: full (the flag alone) recomputes every layer in "
+        "backward (least memory, slowest); selective keeps matmul and attention outputs (between the two)",
     )
     parser.add_argument(
         "--compile", action="store_true", default=None, help="torch.compile the scorer (CUDA)"
+    )
+    parser.add_argument(
+        "--compile-cache-dir",
+        help="where torch.compile keeps compiled graphs for later runs (default ~/.cache/vpkit/torch-compile)",
     )
     parser.add_argument(
         "--nondeterministic",
@@ -256,6 +262,7 @@ def train_overrides(args) -> dict:
             "amp": args.amp,
             "checkpointing": args.checkpointing,
             "compile": args.compile,
+            "compile_cache_dir": args.compile_cache_dir,
             "device": args.device,
             "num_workers": args.num_workers,
             "cache_dir": args.cache_dir,

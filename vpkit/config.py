@@ -30,6 +30,11 @@ PREPROCESS_METHODS = ("resize_crop", "stretch", "pad")
 DTYPES = ("fp32", "fp16", "bf16")
 AMP_MODES = ("none", "fp16", "bf16")
 NORMALISATIONS = ("imagenet", "clip")
+# Activation checkpointing of the frozen model (vpkit.models.checkpointing): none, every layer recomputed, or
+# only the cheap ops between matmuls recomputed.
+CHECKPOINTING_MODES = ("off", "full", "selective")
+# Values of older configs that still mean the same: train.checkpointing was an on/off flag (on = full).
+LEGACY_VALUES = {("train", "checkpointing"): {True: "full", False: "off"}}
 
 # The paper's prompts are sized in pixels of mPLUG-Owl2's 448 px input.
 PAPER_IMAGE_SIZE = 448
@@ -40,7 +45,7 @@ PAPER_DATA_ROOT = "data"
 # Fields that only say where/how fast a run executes; they are left out of the config hash so that
 # a run can be resumed on another device or with another worker count.
 OPERATIONAL_FIELDS = {
-    "train": ("device", "num_workers", "cache_dir", "compile", "checkpointing", "deterministic"),
+    "train": ("device", "num_workers", "cache_dir", "compile", "checkpointing", "deterministic", "compile_cache_dir"),
     "dataset": ("root",),
 }
 
@@ -92,8 +97,12 @@ class TrainConfig:
     # 1.0 is the paper's: its Hugging Face Trainer never sets max_grad_norm, whose default is 1.0.
     max_grad_norm: float | None = 1.0
     amp: str = "fp16"
-    checkpointing: bool = False
+    checkpointing: str = "off"
     compile: bool = False
+    # Where torch.compile keeps what it compiled (inductor's FX-graph and AOTAutograd caches), so that the next
+    # process with the same shapes loads it instead of compiling again. None: $TORCHINDUCTOR_CACHE_DIR if set,
+    # else $XDG_CACHE_HOME/vpkit/torch-compile (~/.cache/vpkit/torch-compile).
+    compile_cache_dir: str | None = None
     num_workers: int | None = None
     device: str = "auto"
     cache_dir: str | None = None
@@ -157,6 +166,7 @@ CHOICES = {
     ("prompt", "type"): PROMPT_TYPES,
     ("prompt", "mode"): PROMPT_MODES,
     ("train", "amp"): AMP_MODES,
+    ("train", "checkpointing"): CHECKPOINTING_MODES,
 }
 
 # Numeric lower bounds: (minimum, inclusive).
@@ -189,6 +199,9 @@ def _field_types(cls) -> dict[str, str]:
 
 def _check_value(source: str, section: str, name: str, annotation: str, value: Any) -> Any:
     where = f"{source}: {section}.{name}"
+    legacy = LEGACY_VALUES.get((section, name), {})
+    if isinstance(value, bool) and value in legacy:
+        value = legacy[value]
     if value is None:
         if "None" in annotation:
             return None

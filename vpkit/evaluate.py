@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from vpkit.compile_cache import use_compile_cache
 from vpkit.device import autocast, to_model_input
 
 
@@ -23,12 +24,15 @@ class PromptedScorer(torch.nn.Module):
 
     `prompter` None scores the images as they are (zero-shot). With `compile_model`, the prompt -> score path is
     one torch.compile graph per batch size: the scorer's per-batch-size host work (token layout) runs eagerly
-    first, since tracing it would split the graph at every data-dependent step.
+    first, since tracing it would split the graph at every data-dependent step. What is compiled is kept in
+    `compile_cache_dir` (vpkit.compile_cache), where the next process with the same shapes finds it.
     """
 
-    def __init__(self, scorer, prompter=None, compile_model: bool = False):
+    def __init__(self, scorer, prompter=None, compile_model: bool = False, compile_cache_dir: str | None = None):
         super().__init__()
         self.scorer, self.prompter = scorer, prompter
+        if compile_model:
+            use_compile_cache(compile_cache_dir)  # torch.compile is lazy: this comes before its first compile
         self._score = torch.compile(self._prompted_scores) if compile_model else self._prompted_scores
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

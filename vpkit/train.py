@@ -149,7 +149,8 @@ def _fit(config, run_dir, action, scorer, device, table, callbacks, progress) ->
         prompter.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
     scaler = torch.amp.GradScaler(torch.device(device).type, enabled=cfg.amp == "fp16")
-    model = PromptedScorer(scorer.eval(), prompter, compile_model=cfg.compile)  # for training and scoring
+    model = PromptedScorer(scorer.eval(), prompter, compile_model=cfg.compile,  # for training and scoring
+                           compile_cache_dir=cfg.compile_cache_dir)
 
     if action == "resume":
         state, rows = _restore(run_dir, config, prompter, optimizer, scaler)

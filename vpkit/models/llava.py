@@ -14,6 +14,7 @@ from torch import Tensor
 from vpkit.scoring import DEFAULT_SCORE_TYPE
 
 from .base import PAPER_QUERY, QualityScorer, bos_prefixed_ids, check_starts_with_bos, load_tokenizer
+from .checkpointing import checkpoint_options, checkpointing_mode
 
 LLAVA_IMAGE_TOKEN = "<image>"
 LLAVA_TEMPLATE = "USER: <image>\n{query} ASSISTANT:"
@@ -23,12 +24,13 @@ class LlavaScorer(QualityScorer):
     """A transformers `LlavaForConditionalGeneration`, frozen, scored at the last prompt position."""
 
     def __init__(self, model, tokenizer, *, normalisation: str = "clip", score_type: str = DEFAULT_SCORE_TYPE,
-                 query: str = PAPER_QUERY, checkpointing: bool = False):
+                 query: str = PAPER_QUERY, checkpointing: bool | str = False):
         vision = model.config.vision_config
         super().__init__(model, tokenizer, image_size=vision.image_size, normalisation=normalisation,
                          score_type=score_type, query=query)
-        if checkpointing:
-            self._enable_checkpointing()
+        mode = checkpointing_mode(checkpointing)
+        if mode != "off":
+            self._enable_checkpointing(mode)
         self.prompt = LLAVA_TEMPLATE.format(query=query)
         self.prompt_ids = self._expanded_prompt_ids()
         self._ids: dict[tuple[int, str], Tensor] = {}
@@ -54,14 +56,14 @@ class LlavaScorer(QualityScorer):
         at = ids.index(self.image_token_id)
         return ids[:at] + [self.image_token_id] * self.image_feature_count() + ids[at + 1:]
 
-    def _enable_checkpointing(self) -> None:
+    def _enable_checkpointing(self, mode: str) -> None:
         # transformers only checkpoints layers of modules in training mode; LLaVA has no dropout at inference
         # settings, which is checked so that training mode changes nothing else.
         for name in ("vision_config", "text_config"):
             dropout = getattr(getattr(self.model.config, name), "attention_dropout", 0.0) or 0.0
             if dropout:
                 raise ValueError(f"activation checkpointing needs {name}.attention_dropout = 0, got {dropout}")
-        options = {"use_reentrant": False}
+        options = checkpoint_options(mode)  # transformers hands these to torch.utils.checkpoint.checkpoint
         if hasattr(self.model, "activation_checkpointing_enable"):  # the name in newer transformers 5.x
             self.model.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
         else:
@@ -85,7 +87,7 @@ class LlavaScorer(QualityScorer):
 
 def load_llava_scorer(folder: str | Path, *, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
                       normalisation: str = "clip", score_type: str = DEFAULT_SCORE_TYPE, query: str = PAPER_QUERY,
-                      checkpointing: bool = False) -> LlavaScorer:
+                      checkpointing: bool | str = False) -> LlavaScorer:
     """LlavaScorer from a local llava-hf folder (config.json, weights, tokenizer files)."""
     from transformers import LlavaForConditionalGeneration
 

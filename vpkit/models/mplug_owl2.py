@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
+from .checkpointing import checkpointing_mode, run_layer
 from .loading import load_mplug_owl2, resolve_dtype
 from .mplug_owl2_config import AbstractorConfig, MPLUGOwl2Config, VisionConfig
 
@@ -145,11 +145,11 @@ class MplugOwlVisionModel(nn.Module):
         self.encoder = MplugOwlVisionEncoder(config)
         self.post_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
-    def forward(self, pixel_values: Tensor, use_checkpointing: bool = False) -> Tensor:
+    def forward(self, pixel_values: Tensor, checkpointing: str = "off") -> Tensor:
         """All tokens (CLS first, then patches row-major) after the final LayerNorm."""
         hidden = self.embeddings(pixel_values)
         for layer in self.encoder.layers:
-            hidden = _run_layer(layer, use_checkpointing, hidden)
+            hidden = run_layer(layer, checkpointing, hidden)
         return self.post_layernorm(hidden)
 
 
@@ -247,12 +247,12 @@ class MplugOwlVisualAbstractorModel(nn.Module):
         self.query_embeds = nn.Parameter(torch.zeros(1, config.num_learnable_queries, config.hidden_size))
         self.vit_eos = nn.Parameter(torch.zeros(1, 1, language_hidden_size))
 
-    def forward(self, vision_tokens: Tensor, use_checkpointing: bool = False) -> Tensor:
+    def forward(self, vision_tokens: Tensor, checkpointing: str = "off") -> Tensor:
         """[B, Q + 1, D_llm]: the projected queries followed by the end-of-image vector."""
         batch = vision_tokens.shape[0]
         queries = self.query_embeds.to(vision_tokens.dtype).expand(batch, -1, -1)
         for layer in self.encoder.layers:
-            queries = _run_layer(layer, use_checkpointing, queries, vision_tokens)
+            queries = run_layer(layer, checkpointing, queries, vision_tokens)
         projected = self.visual_fc(queries)
         return torch.cat([projected, self.vit_eos.to(projected.dtype).expand(batch, -1, -1)], dim=1)
 
@@ -539,7 +539,7 @@ class MPLUGOwl2ForCausalLM(nn.Module):
         self.config = config
         self.model = MPLUGOwl2Model(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.gradient_checkpointing = False
+        self.gradient_checkpointing = "off"  # or "full" / "selective": vpkit.models.checkpointing
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -588,9 +588,10 @@ class MPLUGOwl2ForCausalLM(nn.Module):
             if not only_missing or attention.q_pos_embed.is_meta or attention.k_pos_embed.is_meta:
                 attention.reset_position_tables(abstractor.num_learnable_queries, abstractor.grid_size, device)
 
-    def set_gradient_checkpointing(self, enabled: bool = True) -> MPLUGOwl2ForCausalLM:
-        """Recompute each layer's activations in backward (memory-lean training)."""
-        self.gradient_checkpointing = enabled
+    def set_gradient_checkpointing(self, mode: bool | str = True) -> MPLUGOwl2ForCausalLM:
+        """Recompute each layer's activations in backward (memory-lean training): 'full' (True), 'selective'
+        (matmul and attention outputs kept) or 'off' (False); see vpkit.models.checkpointing."""
+        self.gradient_checkpointing = checkpointing_mode(mode)
         return self
 
     @property
@@ -602,8 +603,8 @@ class MPLUGOwl2ForCausalLM(nn.Module):
         return self.lm_head.weight.device
 
     # ----------------------------------------------------------------- pieces
-    def _checkpointing_now(self) -> bool:
-        return self.gradient_checkpointing and torch.is_grad_enabled()
+    def _checkpointing_now(self) -> str:
+        return self.gradient_checkpointing if torch.is_grad_enabled() else "off"
 
     def vision_hidden_state(self, pixel_values: Tensor) -> Tensor:
         return self.model.vision_model(pixel_values.to(self.dtype), self._checkpointing_now())
@@ -651,9 +652,9 @@ class MPLUGOwl2ForCausalLM(nn.Module):
         rotary = self.model.rotary_emb(inputs_embeds.shape[1], inputs_embeds.dtype)
         mask = self._attention_bias(layout, inputs_embeds.dtype)
         hidden = inputs_embeds
-        use_checkpointing = self._checkpointing_now()
+        checkpointing = self._checkpointing_now()
         for layer in self.model.layers:
-            hidden = _run_layer(layer, use_checkpointing, hidden, routing, rotary, mask)
+            hidden = run_layer(layer, checkpointing, hidden, routing, rotary, mask)
         return hidden
 
     # ----------------------------------------------------------------- entry points
@@ -683,9 +684,3 @@ class MPLUGOwl2ForCausalLM(nn.Module):
         last = self.model.norm(hidden[batch_index, layout.last_positions])
         weight = self.lm_head.weight if vocab_rows is None else self.lm_head.weight[vocab_rows]
         return F.linear(last, weight).float()
-
-
-def _run_layer(layer: nn.Module, use_checkpointing: bool, *args):
-    if use_checkpointing:
-        return checkpoint(layer, *args, use_reentrant=False)
-    return layer(*args)

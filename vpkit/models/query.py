@@ -43,7 +43,7 @@ class MPLUGOwl2Scorer(QualityScorer):
     """mPLUG-Owl2 (or the tiny same-architecture models) asked the paper's question."""
 
     def __init__(self, model: MPLUGOwl2ForCausalLM, tokenizer, *, normalisation: str = "imagenet",
-                 score_type: str = DEFAULT_SCORE_TYPE, query: str = PAPER_QUERY, checkpointing: bool = False):
+                 score_type: str = DEFAULT_SCORE_TYPE, query: str = PAPER_QUERY, checkpointing: bool | str = False):
         super().__init__(model, tokenizer, image_size=model.config.vision.image_size, normalisation=normalisation,
                          score_type=score_type, query=query)
         model.set_gradient_checkpointing(checkpointing)
@@ -73,7 +73,7 @@ class MPLUGOwl2Scorer(QualityScorer):
 def load_mplug_owl2_scorer(folder: str | Path, *, dtype: torch.dtype = torch.float32,
                            device: torch.device | str = "cpu", normalisation: str = "imagenet",
                            score_type: str = DEFAULT_SCORE_TYPE, query: str = PAPER_QUERY,
-                           checkpointing: bool = False) -> MPLUGOwl2Scorer:
+                           checkpointing: bool | str = False) -> MPLUGOwl2Scorer:
     """MPLUGOwl2Scorer from a local mPLUG-Owl2 folder (config.json, weights, tokenizer files)."""
     folder = Path(folder)
     vlm = MPLUGOwl2ForCausalLM.from_pretrained(folder, dtype=dtype, device=device)

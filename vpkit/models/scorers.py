@@ -17,11 +17,12 @@ from .query import MPLUGOwl2Scorer, load_mplug_owl2_scorer
 
 def load_scorer(model: str | Path = "tiny", *, dtype: torch.dtype | str = "fp32", device: torch.device | str = "cpu",
                 normalisation: str | None = None, score_type: str = DEFAULT_SCORE_TYPE, query: str = PAPER_QUERY,
-                checkpointing: bool = False) -> QualityScorer:
+                checkpointing: bool | str = False) -> QualityScorer:
     """A frozen scorer for `model`: "tiny" (the shipped pretrained toy), "tiny-random", or a local folder
     holding an mPLUG-Owl2 or a llava-hf checkpoint (told apart by its config.json).
 
     `normalisation` defaults to "imagenet" for mPLUG-Owl2 models (the paper's code) and "clip" for LLaVA.
+    `checkpointing`: "off", "full" (True) or "selective" activation checkpointing (vpkit.models.checkpointing).
     """
     from .tiny import TINY_ASSET_DIR, TINY_RANDOM, build_tiny_model
 

@@ -1,0 +1,61 @@
+"""Activation checkpointing of the frozen model's layers: off, full (recompute each layer in backward) or
+selective (keep the matmul and attention outputs of each layer, recompute the cheap ops between them).
+
+The prompt's gradient flows back through every layer of the frozen model, so each layer keeps what its
+backward needs. Full checkpointing keeps only each layer's input and runs the layer's forward again in
+backward (about one more forward pass of arithmetic). Selective checkpointing
+(`torch.utils.checkpoint.create_selective_checkpoint_contexts`) keeps the outputs of the ops listed in
+`SAVED_OPS` and recomputes the rest of the layer from them: norms, activations, rotary embedding, casts, adds.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint, create_selective_checkpoint_contexts
+
+CHECKPOINTING_MODES = ("off", "full", "selective")
+
+_aten = torch.ops.aten
+# Saved: the ops that hold nearly all of a layer's arithmetic. Recomputing a matmul or an attention costs
+# as much as the forward did; the ops left out (layer/RMS norms and their float32 copies, SiLU / QuickGELU,
+# products and sums, rotary embedding, concatenations) are elementwise, cost a few percent of the layer's
+# time, and their inputs or outputs (float32 norm copies, the MLP's 11008-wide activations) are what makes an
+# unchecked layer big. The attention kernels also return the log-sum-exp their backward needs.
+SAVED_OPS = [
+    _aten.mm.default,
+    _aten.addmm.default,
+    _aten.bmm.default,
+    _aten.baddbmm.default,
+    _aten._scaled_dot_product_flash_attention.default,
+    _aten._scaled_dot_product_efficient_attention.default,
+    _aten._scaled_dot_product_cudnn_attention.default,
+    _aten._scaled_dot_product_flash_attention_for_cpu.default,
+]
+
+
+def checkpointing_mode(value: bool | str | None) -> str:
+    """'off', 'full' or 'selective' from a mode name or the older on/off flag (True = 'full')."""
+    if value is None or value is False:
+        return "off"
+    if value is True:
+        return "full"
+    if value not in CHECKPOINTING_MODES:
+        raise ValueError(f"checkpointing = {value!r} is not a mode; choose one of: {', '.join(CHECKPOINTING_MODES)}")
+    return value
+
+
+def checkpoint_options(mode: str) -> dict:
+    """Keyword arguments of `torch.utils.checkpoint.checkpoint` for a 'full' or 'selective' layer."""
+    options = {"use_reentrant": False}
+    if mode == "selective":
+        options["context_fn"] = functools.partial(create_selective_checkpoint_contexts, SAVED_OPS)
+    return options
+
+
+def run_layer(layer: nn.Module, mode: str, *args):
+    """`layer(*args)`, checkpointed as `mode` says ('off' runs it plainly)."""
+    if mode == "off":
+        return layer(*args)
+    return checkpoint(layer, *args, **checkpoint_options(mode))
