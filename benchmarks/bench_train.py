@@ -9,6 +9,7 @@ prompt -> SGD step (with a GradScaler under fp16 autocast); evaluation = the sam
     python benchmarks/bench_train.py                              # 7B bf16 CUDA, batch 8 16 32, compile both
     python benchmarks/bench_train.py --dtype fp16 --amp fp16      # the paper's precision
     python benchmarks/bench_train.py --checkpointing              # activation checkpointing (memory-lean)
+    python benchmarks/bench_train.py --checkpointing full selective --batches 16 32   # modes side by side
     python benchmarks/bench_train.py --preset tiny --device cpu    # the CPU smoke mode
     python benchmarks/bench_train.py --settings default --compile off   # exactly what `vpkit train` runs
     python benchmarks/bench_train.py --end-to-end                 # one real epoch of vpkit.train + projection
@@ -26,6 +27,7 @@ Targets (H200, 7B, batch 32): training >= 110 images/s in <= 40 GiB; evaluation 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -66,7 +68,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         choices=("off", "on", "both"),
         help="torch.compile the scorer (default: both on CUDA, off on CPU)",
     )
-    parser.add_argument("--checkpointing", action="store_true", help="activation checkpointing in the model")
+    parser.add_argument(
+        "--checkpointing",
+        nargs="*",
+        choices=("off", "full", "selective"),
+        help="activation checkpointing modes to measure, one after the other on the same model (the flag alone: "
+        "full; absent: off)",
+    )
+    parser.add_argument("--compile-cache-dir", help="torch.compile's cache folder (train.compile_cache_dir)")
     parser.add_argument(
         "--deterministic",
         action="store_true",
@@ -93,6 +102,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.amp = args.amp or (args.dtype if cuda and args.dtype != "fp32" else "none")
     args.steps = args.steps or (6 if cuda else 2)
     args.compile = args.compile or ("both" if cuda else "off")
+    args.checkpointing = ["off"] if args.checkpointing is None else args.checkpointing or ["full"]
     return args
 
 
@@ -115,7 +125,7 @@ def apply_train_defaults(args: argparse.Namespace, argv) -> None:
         args.batches = [4, 16, 32]
 
 
-def build_scorer(preset: str, dtype: str, device: str, checkpointing: bool) -> MPLUGOwl2Scorer:
+def build_scorer(preset: str, dtype: str, device: str, checkpointing: bool | str) -> MPLUGOwl2Scorer:
     """A random-weight scorer; the small word-level tokenizer stands in for LLaMA's (similar length)."""
     tokenizer = build_tiny_tokenizer()
     config = MPLUGOwl2Config(source="7B defaults") if preset == "7b" else tiny_config(len(tokenizer))
@@ -170,7 +180,7 @@ def measure(scorer, args, batch: int, use_compile: bool) -> list[dict]:
 
     size = scaled_prompt_size(args.size, PAPER_IMAGE_SIZE, scorer.image_size)
     prompter = build_prompter(args.prompt, size=size, image_size=scorer.image_size).to(args.device)
-    model = PromptedScorer(scorer, prompter, compile_model=use_compile)
+    model = PromptedScorer(scorer, prompter, compile_model=use_compile, compile_cache_dir=args.compile_cache_dir)
     optimizer = torch.optim.SGD(prompter.parameters(), lr=60.0)  # the paper's optimiser
     scaler = torch.amp.GradScaler(torch.device(args.device).type, enabled=args.amp == "fp16")
     warmup = args.warmup if args.warmup is not None else (3 if use_compile else 2)
@@ -183,7 +193,7 @@ def measure(scorer, args, batch: int, use_compile: bool) -> list[dict]:
         "dtype": args.dtype,
         "amp": args.amp,
         "compile": use_compile,
-        "checkpointing": args.checkpointing,
+        "checkpointing": scorer.model.gradient_checkpointing,
         "deterministic": args.deterministic,
         "batch": batch,
     }
@@ -191,7 +201,11 @@ def measure(scorer, args, batch: int, use_compile: bool) -> list[dict]:
 
     clip = {"max_grad_norm": TrainConfig().max_grad_norm}  # gradient clipping as `vpkit train` does it
     reset_peak(args.device)
-    train_one_epoch(model, prompter, optimizer, scaler, warm, args.device, args.amp, progress=False, **clip)
+    # The first step alone: with compile, its time is the compile warm-up (cold or from the compile cache).
+    first_step_s = timed(args.device, lambda: train_one_epoch(
+        model, prompter, optimizer, scaler, warm[:1], args.device, args.amp, progress=False, **clip))
+    if warm[1:]:
+        train_one_epoch(model, prompter, optimizer, scaler, warm[1:], args.device, args.amp, progress=False, **clip)
     seconds = timed(
         args.device,
         lambda: train_one_epoch(
@@ -205,6 +219,7 @@ def measure(scorer, args, batch: int, use_compile: bool) -> list[dict]:
             "images_per_s": batch * args.steps / seconds,
             "step_ms": 1000 * seconds / args.steps,
             "peak_gib": peak_gib(args.device),
+            "first_step_s": first_step_s,
         }
     )
 
@@ -229,7 +244,8 @@ def target_lines(rows: list[dict]) -> list[str]:
     for row in rows:
         if row["preset"] != "7b" or row["batch"] != TARGETS["batch"]:
             continue
-        label = f"batch 32 {row['mode']} (compile {'on' if row['compile'] else 'off'})"
+        label = (f"batch 32 {row['mode']} (compile {'on' if row['compile'] else 'off'}, "
+                 f"checkpointing {row['checkpointing']})")
         if row["mode"] == "train":
             fast = row["images_per_s"] >= TARGETS["train_images_per_s"]
             lean = row["peak_gib"] is not None and row["peak_gib"] <= TARGETS["train_peak_gib"]
@@ -327,29 +343,29 @@ def main(argv=None) -> int:
         )
     )
     started = time.perf_counter()
-    scorer = build_scorer(args.preset, args.dtype, args.device, args.checkpointing)
+    scorer = build_scorer(args.preset, args.dtype, args.device, "off")
     print(
         f"built the {args.preset} scorer ({sum(p.numel() for p in scorer.parameters()) / 1e6:,.1f} M params, "
         f"{scorer.image_size} px) in {time.perf_counter() - started:.1f} s"
     )
     settings = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
     rows = []
-    for use_compile in settings:
-        for batch in args.batches:
-            try:
-                with deterministic_kernels(args.device, args.deterministic):
-                    measured = measure(scorer, args, batch, use_compile)
-            except torch.cuda.OutOfMemoryError:
-                print(f"batch {batch} (compile {use_compile}): out of GPU memory", flush=True)
-                torch.cuda.empty_cache()
-                continue
-            finally:
-                torch.compiler.reset()  # a fresh compile per setting, and no cache growth between batch sizes
-            rows.extend(measured)
-            print(
-                pd.DataFrame(measured).to_string(index=False, float_format=lambda v: f"{v:.2f}", na_rep="-"),
-                flush=True,
-            )
+    for use_compile, mode, batch in itertools.product(settings, args.checkpointing, args.batches):
+        scorer.model.set_gradient_checkpointing(mode)
+        try:
+            with deterministic_kernels(args.device, args.deterministic):
+                measured = measure(scorer, args, batch, use_compile)
+        except torch.cuda.OutOfMemoryError:
+            print(f"batch {batch} (compile {use_compile}, checkpointing {mode}): out of GPU memory", flush=True)
+            torch.cuda.empty_cache()
+            continue
+        finally:
+            torch.compiler.reset()  # a fresh compile per setting, and no cache growth between batch sizes
+        rows.extend(measured)
+        print(
+            pd.DataFrame(measured).to_string(index=False, float_format=lambda v: f"{v:.2f}", na_rep="-"),
+            flush=True,
+        )
     table = pd.DataFrame(rows)
     print("\n" + table.to_string(index=False, float_format=lambda v: f"{v:.2f}", na_rep="-"))
     for line in target_lines(rows):
