@@ -40,7 +40,7 @@ from torch.utils.flop_counter import FlopCounterMode, flop_registry
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vpkit.models import MPLUGOwl2Config
-from vpkit.models.checkpointing import CHECKPOINTING_MODES, run_layer
+from vpkit.models.checkpointing import CHECKPOINTING_MODES, LAYER_MODES, PART_MODES, run_layer
 from vpkit.models.mplug_owl2 import (
     IMAGE_TOKEN_INDEX,
     LlamaDecoderLayer,
@@ -217,23 +217,37 @@ def main(argv=None) -> int:
         torch.manual_seed(0)
         layer, hidden, constants, step = build(kind, config, dtype)
         layer.to(dtype).requires_grad_(False)
-        for mode in CHECKPOINTING_MODES:
+        for mode in LAYER_MODES:
             rows.append(measure(kind, mode, layer, hidden, constants, step, args.repeats))
             print(pd.DataFrame(rows[-1:]).to_string(index=False, float_format=lambda v: f"{v:.2f}", na_rep="-"),
                   flush=True)
         del layer, hidden, constants, step
     table = pd.DataFrame(rows)
     print("\n" + table.to_string(index=False, float_format=lambda v: f"{v:.2f}", na_rep="-"))
+    print("\nWhat each mode buys per layer (measured rows above; recompute = backward GFLOP over mode off):")
+    for kind in args.kinds:
+        rows_of = table[table["layer"] == kind].set_index("mode")
+        off = rows_of.loc["off"]
+        for mode in ("full", "selective"):
+            saved = off["kept_mib"] - rows_of.loc[mode, "kept_mib"]
+            extra = rows_of.loc[mode, "backward_gflop"] - off["backward_gflop"]
+            rate = f"{saved / extra:.2f} MiB per GFLOP" if extra > 0.01 else "no matmul or attention recomputed"
+            print(f"  {kind} {mode}: keeps {saved:.2f} MiB less for {extra:.2f} GFLOP of recompute ({rate})")
     counts = {"decoder": config.num_hidden_layers, "vision": config.vision.num_hidden_layers,
               "abstractor": config.abstractor.num_hidden_layers}
     print("\nEXTRAPOLATION (arithmetic on the rows above, not measured): kept per image over the layers of the "
           "whole model, then x 32 images; the recompute transient of one layer, the weights and the rest of the "
           "model come on top.")
+    measured = table.set_index(["layer", "mode"])
     for mode in CHECKPOINTING_MODES:
-        chosen = table[(table["mode"] == mode) & table["layer"].isin(counts)]
-        parts = [f"{counts[r.layer]} x {r.kept_mib:.2f}" for r in chosen.itertuples()]
-        per_image = sum(counts[r.layer] * r.kept_mib for r in chosen.itertuples())
-        print(f"  {mode}: {' + '.join(parts)} = {per_image:.1f} MiB per image; x 32 = {32 * per_image / 1024:.2f} GiB")
+        vision, language = PART_MODES[mode]
+        chosen = [(kind, language if kind == "decoder" else vision) for kind in args.kinds]
+        kept = [(counts[kind], measured.loc[(kind, part), "kept_mib"]) for kind, part in chosen]
+        extra = sum(counts[kind] * (measured.loc[(kind, part), "backward_gflop"]
+                                    - measured.loc[(kind, "off"), "backward_gflop"]) for kind, part in chosen)
+        per_image = sum(n * mib for n, mib in kept)
+        print(f"  {mode}: {' + '.join(f'{n} x {mib:.2f}' for n, mib in kept)} = {per_image:.1f} MiB per image; "
+              f"x 32 = {32 * per_image / 1024:.2f} GiB; recompute {extra:.0f} GFLOP per image")
     return 0
 
 

@@ -71,7 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--checkpointing",
         nargs="*",
-        choices=("off", "full", "selective"),
+        choices=("off", "full", "selective", "mixed"),
         help="activation checkpointing modes to measure, one after the other on the same model (the flag alone: "
         "full; absent: off)",
     )

@@ -50,7 +50,7 @@ def prompt_step(scorer, mode: str) -> tuple[torch.Tensor, torch.Tensor, Counter]
 def test_every_mode_gives_the_same_loss_and_prompt_gradient(scorer):
     plain_loss, plain_grad, _ = prompt_step(scorer, "off")
     assert plain_grad.abs().sum() > 0
-    for mode in ("full", "selective"):
+    for mode in ("full", "selective", "mixed"):
         loss, grad, _ = prompt_step(scorer, mode)
         assert torch.allclose(loss, plain_loss, rtol=0, atol=1e-7), mode
         assert torch.allclose(grad, plain_grad, rtol=1e-5, atol=1e-9), mode
@@ -72,6 +72,16 @@ def test_selective_recomputes_the_cheap_ops_and_no_matmul(scorer):
     assert selective["silu"] > 0 and off["silu"] == 0  # the decoder MLP's activation, recomputed
     attention = "_scaled_dot_product_flash_attention_for_cpu"
     assert full[attention] > 0 and selective[attention] == off[attention] == 0
+
+
+def test_mixed_recomputes_the_vision_side_whole_and_the_language_model_selectively(scorer):
+    _, _, off = prompt_step(scorer, "off")
+    _, _, full = prompt_step(scorer, "full")
+    _, _, mixed = prompt_step(scorer, "mixed")
+    matmuls = ("mm", "addmm", "bmm")
+    assert sum(off[op] for op in matmuls) < sum(mixed[op] for op in matmuls) < sum(full[op] for op in matmuls)
+    assert mixed["native_layer_norm"] == full["native_layer_norm"]  # vision and abstractor norms (LayerNorm)
+    assert mixed["silu"] == full["silu"] > 0  # the abstractor MLP (full) and the LLM MLP (selective) activations
 
 
 def test_the_config_and_the_models_name_the_same_modes():

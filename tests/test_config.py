@@ -118,7 +118,7 @@ def test_paper_style_yaml_with_an_unsupported_optimiser_is_an_error(tmp_path):
         (
             "train",
             {"checkpointing": "yes"},
-            r"train.checkpointing = 'yes' is not allowed; choose one of: off, full, selective",
+            r"train.checkpointing = 'yes' is not allowed; choose one of: off, full, selective, mixed",
         ),
         ("train", {"lr": float("nan")}, r"train.lr = nan must be a finite number"),  # NaN passed lr > 0
         ("prompt", {"delta": float("inf")}, r"prompt.delta = inf must be a finite number"),
@@ -174,7 +174,7 @@ def test_hash_ignores_where_a_run_executes_but_not_what_it_computes():
 
 
 @pytest.mark.parametrize("written, mode", [("false", "off"), ("true", "full"), ("off", "off"),
-                                           ("full", "full"), ("selective", "selective")])
+                                           ("full", "full"), ("selective", "selective"), ("mixed", "mixed")])
 def test_checkpointing_reads_modes_and_the_older_on_off_flag(tmp_path, written, mode):
     """train.checkpointing was true/false (the shipped configs and older run folders say so): true is 'full'.
     YAML reads a bare `off` as false, which means 'off' too."""

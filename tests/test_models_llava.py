@@ -64,7 +64,7 @@ def test_gradients_reach_the_prompt_only(scorer):
     assert all(p.grad is None for p in scorer.model.parameters())
 
 
-@pytest.mark.parametrize("mode", [True, "selective"])
+@pytest.mark.parametrize("mode", [True, "selective", "mixed"])
 def test_checkpointing_gives_the_same_scores_and_gradients(llava_dir, scorer, mode):
     lean = load_scorer(llava_dir, checkpointing=mode)
     flagged = [m for m in lean.model.modules() if getattr(m, "gradient_checkpointing", False)]

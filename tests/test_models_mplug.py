@@ -98,7 +98,7 @@ def test_left_padding_stays_finite(model):
     assert torch.isfinite(model(ids, pixels(2), mask).logits).all()
 
 
-@pytest.mark.parametrize("mode", ["full", "selective", True])
+@pytest.mark.parametrize("mode", ["full", "selective", "mixed", True])
 def test_checkpointing_gives_same_logits_and_pixel_gradients(model, mode):
     """Recomputing in backward (every layer: vision, abstractor, decoder) changes memory, not values; with padding
     too (the attention mask path). True is the older flag, meaning 'full'."""
@@ -118,7 +118,7 @@ def test_checkpointing_gives_same_logits_and_pixel_gradients(model, mode):
 
 
 def test_unknown_checkpointing_mode_is_refused(model):
-    with pytest.raises(ValueError, match="choose one of: off, full, selective"):
+    with pytest.raises(ValueError, match="choose one of: off, full, selective, mixed"):
         model.set_gradient_checkpointing("partial")
 
 

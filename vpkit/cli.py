@@ -216,9 +216,10 @@ def _add_train(commands) -> None:
         "--checkpointing",
         nargs="?",
         const="full",
-        choices=("off", "full", "selective"),
+        choices=("off", "full", "selective", "mixed"),
         help="activation checkpointing in the frozen model: full (the flag alone) recomputes every layer in "
-        "backward (least memory, slowest); selective keeps matmul and attention outputs (between the two)",
+        "backward (least memory, slowest); selective keeps matmul and attention outputs; mixed is full in the "
+        "vision encoder, selective in the LLM (docs/cli.md)",
     )
     parser.add_argument(
         "--compile", action="store_true", default=None, help="torch.compile the scorer (CUDA)"

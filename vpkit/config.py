@@ -30,9 +30,9 @@ PREPROCESS_METHODS = ("resize_crop", "stretch", "pad")
 DTYPES = ("fp32", "fp16", "bf16")
 AMP_MODES = ("none", "fp16", "bf16")
 NORMALISATIONS = ("imagenet", "clip")
-# Activation checkpointing of the frozen model (vpkit.models.checkpointing): none, every layer recomputed, or
-# only the cheap ops between matmuls recomputed.
-CHECKPOINTING_MODES = ("off", "full", "selective")
+# Activation checkpointing of the frozen model (vpkit.models.checkpointing): none, every layer recomputed, only
+# the cheap ops between matmuls recomputed, or full on the vision side and selective in the LLM.
+CHECKPOINTING_MODES = ("off", "full", "selective", "mixed")
 # Values of older configs that still mean the same: train.checkpointing was an on/off flag (on = full).
 LEGACY_VALUES = {("train", "checkpointing"): {True: "full", False: "off"}}
 

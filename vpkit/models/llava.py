@@ -14,7 +14,7 @@ from torch import Tensor
 from vpkit.scoring import DEFAULT_SCORE_TYPE
 
 from .base import PAPER_QUERY, QualityScorer, bos_prefixed_ids, check_starts_with_bos, load_tokenizer
-from .checkpointing import checkpoint_options, checkpointing_mode
+from .checkpointing import checkpoint_options, checkpointing_mode, part_modes
 
 LLAVA_IMAGE_TOKEN = "<image>"
 LLAVA_TEMPLATE = "USER: <image>\n{query} ASSISTANT:"
@@ -63,11 +63,15 @@ class LlavaScorer(QualityScorer):
             dropout = getattr(getattr(self.model.config, name), "attention_dropout", 0.0) or 0.0
             if dropout:
                 raise ValueError(f"activation checkpointing needs {name}.attention_dropout = 0, got {dropout}")
-        options = checkpoint_options(mode)  # transformers hands these to torch.utils.checkpoint.checkpoint
-        if hasattr(self.model, "activation_checkpointing_enable"):  # the name in newer transformers 5.x
-            self.model.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
-        else:
-            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
+        vision, language = part_modes(mode)
+        parts = [(self.model, mode)] if vision == language else [
+            (self.model.model.vision_tower, vision), (self.model.model.language_model, language)]
+        for module, part_mode in parts:
+            options = checkpoint_options(part_mode)  # transformers hands these to torch.utils.checkpoint.checkpoint
+            if hasattr(module, "activation_checkpointing_enable"):  # the name in newer transformers 5.x
+                module.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
+            else:
+                module.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
         self.model_training_mode = True
         self.model.train(True)
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checkpointing import checkpointing_mode, run_layer
+from .checkpointing import checkpointing_mode, part_modes, run_layer
 from .loading import load_mplug_owl2, resolve_dtype
 from .mplug_owl2_config import AbstractorConfig, MPLUGOwl2Config, VisionConfig
 
@@ -590,7 +590,8 @@ class MPLUGOwl2ForCausalLM(nn.Module):
 
     def set_gradient_checkpointing(self, mode: bool | str = True) -> MPLUGOwl2ForCausalLM:
         """Recompute each layer's activations in backward (memory-lean training): 'full' (True), 'selective'
-        (matmul and attention outputs kept) or 'off' (False); see vpkit.models.checkpointing."""
+        (matmul and attention outputs kept), 'mixed' (full on the vision side, selective in the LLM) or 'off'
+        (False); see vpkit.models.checkpointing."""
         self.gradient_checkpointing = checkpointing_mode(mode)
         return self
 
@@ -603,16 +604,20 @@ class MPLUGOwl2ForCausalLM(nn.Module):
         return self.lm_head.weight.device
 
     # ----------------------------------------------------------------- pieces
-    def _checkpointing_now(self) -> str:
-        return self.gradient_checkpointing if torch.is_grad_enabled() else "off"
+    def _checkpointing_now(self, part: str) -> str:
+        """The layer mode of `part` ('vision': encoder and abstractor, 'language': LLM); off without gradients."""
+        vision, language = part_modes(self.gradient_checkpointing)
+        if not torch.is_grad_enabled():
+            return "off"
+        return vision if part == "vision" else language
 
     def vision_hidden_state(self, pixel_values: Tensor) -> Tensor:
-        return self.model.vision_model(pixel_values.to(self.dtype), self._checkpointing_now())
+        return self.model.vision_model(pixel_values.to(self.dtype), self._checkpointing_now("vision"))
 
     def encode_images(self, pixel_values: Tensor) -> tuple[Tensor, Tensor]:
         """(vision encoder output, image features [N, Q + 1, D_llm])."""
         vision = self.vision_hidden_state(pixel_values)
-        return vision, self.model.visual_abstractor(vision, self._checkpointing_now())
+        return vision, self.model.visual_abstractor(vision, self._checkpointing_now("vision"))
 
     def prepare_layout(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> MultimodalLayout:
         layout = build_layout(input_ids, attention_mask, self.config.num_visual_tokens, self.config.vocab_size)
@@ -652,7 +657,7 @@ class MPLUGOwl2ForCausalLM(nn.Module):
         rotary = self.model.rotary_emb(inputs_embeds.shape[1], inputs_embeds.dtype)
         mask = self._attention_bias(layout, inputs_embeds.dtype)
         hidden = inputs_embeds
-        checkpointing = self._checkpointing_now()
+        checkpointing = self._checkpointing_now("language")
         for layer in self.model.layers:
             hidden = run_layer(layer, checkpointing, hidden, routing, rotary, mask)
         return hidden
