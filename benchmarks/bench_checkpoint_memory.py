@@ -239,6 +239,9 @@ def main(argv=None) -> int:
           "whole model, then x 32 images; the recompute transient of one layer, the weights and the rest of the "
           "model come on top.")
     measured = table.set_index(["layer", "mode"])
+    step = sum(counts[kind] * (measured.loc[(kind, "off"), "forward_gflop"] + measured.loc[(kind, "off"),
+                                                                                     "backward_gflop"])
+               for kind in args.kinds)
     for mode in CHECKPOINTING_MODES:
         vision, language = PART_MODES[mode]
         chosen = [(kind, language if kind == "decoder" else vision) for kind in args.kinds]
@@ -247,7 +250,8 @@ def main(argv=None) -> int:
                                     - measured.loc[(kind, "off"), "backward_gflop"]) for kind, part in chosen)
         per_image = sum(n * mib for n, mib in kept)
         print(f"  {mode}: {' + '.join(f'{n} x {mib:.2f}' for n, mib in kept)} = {per_image:.1f} MiB per image; "
-              f"x 32 = {32 * per_image / 1024:.2f} GiB; recompute {extra:.0f} GFLOP per image")
+              f"x 32 = {32 * per_image / 1024:.2f} GiB; recompute {extra:.0f} GFLOP per image "
+              f"(+{100 * extra / step:.0f}% on the {step:.0f} GFLOP of a training step's layers without it)")
     return 0
 
 

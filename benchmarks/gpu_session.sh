@@ -19,7 +19,7 @@ step() {  # step NAME SECONDS ARGS...: one benchmark call (bench_train.py unless
   echo "exit $?"; tail -n 12 "$out/$name.log"
 }
 step default_eager 120 --settings default --compile off --steps 4 --warmup 2
-step ckpt_modes 70 --dtype bf16 --compile off --checkpointing full selective --batches 16 32 --steps 3
+step ckpt_modes 70 --dtype bf16 --compile off --checkpointing full selective mixed --batches 8 16 32 --steps 3
 step end_to_end 130 --settings default --compile off --batches 32 --steps 3 --end-to-end
 step default_compile 180 --settings default --compile on --batches 4 32 --steps 4 --compile-cache-dir "$compile_cache"
 BENCH=benchmarks/bench_compile_cache.py step compile_warm 60 --preset 7b --batch 4 --cache-dir "$compile_cache" \
