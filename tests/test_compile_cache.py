@@ -15,6 +15,7 @@ from vpkit.compile_cache import TORCH_CACHE_VARIABLE, default_compile_cache_dir,
 from vpkit.evaluate import PromptedScorer
 
 REPO = Path(__file__).resolve().parents[1]
+ORIGINAL_VARIABLE = os.environ.get(TORCH_CACHE_VARIABLE)
 
 # A fresh process compiling a matmul forward and backward with inductor (extern mm kernels only, so no C++
 # compiler run: seconds), printing torch's cache counters.
@@ -42,6 +43,14 @@ def compile_in_fresh_process(folder: Path) -> dict:
     return json.loads(lines[-1])
 
 
+@pytest.fixture
+def unset_cache_variable(monkeypatch):
+    """TORCHINDUCTOR_CACHE_DIR absent during the test and as it was afterwards, even when the code under test sets
+    it (setenv first, so that monkeypatch records the original state)."""
+    monkeypatch.setenv(TORCH_CACHE_VARIABLE, "unset-by-the-test")
+    monkeypatch.delenv(TORCH_CACHE_VARIABLE)
+
+
 def test_a_second_process_loads_what_the_first_compiled(tmp_path):
     folder = tmp_path / "compile-cache"
     cold = compile_in_fresh_process(folder)
@@ -54,25 +63,27 @@ def test_a_second_process_loads_what_the_first_compiled(tmp_path):
     assert warm.get("autograd_cache_hit", 0) == 1
 
 
-def test_the_default_folder_is_the_users_cache_unless_torchs_variable_is_set(monkeypatch, tmp_path):
-    monkeypatch.delenv(TORCH_CACHE_VARIABLE, raising=False)
+def test_the_default_folder_is_the_users_cache_unless_torchs_variable_is_set(unset_cache_variable, monkeypatch,
+                                                                             tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_compile_cache_dir() == tmp_path / "xdg" / "vpkit" / "torch-compile"
     monkeypatch.setenv(TORCH_CACHE_VARIABLE, str(tmp_path / "mine"))
     assert default_compile_cache_dir() == tmp_path / "mine"
 
 
-def test_a_compiled_prompted_scorer_points_torch_at_the_folder(monkeypatch, tmp_path):
-    monkeypatch.delenv(TORCH_CACHE_VARIABLE, raising=False)  # monkeypatch restores the variable afterwards
+def test_a_compiled_prompted_scorer_points_torch_at_the_folder(unset_cache_variable, tmp_path):
     PromptedScorer(torch.nn.Identity(), compile_model=True, compile_cache_dir=str(tmp_path / "cc"))
     assert os.environ[TORCH_CACHE_VARIABLE] == str((tmp_path / "cc").resolve())
     assert (tmp_path / "cc").is_dir()
 
 
-def test_an_unusable_folder_is_one_clear_error(monkeypatch, tmp_path):
-    monkeypatch.delenv(TORCH_CACHE_VARIABLE, raising=False)
+def test_an_unusable_folder_is_one_clear_error(unset_cache_variable, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     with pytest.raises(ValueError, match=r"train.compile_cache_dir = .*file/cc' cannot be created .*writable"):
         use_compile_cache(blocker / "cc")
     assert TORCH_CACHE_VARIABLE not in os.environ
+
+
+def test_the_tests_leave_torchs_variable_as_they_found_it():
+    assert os.environ.get(TORCH_CACHE_VARIABLE) == ORIGINAL_VARIABLE
