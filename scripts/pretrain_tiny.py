@@ -18,9 +18,21 @@ from pathlib import Path
 import torch
 
 from vpkit.atomic import write_json_atomic, write_text_atomic
-from vpkit.data.synth import DEMO_DISTORTIONS
+from vpkit.data import synth
 from vpkit.models import TINY_ASSET_DIR, save_pretrained
-from vpkit.models.tiny_pretrain import PretrainSettings, fixed_check_images, pretrain
+from vpkit.models.tiny_pretrain import RECIPES, PretrainSettings, fixed_check_images, pretrain
+
+# What each recipe's card says it was trained on and what that leaves out.
+RECIPE_DATA = {
+    "colour": (("six **brightness and colour** types only (`PRETRAIN_DISTORTIONS`: brighten, darken, colour shift, "
+               "saturation 1, colour quantisation, colour diffusion)"),
+               ("It has **not** learned blur,\nnoise or compression (attempts and measurements: the docstring of "
+               "`vpkit/models/tiny_pretrain.py`).")),
+    "structural": (("four **structural** types (`STRUCTURAL_DISTORTIONS`: Gaussian blur, white noise, JPEG, "
+                   "pixelation), the patch embedding a fixed whitened DCT filter bank"),
+                   ("It knows no colour or brightness\ntypes (its filters keep only the mean colour and slow colour "
+                   "changes).")),
+}
 
 
 def parse_args() -> argparse.Namespace:
@@ -35,6 +47,9 @@ def model_card(report: dict, recorded: dict, command: str) -> str:
     s = report["settings"]
     last = report["history"][-1]
     seen, unseen = report["seen_test"], report["unseen_zero_shot"]
+    recipe = RECIPES[s.get("recipe", "colour")]
+    trained_on, left_out = RECIPE_DATA[s.get("recipe", "colour")]
+    unseen_names = getattr(synth, recipe.unseen)
     return f"""# tiny mPLUG-Owl2 (pretrained toy)
 
 **A toy, not a quality model.** This is the mPLUG-Owl2 architecture of vpkit (`vpkit.models.mplug_owl2`) at toy
@@ -46,7 +61,7 @@ Do not use it to judge real images.
 
 Command: `{command}` (file `scripts/pretrain_tiny.py`, logic in `vpkit/models/tiny_pretrain.py`).
 
-* Data: `vpkit.data.synth.generate` with six **brightness and colour** types only (`PRETRAIN_DISTORTIONS`: brighten, darken, colour shift, saturation 1, colour quantisation, colour diffusion), 5 levels
+* Data: `vpkit.data.synth.generate` with {trained_on}, 5 levels
   each, {s['n_refs']} **procedural** reference images (reference seed `PRETRAIN_REFERENCE_SEED`, no photographs),
   288x224 px, prepared to 224x224 (shorter side, centre crop) as the demo prepares its images. Labels: the
   synthetic set's documented DMOS / 5 (a function of distortion type, level and SSIM; not human opinions).
@@ -67,12 +82,11 @@ Command: `{command}` (file `scripts/pretrain_tiny.py`, logic in `vpkit/models/ti
 
 | check | SRCC | PLCC |
 | --- | --- | --- |
-| seen distortion types (brightness, colour), held-out references, test split | {seen['srcc']:.3f} | {seen['plcc']:.3f} |
-| **unseen** distortion types (`DEMO_DISTORTIONS`) on unseen references, zero-shot | {unseen['srcc']:.3f} | {unseen['plcc']:.3f} |
+| seen distortion types, held-out references, test split | {seen['srcc']:.3f} | {seen['plcc']:.3f} |
+| **unseen** distortion types (`{recipe.unseen}`) on unseen references, zero-shot | {unseen['srcc']:.3f} | {unseen['plcc']:.3f} |
 
-The unseen types are `DEMO_DISTORTIONS` ({', '.join(DEMO_DISTORTIONS)}): they change the same kind of global
-statistics as the pretraining types, which is why the model ranks them a little. It has **not** learned blur,
-noise or compression (attempts and measurements: the docstring of `vpkit/models/tiny_pretrain.py`).
+The unseen types are `{recipe.unseen}` ({', '.join(unseen_names)}): a related family of the pretraining
+types, which is why the model ranks them a little. {left_out}
 
 Last epoch: loss {last['loss']:.4f}, validation SRCC {last['val_srcc']:.3f}.
 Training history and all metrics: `pretraining.json`.

@@ -354,14 +354,19 @@ FAMILIES: dict[str, tuple[str, ...]] = {}
 for _t in TYPES:
     FAMILIES[_t.family] = FAMILIES.get(_t.family, ()) + (_t.name,)
 
-# The `tiny` toy scorer is pretrained on six brightness and colour types: global image statistics, which a toy
-# ViT learns in minutes on a CPU. Blur and noise it does not: measured, its held-out SRCC on them stayed below
-# 0.25 after 800 steps at 112 or 224 px, with several inits (see vpkit/models/tiny_pretrain.py).
-# The demo evaluates on five types it never saw that act on the same kind of statistics (mean shift, saturation 2,
-# contrast change, quantisation, colour block): zero-shot it ranks them a little, which leaves a prompt something
-# to adapt, as in the paper. Types whose cues it never learned (blur, noise, compression) would only add noise.
+# The shipped `tiny` toy scorer is pretrained on six brightness and colour types: global image statistics, which a
+# toy ViT learns in minutes on a CPU. The demo evaluates on five types it never saw that act on the same kind of
+# statistics (mean shift, saturation 2, contrast change, quantisation, colour block): zero-shot it ranks them a
+# little, which leaves a prompt something to adapt, as in the paper.
 PRETRAIN_DISTORTIONS: tuple[str, ...] = (
     "brighten", "darken", "color_shift", "color_saturation_1", "color_quantization", "color_diffusion",
+)
+# The `structural` pretraining recipe (scripts/pretrain_tiny.py --recipe structural; not the shipped weights):
+# blur, noise, compression and pixelation, learnable by the toy ViT once its patch embedding is a whitened DCT
+# filter bank (vpkit/models/tiny_pretrain.py), and a related family it never sees to check it zero-shot.
+STRUCTURAL_DISTORTIONS: tuple[str, ...] = ("gaussian_blur", "white_noise", "jpeg", "pixelate")
+STRUCTURAL_UNSEEN_DISTORTIONS: tuple[str, ...] = (
+    "lens_blur", "motion_blur", "impulse_noise", "jpeg2000", "high_sharpen",
 )
 DEMO_DISTORTIONS: tuple[str, ...] = (
     "mean_shift", "color_saturation_2", "contrast_change", "quantization", "color_block",
