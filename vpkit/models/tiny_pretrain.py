@@ -35,7 +35,8 @@ What was measured on the way (2 CPU cores; so that nobody repeats it blindly):
 * the structural recipe, whole model: 10 epochs (144 s) validation SRCC 0.80, held-out test 0.75 on its own
   types; 20 epochs (296 s) 0.82 / 0.78 (the issue's target is 0.85). With 10 epochs, zero-shot on the other
   KADID types of the demo's references: lens blur 0.69, white noise in colour 0.70, impulse noise 0.67, jitter
-  0.67, denoise 0.62, multiplicative noise 0.59, JPEG2000 0.47, high sharpen 0.29, motion blur 0.20, colour and brightness types 0.0-0.5 (each type's own SRCC).
+  0.67, denoise 0.62, multiplicative noise 0.59, JPEG2000 0.47, high sharpen 0.29, motion blur 0.20, colour and
+  brightness types 0.0-0.5 (each type's own SRCC).
 * prompts on it (`vpkit train 4 --epochs 3 --limit 800 --batch-size 16`, the demo's settings, on a demo set of
   lens blur, motion blur, impulse noise, JPEG2000 and high sharpen): zero-shot test SRCC 0.436 (val 0.462, train
   0.494); 30 px padding add at lr 60 test 0.435 (train 0.503: the prompt fits the mean, not the ranking), at lr
