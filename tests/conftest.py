@@ -1,4 +1,5 @@
 """Shared fixtures: the golden conformance vectors live beside the project, in ../shared/golden."""
+import os
 from pathlib import Path
 
 import pytest
@@ -25,3 +26,16 @@ def data_root(tmp_path_factory) -> Path:
     generate(root, n_refs=10, distortions=DEMO_DISTORTIONS[:2], levels=(1, 3, 5), size=(64, 48), progress=False,
              workers=0, include_photos=False)
     return root
+
+
+@pytest.fixture(autouse=True)
+def _torch_compile_cache_variable_restored():
+    """A compiled run points TORCHINDUCTOR_CACHE_DIR at its cache folder for the rest of its process
+    (vpkit.compile_cache; torch itself sets it to its default on first use, also from its compile threads, so
+    no test can assert it unset); in the test process that would leak into later tests, so put it back."""
+    before = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    yield
+    if before is None:
+        os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+    else:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = before
