@@ -50,6 +50,7 @@ def model_card(report: dict, recorded: dict, command: str) -> str:
     recipe = RECIPES[s.get("recipe", "colour")]
     trained_on, left_out = RECIPE_DATA[s.get("recipe", "colour")]
     unseen_names = getattr(synth, recipe.unseen)
+    sizes = "".join(f", {name}={value}" for name, value in recipe.vision_sizes)
     return f"""# tiny mPLUG-Owl2 (pretrained toy)
 
 **A toy, not a quality model.** This is the mPLUG-Owl2 architecture of vpkit (`vpkit.models.mplug_owl2`) at toy
@@ -66,7 +67,7 @@ Command: `{command}` (file `scripts/pretrain_tiny.py`, logic in `vpkit/models/ti
   288x224 px, prepared to 224x224 (shorter side, centre crop) as the demo prepares its images. Labels: the
   synthetic set's documented DMOS / 5 (a function of distortion type, level and SSIM; not human opinions).
   The split keeps references apart (80/10/10).
-* Model: `vpkit.models.tiny.build_tiny_model(seed={s['seed']})`, every weight trained (the only place vpkit trains
+* Model: `vpkit.models.tiny.build_tiny_model(seed={s['seed']}{sizes})`, every weight trained (the only place vpkit trains
   a model's weights), ImageNet normalisation, the paper's question
   ("USER: <|image|>Rate the technical quality of the image. ASSISTANT:") answered at the last position.
 * Loss: mean over score types {', '.join('`' + t + '`' for t in ('good+fine_vs_poor+bad', 'good_vs_bad', 'good_vs_poor', 'fine_vs_poor', 'excellent+good_vs_poor+bad', 'high_vs_low'))}

@@ -58,7 +58,7 @@ def test_structural_recipe_trains_everything_but_its_fixed_filters(tmp_path):
     assert RECIPES["structural"].whitened_filters and not RECIPES["colour"].whitened_filters
     settings = replace(PretrainSettings(), recipe="structural", n_refs=10, eval_n_refs=3, epochs=1, batch_size=8,
                        warmup_steps=2, whitening_images=16)
-    before, _ = build_tiny_model(seed=settings.seed)
+    before, _ = build_tiny_model(seed=settings.seed, **dict(RECIPES["structural"].vision_sizes))
     scorer, report = pretrain(settings, tmp_path, log=lambda line: None)
     after = dict(scorer.model.named_parameters())
     embed = "model.vision_model.embeddings.patch_embed.weight"
@@ -69,4 +69,5 @@ def test_structural_recipe_trains_everything_but_its_fixed_filters(tmp_path):
     changed = [n for n, p in before.named_parameters() if n != embed and not torch.equal(p, after[n])]
     assert len(changed) > 0.9 * (len(after) - 1)
     assert report["settings"]["recipe"] == "structural"
+    assert scorer.model.config.vision.hidden_size == 128 and len(scorer.model.model.vision_model.encoder.layers) == 4
     assert set(report["unseen_zero_shot"]) >= {"srcc", "plcc"}

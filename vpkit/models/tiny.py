@@ -57,23 +57,28 @@ def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
                                    eos_token="</s>", pad_token="<unk>")
 
 
-def tiny_config(vocab_size: int, image_size: int = TINY_IMAGE_SIZE) -> MPLUGOwl2Config:
+def tiny_config(vocab_size: int, image_size: int = TINY_IMAGE_SIZE, vision_width: int = 64, vision_layers: int = 2,
+                vision_mlp_ratio: int = 2) -> MPLUGOwl2Config:
     """Sizes chosen so that forward + backward to the pixels at batch 32 takes well under a second on 2 cores.
 
     The patch is 28 px (the 7B model's is 14): at 224 px that gives 8 x 8 patches + CLS = 65 vision tokens, the
-    token count of the 7B abstractor's output, and halves the CPU cost of the demo's 11 prompt trainings."""
+    token count of the 7B abstractor's output, and halves the CPU cost of the demo's 11 prompt trainings.
+    The vision sizes are arguments for the `structural` pretraining recipe (a wider, deeper encoder); the
+    abstractor takes the encoder's width, with a 2x MLP."""
     patch = 28
-    vision = VisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                          image_size=image_size, patch_size=patch)
-    abstractor = AbstractorConfig(num_learnable_queries=16, hidden_size=64, num_hidden_layers=2,
-                                  num_attention_heads=4, intermediate_size=128, encoder_hidden_size=64,
-                                  grid_size=image_size // patch)
+    vision = VisionConfig(hidden_size=vision_width, intermediate_size=vision_mlp_ratio * vision_width,
+                          num_hidden_layers=vision_layers, num_attention_heads=4, image_size=image_size,
+                          patch_size=patch)
+    abstractor = AbstractorConfig(num_learnable_queries=16, hidden_size=vision_width, num_hidden_layers=2,
+                                  num_attention_heads=4, intermediate_size=2 * vision_width,
+                                  encoder_hidden_size=vision_width, grid_size=image_size // patch)
     return MPLUGOwl2Config(vocab_size=vocab_size, hidden_size=96, intermediate_size=192, num_hidden_layers=2,
                            num_attention_heads=4, vision=vision, abstractor=abstractor, source="tiny config")
 
 
-def build_tiny_model(seed: int = 0) -> tuple[MPLUGOwl2ForCausalLM, PreTrainedTokenizerFast]:
-    """(tiny mPLUG-Owl2 with seeded random weights, float32 on CPU, eval mode; its tokenizer)."""
+def build_tiny_model(seed: int = 0, **sizes: int) -> tuple[MPLUGOwl2ForCausalLM, PreTrainedTokenizerFast]:
+    """(tiny mPLUG-Owl2 with seeded random weights, float32 on CPU, eval mode; its tokenizer). `sizes`: the vision
+    keyword arguments of `tiny_config` (none: the shipped sizes)."""
     tokenizer = build_tiny_tokenizer()
-    model = MPLUGOwl2ForCausalLM.random_init(tiny_config(len(tokenizer)), seed=seed)
+    model = MPLUGOwl2ForCausalLM.random_init(tiny_config(len(tokenizer), **sizes), seed=seed)
     return model, tokenizer

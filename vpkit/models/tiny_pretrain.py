@@ -78,11 +78,14 @@ class Recipe:
     distortions: str  # names of tuples in vpkit.data.synth
     unseen: str
     whitened_filters: bool
+    vision_sizes: tuple[tuple[str, int], ...] = ()  # keyword arguments of vpkit.models.tiny.tiny_config
 
 
 RECIPES = {
     "colour": Recipe("PRETRAIN_DISTORTIONS", "DEMO_DISTORTIONS", whitened_filters=False),
-    "structural": Recipe("STRUCTURAL_DISTORTIONS", "STRUCTURAL_UNSEEN_DISTORTIONS", whitened_filters=True),
+    # 128 wide, 4 layers: the shipped 64 x 2 encoder reached 0.78 held out in 20 epochs, this one 0.89 in 12
+    "structural": Recipe("STRUCTURAL_DISTORTIONS", "STRUCTURAL_UNSEEN_DISTORTIONS", whitened_filters=True,
+                         vision_sizes=(("vision_width", 128), ("vision_layers", 4), ("vision_mlp_ratio", 4))),
 }
 
 
@@ -246,7 +249,7 @@ def pretrain(settings: PretrainSettings, work_dir: Path, log=print):
     table = load_table("kadid", pretrain_root)
     unseen = load_table("kadid", unseen_root)
 
-    model, tokenizer = build_tiny_model(seed=settings.seed)
+    model, tokenizer = build_tiny_model(seed=settings.seed, **dict(RECIPES[settings.recipe].vision_sizes))
     scorer = MPLUGOwl2Scorer(model, tokenizer)
     model.requires_grad_(True)  # pretraining is the one place the tiny model's own weights train
     if RECIPES[settings.recipe].whitened_filters:
