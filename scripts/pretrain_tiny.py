@@ -24,12 +24,13 @@ from vpkit.models.tiny_pretrain import RECIPES, PretrainSettings, fixed_check_im
 
 # What each recipe's card says it was trained on and what that leaves out.
 RECIPE_DATA = {
-    "colour": (("six **brightness and colour** types only (`PRETRAIN_DISTORTIONS`: brighten, darken, colour shift, "
+    "colour": (("six **brightness and colour** types only (`COLOUR_PRETRAIN_DISTORTIONS`: brighten, darken, colour shift, "
                "saturation 1, colour quantisation, colour diffusion)"),
                ("It has **not** learned blur,\nnoise or compression (attempts and measurements: the docstring of "
                "`vpkit/models/tiny_pretrain.py`).")),
-    "structural": (("four **structural** types (`STRUCTURAL_DISTORTIONS`: Gaussian blur, white noise, JPEG, "
-                   "pixelation), the patch embedding a fixed whitened DCT filter bank"),
+    "structural": (("four **structural** types (`PRETRAIN_DISTORTIONS`: Gaussian blur, white noise, JPEG, "
+                   "pixelation; the vision encoder's patch embedding is a fixed DCT filter bank whitened on "
+                   "training patches)"),
                    ("It knows no colour or brightness\ntypes (its filters keep only the mean colour and slow colour "
                    "changes).")),
 }

@@ -10,6 +10,8 @@ import pytest
 from vpkit.data import content_overlap, load_table
 from vpkit.data.cli import main
 from vpkit.data.synth import (
+    COLOUR_DEMO_DISTORTIONS,
+    COLOUR_PRETRAIN_DISTORTIONS,
     DEMO_DISTORTIONS,
     DISTORTIONS,
     FAMILIES,
@@ -39,8 +41,10 @@ def test_families_follow_kadid():
 
 
 def test_demo_and_pretrain_distortions_do_not_overlap():
-    assert set(PRETRAIN_DISTORTIONS) <= set(FAMILIES["brightness_change"]) | set(FAMILIES["color"])
+    structural = {"blur", "noise", "compression", "spatial"}
+    assert set(PRETRAIN_DISTORTIONS) <= {name for family in structural for name in FAMILIES[family]}
     assert not set(DEMO_DISTORTIONS) & set(PRETRAIN_DISTORTIONS)
+    assert not set(COLOUR_DEMO_DISTORTIONS) & set(COLOUR_PRETRAIN_DISTORTIONS)
     assert len(DEMO_DISTORTIONS) >= 5 and set(DEMO_DISTORTIONS) <= set(DISTORTIONS)
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from vpkit.data.synth import STRUCTURAL_DISTORTIONS, apply_distortion, reference_images
+from vpkit.data.synth import PRETRAIN_DISTORTIONS, apply_distortion, reference_images
 from vpkit.models.tiny import build_tiny_model
 from vpkit.models.tiny_pretrain import (
     RECIPES,
@@ -36,7 +36,7 @@ def test_whitening_equalises_filter_responses_that_differ_by_orders_of_magnitude
     model, _ = build_tiny_model(seed=0)
     refs = reference_images(6, (288, 224), seed=3, photos=False)
     rng = np.random.default_rng(0)
-    images = [r.image for r in refs] + [apply_distortion(name, refs[0].image, 3, rng) for name in STRUCTURAL_DISTORTIONS]
+    images = [r.image for r in refs] + [apply_distortion(name, refs[0].image, 3, rng) for name in PRETRAIN_DISTORTIONS]
     pixels = (model_input(images, 224) - 0.45) / 0.25
     weights = whitened_patch_embedding(model, pixels)
     patch = weights.shape[-1]

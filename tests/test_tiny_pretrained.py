@@ -52,13 +52,13 @@ def _mild_and_strong_versions(size: int) -> tuple[torch.Tensor, np.ndarray]:
 
 def test_pretrained_weights_rank_what_they_were_taught(tiny):
     """On references it never saw, the toy scores mild versions of its pretraining types above strong ones
-    (measured SRCC ~0.55 for the shipped weights, ~-0.06 for the random preset); one image may be misranked,
+    (measured SRCC 0.87 for the shipped weights, -0.09 for the random preset); one image may be misranked,
     so the check is statistical."""
     images, levels = _mild_and_strong_versions(tiny.image_size)
     with torch.no_grad():
         trained = tiny(images).numpy()
         untrained = load_scorer("tiny-random")(images).numpy()
-    assert srcc(trained, -levels) > 0.4
+    assert srcc(trained, -levels) > 0.7
     assert trained[levels == 1].mean() > trained[levels == 5].mean()
     assert srcc(untrained, -levels) < 0.2
 

@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     synth.add_argument("--small", action="store_true", help="16 references, 400 images (for CI and quick tries)")
     synth.add_argument("--n-refs", type=int, help="number of reference images (default 160)")
     synth.add_argument("--distortions", default="demo",
-                       help="demo (default: the 5 types the tiny model never saw), pretrain (6 brightness/colour types), all, or names a,b,c")
+                       help="demo (default: the 5 types the tiny model never saw), pretrain (the 4 structural types it learnt), all, or names a,b,c")
     synth.add_argument("--levels", default="1,2,3,4,5", help="comma-separated levels 1..5")
     synth.add_argument("--size", default="288x224", help="W x H of every image (default 288x224)")
     synth.add_argument("--seed", type=int, default=0, help="distortion randomness and split")

@@ -5,13 +5,13 @@ scikit-image and procedural images, with documented synthetic scores (not human 
     generate("demo_data", distortions=DEMO_DISTORTIONS)   # -> demo_data/kadid10k/
 """
 from .distortions import (
+    COLOUR_DEMO_DISTORTIONS,
+    COLOUR_PRETRAIN_DISTORTIONS,
     DEMO_DISTORTIONS,
     DISTORTIONS,
     FAMILIES,
     LEVELS,
     PRETRAIN_DISTORTIONS,
-    STRUCTURAL_DISTORTIONS,
-    STRUCTURAL_UNSEEN_DISTORTIONS,
     TYPE_BY_NAME,
     TYPES,
     DistortionType,
@@ -30,9 +30,8 @@ from .references import GENERATORS, PHOTOS, Reference, reference_images
 from .scores import SEVERITY_CURVES, ssim, synthetic_dmos, synthetic_var
 
 __all__ = [
-    "DEFAULT_N_REFS", "DEFAULT_SIZE", "DEMO_DISTORTIONS", "DEMO_REFERENCE_SEED", "DISTORTIONS", "FAMILIES",
+    "COLOUR_DEMO_DISTORTIONS", "COLOUR_PRETRAIN_DISTORTIONS", "DEFAULT_N_REFS", "DEFAULT_SIZE", "DEMO_DISTORTIONS", "DEMO_REFERENCE_SEED", "DISTORTIONS", "FAMILIES",
     "GENERATORS", "LEVELS", "PHOTOS", "PRETRAIN_DISTORTIONS", "PRETRAIN_REFERENCE_SEED", "SEVERITY_CURVES",
-    "SMALL_N_REFS", "SPLIT_FRACTIONS", "STRUCTURAL_DISTORTIONS", "STRUCTURAL_UNSEEN_DISTORTIONS", "TYPES",
-    "TYPE_BY_NAME", "DistortionType", "Reference",
+    "SMALL_N_REFS", "SPLIT_FRACTIONS", "TYPES", "TYPE_BY_NAME", "DistortionType", "Reference",
     "apply_distortion", "generate", "reference_images", "ssim", "synthetic_dmos", "synthetic_var",
 ]

@@ -354,20 +354,18 @@ FAMILIES: dict[str, tuple[str, ...]] = {}
 for _t in TYPES:
     FAMILIES[_t.family] = FAMILIES.get(_t.family, ()) + (_t.name,)
 
-# The shipped `tiny` toy scorer is pretrained on six brightness and colour types: global image statistics, which a
-# toy ViT learns in minutes on a CPU. The demo evaluates on five types it never saw that act on the same kind of
-# statistics (mean shift, saturation 2, contrast change, quantisation, colour block): zero-shot it ranks them a
-# little, which leaves a prompt something to adapt, as in the paper.
-PRETRAIN_DISTORTIONS: tuple[str, ...] = (
+# The shipped `tiny` toy scorer is pretrained on four structural types: blur, noise, compression and pixelation
+# (how a toy ViT learns them on a CPU: vpkit/models/tiny_pretrain.py). The demo evaluates it on five types of
+# related families that it never saw: lens blur, multiplicative noise, JPEG2000, over-sharpening and jitter.
+PRETRAIN_DISTORTIONS: tuple[str, ...] = ("gaussian_blur", "white_noise", "jpeg", "pixelate")
+DEMO_DISTORTIONS: tuple[str, ...] = (
+    "lens_blur", "multiplicative_noise", "jpeg2000", "high_sharpen", "jitter",
+)
+# The earlier toy (pretraining recipe `colour`): six brightness and colour types, checked on five other global
+# statistics types (mean shift, saturation 2, contrast change, quantisation, colour block).
+COLOUR_PRETRAIN_DISTORTIONS: tuple[str, ...] = (
     "brighten", "darken", "color_shift", "color_saturation_1", "color_quantization", "color_diffusion",
 )
-# The `structural` pretraining recipe (scripts/pretrain_tiny.py --recipe structural; not the shipped weights):
-# blur, noise, compression and pixelation, learnable by the toy ViT once its patch embedding is a whitened DCT
-# filter bank (vpkit/models/tiny_pretrain.py), and a related family it never sees to check it zero-shot.
-STRUCTURAL_DISTORTIONS: tuple[str, ...] = ("gaussian_blur", "white_noise", "jpeg", "pixelate")
-STRUCTURAL_UNSEEN_DISTORTIONS: tuple[str, ...] = (
-    "lens_blur", "motion_blur", "impulse_noise", "jpeg2000", "high_sharpen",
-)
-DEMO_DISTORTIONS: tuple[str, ...] = (
+COLOUR_DEMO_DISTORTIONS: tuple[str, ...] = (
     "mean_shift", "color_saturation_2", "contrast_change", "quantization", "color_block",
 )
