@@ -48,8 +48,9 @@ def model_card(report: dict, recorded: dict, command: str) -> str:
     s = report["settings"]
     last = report["history"][-1]
     seen, unseen = report["seen_test"], report["unseen_zero_shot"]
-    recipe = RECIPES[s.get("recipe", "colour")]
-    trained_on, left_out = RECIPE_DATA[s.get("recipe", "colour")]
+    recipe_name = s.get("recipe", "colour")  # reports from before recipes existed are the colour recipe's
+    recipe = RECIPES[recipe_name]
+    trained_on, left_out = RECIPE_DATA[recipe_name]
     unseen_names = getattr(synth, recipe.unseen)
     sizes = "".join(f", {name}={value}" for name, value in recipe.vision_sizes)
     return f"""# tiny mPLUG-Owl2 (pretrained toy)

@@ -12,6 +12,7 @@ from vpkit.models.tiny_pretrain import (
     PretrainSettings,
     dct_filter_bank,
     model_input,
+    patch_responses,
     pretrain,
     whitened_patch_embedding,
 )
@@ -39,13 +40,9 @@ def test_whitening_equalises_filter_responses_that_differ_by_orders_of_magnitude
     images = [r.image for r in refs] + [apply_distortion(name, refs[0].image, 3, rng) for name in PRETRAIN_DISTORTIONS]
     pixels = (model_input(images, 224) - 0.45) / 0.25
     weights = whitened_patch_embedding(model, pixels)
-    patch = weights.shape[-1]
-    batch = pixels.shape[0]
-    patches = pixels.reshape(batch, 3, 224 // patch, patch, 224 // patch, patch).permute(0, 2, 4, 1, 3, 5)
-    patches = patches.reshape(-1, 3 * patch * patch)
-    raw = (patches @ dct_filter_bank(patch, weights.shape[0] - 8, 8).flatten(1).T).std(dim=0)
+    raw = patch_responses(pixels, dct_filter_bank(weights.shape[-1], weights.shape[0] - 8, 8)).std(dim=0)
     assert raw.max() / raw.min() > 30  # why it is needed: low frequencies dwarf the high ones
-    whitened = (patches @ weights.flatten(1).T).std(dim=0)
+    whitened = patch_responses(pixels, weights).std(dim=0)
     assert torch.allclose(whitened, torch.ones_like(whitened), atol=1e-3)
 
 

@@ -211,11 +211,17 @@ def whitened_patch_embedding(model, normalised_images: Tensor, chroma: int = 8) 
     embed = model.model.vision_model.embeddings.patch_embed
     width, patch = embed.weight.shape[0], embed.weight.shape[-1]
     bank = dct_filter_bank(patch, width - chroma, chroma)
-    batch, channels, height, _ = normalised_images.shape
+    return bank / patch_responses(normalised_images, bank).std(dim=0).clamp_min(1e-6).view(-1, 1, 1, 1)
+
+
+def patch_responses(images: Tensor, filters: Tensor) -> Tensor:
+    """[N * patches, K]: each filter of `filters` [K, 3, P, P] applied to each non-overlapping P x P patch of
+    `images` [N, 3, S, S] (what the patch embedding computes before its position table and LayerNorm)."""
+    patch = filters.shape[-1]
+    batch, channels, height, _ = images.shape
     rows = height // patch
-    patches = normalised_images.reshape(batch, channels, rows, patch, rows, patch).permute(0, 2, 4, 1, 3, 5)
-    responses = patches.reshape(-1, channels * patch * patch) @ bank.flatten(1).T
-    return bank / responses.std(dim=0).clamp_min(1e-6).view(-1, 1, 1, 1)
+    patches = images.reshape(batch, channels, rows, patch, rows, patch).permute(0, 2, 4, 1, 3, 5)
+    return patches.reshape(-1, channels * patch * patch) @ filters.flatten(1).T
 
 
 def seed_everything(seed: int) -> None:
@@ -259,6 +265,7 @@ def pretrain(settings: PretrainSettings, work_dir: Path, log=print):
 
     if settings.recipe not in RECIPES:
         raise ValueError(f"unknown pretraining recipe {settings.recipe!r}; use one of {', '.join(RECIPES)}")
+    recipe = RECIPES[settings.recipe]
     seed_everything(settings.seed)
     torch.set_flush_denormal(True)  # denormals in the backward pass slow CPU kernels many times over
     started = time.perf_counter()
@@ -267,10 +274,10 @@ def pretrain(settings: PretrainSettings, work_dir: Path, log=print):
     table = load_table("kadid", pretrain_root)
     unseen = load_table("kadid", unseen_root)
 
-    model, tokenizer = build_tiny_model(seed=settings.seed, **dict(RECIPES[settings.recipe].vision_sizes))
+    model, tokenizer = build_tiny_model(seed=settings.seed, **dict(recipe.vision_sizes))
     scorer = MPLUGOwl2Scorer(model, tokenizer)
     model.requires_grad_(True)  # pretraining is the one place the tiny model's own weights train
-    if RECIPES[settings.recipe].whitened_filters:
+    if recipe.whitened_filters:
         embed = model.model.vision_model.embeddings.patch_embed
         sample = next(iter(make_loader(table, "train", scorer.image_size, settings.whitening_images, train=False,
                                        num_workers=0, progress=False)))["image"].float() / 255
