@@ -390,9 +390,13 @@ def paper_experiment(number: int) -> PaperExperiment:
     return PAPER_EXPERIMENTS[number - 1]
 
 
-def paper_config(number: int) -> ExperimentConfig:
-    """The validated config of paper experiment `number` (1..33)."""
+def paper_config(number: int, mode: str | None = None) -> ExperimentConfig:
+    """The validated config of paper experiment `number` (1..33). With `mode`, the same experiment in another
+    prompt mode (vpkit's mul_residual fix of a mul experiment: not a paper experiment), its name ending in that
+    mode instead, e.g. exp_22_kadid_padding_30px_mul_residual, so its run folder stands beside the paper's."""
     exp = paper_experiment(number)
+    if mode is not None:
+        exp = dataclasses.replace(exp, mode=mode)
     settings = PAPER_DATASET_SETTINGS[exp.dataset]
     data = {
         "name": exp.name,

@@ -272,14 +272,21 @@ def _heat_cell(ours: float, paper: float) -> str:
     return f"{ours:.3f}\npaper {paper:.3f} ({ours - paper:+.3f})"
 
 
+MUL_RESIDUAL_LABEL = "mul_residual (vpkit's fix)"
+
+
 def add_mul_bars(table: pd.DataFrame) -> object:
     """SRCC with addition and with multiplication for each prompt and dataset (vpkit.tables.add_vs_mul_table),
-    with the paper's addition number as a marker (it publishes none for multiplication)."""
+    with the paper's addition number as a marker (it publishes none for multiplication), and vpkit's
+    mul_residual fix as a third bar where the table has one."""
     import seaborn as sns
 
+    modes = {"add": "add", "mul": "mul"}
+    if table.get("srcc_mul_residual", pd.Series(dtype=float)).notna().any():
+        modes["mul_residual"] = MUL_RESIDUAL_LABEL
     long = pd.DataFrame(
-        [{"prompt": f"{row['prompt']} / {row['dataset']}", "mode": mode, "srcc": row[f"srcc_{mode}"]}
-         for _, row in table.iterrows() for mode in ("add", "mul")], columns=["prompt", "mode", "srcc"])
+        [{"prompt": f"{row['prompt']} / {row['dataset']}", "mode": label, "srcc": row[f"srcc_{mode}"]}
+         for _, row in table.iterrows() for mode, label in modes.items()], columns=["prompt", "mode", "srcc"])
     fig, axes = _new_figure(1, 1, 1.2 * max(len(table), 1) + 3.0, 3.8)
     ax = axes[0, 0]
     if long["srcc"].isna().all():
@@ -287,9 +294,11 @@ def add_mul_bars(table: pd.DataFrame) -> object:
     sns.barplot(long, x="prompt", y="srcc", hue="mode", ax=ax)
     published = table["paper_srcc_add"].to_numpy(dtype=float)
     if not np.isnan(published).all():
-        ax.scatter(np.arange(len(table)) - 0.2, published, marker="_", s=400, color="black", zorder=3,
+        add_bar = -0.4 + 0.4 / len(modes)  # seaborn's bars share a width of 0.8; add is the first of each group
+        ax.scatter(np.arange(len(table)) + add_bar, published, marker="_", s=400, color="black", zorder=3,
                    label="paper, add")
-    ax.set_xlabel("the paper publishes no number for mul")
+    ax.set_xlabel("the paper publishes no number for mul" + ("; mul_residual is vpkit's fix, not a paper experiment"
+                                                             if len(modes) == 3 else ""))
     ax.set_ylabel("SRCC (test split)")
     ax.axhline(0, color="black", linewidth=0.8)
     ax.tick_params(axis="x", labelrotation=30)
@@ -355,6 +364,26 @@ def mul_note(prompter) -> str:
             "image x (1 + prompt), keeps the image.")
 
 
+def mul_residual_note(prompter) -> str:
+    """The sentence shown next to a `mul_residual` run: what vpkit's fix does, with this prompt's range of factors."""
+    import torch
+
+    with torch.no_grad():
+        inside = prompter.canvas()[prompter.region_mask().expand(-1, 3, -1, -1)]
+    return (f"mul_residual (vpkit's fix, not a paper experiment) multiplies each pixel by 1 + prompt: 1 outside the "
+            f"prompt's region, so the image stays, and {1 + float(inside.min()):.2f} to {1 + float(inside.max()):.2f} "
+            "inside it here.")
+
+
+def mode_note(mode: str, prompter) -> str:
+    """The sentence next to a run of prompt mode `mode` in the gallery ("" for add)."""
+    notes = {"mul": mul_note, "mul_residual": mul_residual_note}
+    return notes[mode](prompter) if mode in notes else ""
+
+
+NOTE_COLOURS = {"mul": "darkred", "mul_residual": "darkgreen"}
+
+
 def _mode_of(run_dir: Path) -> str:
     from vpkit.runs import read_config
 
@@ -394,7 +423,8 @@ def _amplify_label(amplify) -> str:
 def gallery_figure(run_dirs: Iterable[str | Path], examples: int = 3, amplify: float | str = "auto",
                    checkpoint: str = "best") -> object:
     """One row per run (titled with run_label): the prompt, the prompt amplified, and `examples` test images with
-    the prompt applied; a `mul` run's row says why its images are black (mul_note)."""
+    the prompt applied; a `mul` run's row says why its images are black (mul_note), a `mul_residual` run's row,
+    just below it, what the fix does (mul_residual_note)."""
     from vpkit.evaluate import load_trained_prompt
 
     run_dirs = gallery_order(run_dirs)
@@ -416,8 +446,10 @@ def gallery_figure(run_dirs: Iterable[str | Path], examples: int = 3, amplify: f
             row[2 + column].imshow(views["prompted"])
             row[2 + column].set_title(f"MOS {item['mos']:.2f}, prompted", fontsize=9)
         row_figure.suptitle(run_label(run_dir), fontsize=9)
-        if _mode_of(run_dir) == "mul":
-            row_figure.supxlabel(_wrapped(mul_note(prompter), 20 * (2 + examples)), fontsize=8, color="darkred")
+        mode = _mode_of(run_dir)
+        note = mode_note(mode, prompter)
+        if note:
+            row_figure.supxlabel(_wrapped(note, 20 * (2 + examples)), fontsize=8, color=NOTE_COLOURS[mode])
         for ax in row:
             ax.set_xticks([])
             ax.set_yticks([])
@@ -430,7 +462,7 @@ def _wrapped(text: str, width: int) -> str:
     return "\n".join(textwrap.wrap(text, width))
 
 
-def view_figure(views: dict[str, np.ndarray], title: str, note: str = "") -> object:
+def view_figure(views: dict[str, np.ndarray], title: str, note: str = "", note_colour: str = "darkred") -> object:
     fig, axes = _new_figure(1, len(views), 2.6, 2.8)
     for ax, (name, pixels) in zip(axes[0], views.items()):
         ax.imshow(pixels)
@@ -439,7 +471,7 @@ def view_figure(views: dict[str, np.ndarray], title: str, note: str = "") -> obj
         ax.set_yticks([])
     fig.suptitle(title, fontsize=9)
     if note:
-        fig.supxlabel(_wrapped(note, 25 * len(views)), fontsize=8, color="darkred")
+        fig.supxlabel(_wrapped(note, 25 * len(views)), fontsize=8, color=note_colour)
     return fig
 
 
@@ -487,8 +519,9 @@ def prompt_gallery(run_dirs: Iterable[str | Path], examples: int = 6):
         amplify.disabled = auto.value
         prompter = load_trained_prompt(epoch_checkpoints(run.value)[epoch.value]).prompter
         views = prompt_views(prompter, image.value, "auto" if auto.value else amplify.value)
-        note = mul_note(prompter) if _mode_of(run.value) == "mul" else ""
-        fig = view_figure(views, f"{run.value.name}, {epoch.value}", note)
+        mode = _mode_of(run.value)
+        fig = view_figure(views, f"{run.value.name}, {epoch.value}", mode_note(mode, prompter),
+                          NOTE_COLOURS.get(mode, "darkred"))
         picture.value = figure_png(fig)
 
     def choose_run(change=None) -> None:

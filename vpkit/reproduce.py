@@ -1,14 +1,19 @@
 """Reproducing the paper: the notebooks' settings, which experiments run, and `vpkit reproduce`.
 
 The notebooks in notebooks/ only call this module, vpkit.tables and vpkit.plots. Each starts with a
-papermill `parameters` cell (model, data_root, experiments, epochs, batch_size, lr, limit, device,
-out_dir, figures_dir, seed) and passes it to `notebook_settings`. `vpkit reproduce --profile demo|paper`
-runs them in order with the parameters of configs/profiles/<profile>.yaml, into
+papermill `parameters` cell (model, data_root, experiments, mul_residual, epochs, batch_size, lr, limit,
+device, out_dir, figures_dir, seed) and passes it to `notebook_settings`. `vpkit reproduce --profile
+demo|paper` runs them in order with the parameters of configs/profiles/<profile>.yaml, into
 
-    OUT/runs/<experiment>/   one run folder per experiment (vpkit.runs)
+    OUT/runs/<experiment>/   one run folder per experiment (vpkit.runs), and one per mul_residual variant
     OUT/tables/*.csv         zero-shot scores and the paper's tables
     OUT/figures/*.png        every figure the notebooks draw
     OUT/notebooks/*.ipynb    the executed notebooks
+
+`mul_residual` lists paper mul experiments (22-33) that the notebook training them also trains with prompt
+mode mul_residual, x * (1 + p), after the paper's runs: vpkit's fix of the paper's mul, which blacks the image
+out. Such a run is experiment N in another mode, named exp_NN_..._mul_residual (vpkit.config.paper_config with
+a mode), never a paper experiment: vpkit.tables keeps it apart from the paper's result of N.
 """
 from __future__ import annotations
 
@@ -39,6 +44,7 @@ PARAMETERS: dict[str, tuple[tuple[type, ...], bool]] = {
     "model": ((str,), False),
     "data_root": ((str,), False),
     "experiments": ((list,), True),
+    "mul_residual": ((list,), False),
     "epochs": ((int,), True),
     "batch_size": ((int,), True),
     "lr": ((int, float), True),
@@ -51,6 +57,10 @@ PARAMETERS: dict[str, tuple[tuple[type, ...], bool]] = {
 # Parameters that come from where the reproduction writes, not from a profile.
 OUTPUT_PARAMETERS = ("out_dir", "figures_dir")
 PROFILE_KEYS = ("description", "required", "parameters", "slurm")  # slurm: read by vpkit.sweep
+# Parameters a profile may leave out, and the value they then take: added after profiles were first written,
+# so an older profile file keeps meaning what it meant (no mul_residual runs).
+PROFILE_DEFAULTS = {"mul_residual": []}
+MUL_RESIDUAL = "mul_residual"  # the prompt mode of vpkit's fix of the paper's mul
 
 
 class ReproduceError(RuntimeError):
@@ -107,6 +117,8 @@ def _check_value(where: str, name: str, value):
             raise ReproduceError(f"{where} = {value!r}: give paper experiment numbers 1..{len(PAPER_EXPERIMENTS)} "
                                  "(or null for every experiment of each notebook's family)")
         return sorted(set(value))
+    if name == "mul_residual":
+        return _check_mul_residual(where, value)
     if name in ("epochs", "batch_size") and value < 1:
         raise ReproduceError(f"{where} = {value} must be at least 1")
     if name == "limit" and value < 3:
@@ -120,6 +132,22 @@ def _check_value(where: str, name: str, value):
     if name in ("model", "data_root", "out_dir", "figures_dir") and not value.strip():
         raise ReproduceError(f"{where} is empty")
     return value
+
+
+def _check_mul_residual(where: str, value: list) -> list[int]:
+    from vpkit.config import PAPER_EXPERIMENTS
+
+    muls = [exp.number for exp in PAPER_EXPERIMENTS if exp.mode == "mul"]
+    for number in value:
+        if type(number) is int and number in muls:  # type(): True is no experiment number
+            continue
+        known = type(number) is int and 1 <= number <= len(PAPER_EXPERIMENTS)
+        what = f"experiment {number} is {PAPER_EXPERIMENTS[number - 1].mode}, not mul" if known else \
+            f"{number!r} is no experiment"
+        raise ReproduceError(f"{where} = {value!r}: {what}; give paper mul experiment numbers "
+                             f"{muls[0]}..{muls[-1]} to also train with prompt mode {MUL_RESIDUAL} (e.g. [22]), "
+                             "or [] for none")
+    return sorted(set(value))
 
 
 # ----------------------------------------------------------------------------- profiles
@@ -162,6 +190,8 @@ def load_profile(name_or_path: str | Path) -> Profile:
     parameters = data.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise ReproduceError(f"{path}: 'parameters' must be a mapping of notebook parameters to values")
+    left_out = {name: list(value) for name, value in PROFILE_DEFAULTS.items() if name not in parameters}
+    parameters = {**parameters, **left_out}
     outputs = sorted(set(parameters) & set(OUTPUT_PARAMETERS))
     if outputs:
         raise ReproduceError(f"{path}: parameters.{outputs[0]} is set by `vpkit reproduce --out`; remove it")
@@ -206,6 +236,7 @@ class Settings:
     model: str
     data_root: Path
     experiments: list[int] | None
+    mul_residual: list[int]  # mul experiments also trained with prompt mode mul_residual
     epochs: int | None
     batch_size: int | None
     lr: float | None
@@ -244,9 +275,9 @@ def notebook_settings(*, progress: bool = True, **parameters) -> Settings:
         if not data_root.is_dir():
             raise ReproduceError(f"data_root {data_root} is not a folder; give the folder holding kadid10k/, "
                                  f"koniq10k/, AGIQA-3K/ (see data/README.md), or '{DEMO_DATA}'")
-    return Settings(values["model"], data_root, values["experiments"], values["epochs"], values["batch_size"],
-                    values["lr"], values["limit"], resolve_device(values["device"]), out_dir, figures_dir,
-                    values["seed"])
+    return Settings(values["model"], data_root, values["experiments"], values["mul_residual"],
+                    values["epochs"], values["batch_size"], values["lr"], values["limit"],
+                    resolve_device(values["device"]), out_dir, figures_dir, values["seed"])
 
 
 def ensure_demo_data(root: Path, progress: bool = True) -> Path:
@@ -338,8 +369,15 @@ def family_experiments(family: str, settings: Settings) -> list[int]:
     return chosen
 
 
-def experiment_config(number: int, settings: Settings):
-    """Paper experiment `number` with the notebook's model, data, device and training overrides."""
+def mul_residual_variants(numbers: Iterable[int], settings: Settings) -> list[int]:
+    """Which of `numbers` (the experiments a notebook trains, family_experiments) it also trains with prompt
+    mode mul_residual: those in settings.mul_residual. A variant follows its experiment: none without it."""
+    return [number for number in numbers if number in settings.mul_residual]
+
+
+def experiment_config(number: int, settings: Settings, mode: str | None = None):
+    """Paper experiment `number` with the notebook's model, data, device and training overrides; with `mode`
+    (mul_residual), that experiment in another prompt mode, named for it (vpkit.config.paper_config)."""
     from vpkit.config import paper_config
 
     overrides = {
@@ -348,20 +386,28 @@ def experiment_config(number: int, settings: Settings):
         "train": {"epochs": settings.epochs, "batch_size": settings.batch_size, "lr": settings.lr,
                   "limit": settings.limit, "device": settings.device, "seed": settings.seed},
     }
-    return paper_config(number).with_overrides(overrides, source=f"experiment {number} with notebook parameters")
+    source = f"experiment {number}{f' ({mode})' if mode else ''} with notebook parameters"
+    return paper_config(number, mode).with_overrides(overrides, source=source)
+
+
+def experiment_configs(numbers: Iterable[int], settings: Settings, mul_residual: Iterable[int] = ()) -> list:
+    """What to train, in order: each of `numbers` as the paper runs it, then each of `mul_residual` (from
+    mul_residual_variants) with prompt mode mul_residual."""
+    return ([experiment_config(number, settings) for number in numbers]
+            + [experiment_config(number, settings, MUL_RESIDUAL) for number in mul_residual])
 
 
 def run_experiments(numbers: Iterable[int], settings: Settings,
                     callback_for: Callable[[str], Callable[[dict], None]] | None = None,
-                    progress: bool = True) -> pd.DataFrame:
-    """Train each experiment into settings.runs_dir/<name> (finished runs are skipped, stopped ones
-    resumed); `callback_for(name)` gives the per-epoch callback. Returns vpkit.runs.collect_runs of them."""
+                    progress: bool = True, mul_residual: Iterable[int] = ()) -> pd.DataFrame:
+    """Train each experiment into settings.runs_dir/<name>, then each of `mul_residual` in that mode (finished
+    runs are skipped, stopped ones resumed); `callback_for(name)` gives the per-epoch callback. Returns
+    vpkit.runs.collect_runs of them."""
     from vpkit.runs import collect_runs, lock_run_dir
     from vpkit.train import train
 
     run_dirs = []
-    for number in numbers:
-        config = experiment_config(number, settings)
+    for config in experiment_configs(numbers, settings, mul_residual):
         run_dir = settings.runs_dir / config.name
         callbacks = [callback_for(config.name)] if callback_for is not None else []
         with lock_run_dir(run_dir):  # no other process may finish or change the run between check and training
@@ -372,7 +418,8 @@ def run_experiments(numbers: Iterable[int], settings: Settings,
 
 
 def trained_runs(settings: Settings) -> list[Path]:
-    """Run folders under settings.runs_dir with a best prompt, of settings.experiments when set."""
+    """Run folders under settings.runs_dir with a best prompt, of settings.experiments when set (a mul_residual
+    variant has its experiment's number, so it comes with it)."""
     from vpkit.runs import BEST_CHECKPOINT, collect_runs
 
     runs = collect_runs(settings.runs_dir)
@@ -576,6 +623,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--data-root", help="folder with the datasets, or 'demo'")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--experiments", help="comma-separated paper experiment numbers (default: the profile's)")
+    parser.add_argument("--mul-residual", help="comma-separated mul experiments also trained with prompt "
+                        "mode mul_residual, or none (default: the profile's)")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
@@ -599,7 +648,8 @@ def _run_reproduce(args) -> int:
     out_dir = Path(args.out) if args.out else Path("reproduce") / profile.name
     overrides = {"model": args.model, "data_root": args.data_root, "device": args.device, "epochs": args.epochs,
                  "batch_size": args.batch_size, "lr": args.lr, "limit": args.limit, "seed": args.seed,
-                 "experiments": _number_list(args.experiments)}
+                 "experiments": _number_list(args.experiments),
+                 "mul_residual": _number_list(args.mul_residual, "--mul-residual")}
     parameters = profile_parameters(profile, overrides, out_dir)
     only = args.only.split(",") if args.only else None
     print(f"vpkit reproduce: profile {profile.name} -> {parameters['out_dir']}")
@@ -612,10 +662,13 @@ def _run_reproduce(args) -> int:
     return 0
 
 
-def _number_list(text: str | None) -> list[int] | None:
+def _number_list(text: str | None, option: str = "--experiments") -> list[int] | None:
     if text is None:
         return None
+    if text.strip().lower() == "none":
+        return []
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise ReproduceError(f"--experiments {text!r}: give comma-separated numbers, e.g. 4,22,10") from None
+        raise ReproduceError(f"{option} {text!r}: give comma-separated numbers, e.g. 4,22,10, or none") \
+            from None

@@ -72,9 +72,10 @@ def plan_sweep(profile: str, overrides: dict, out_dir: str | Path) -> tuple[list
     from vpkit.reproduce import (
         FAMILIES,
         check_finished_run,
-        experiment_config,
+        experiment_configs,
         family_experiments,
         load_profile,
+        mul_residual_variants,
         notebook_settings,
         profile_parameters,
     )
@@ -87,8 +88,7 @@ def plan_sweep(profile: str, overrides: dict, out_dir: str | Path) -> tuple[list
                          f"under {settings.data_root}")
     sweep_dir = settings.out_dir / SWEEP_DIR
     jobs = []
-    for number in numbers:
-        config = experiment_config(number, settings)
+    for config in experiment_configs(numbers, settings, mul_residual_variants(numbers, settings)):
         run_dir = settings.runs_dir / config.name
         check_finished_run(config, run_dir)
         config_path = sweep_dir / "configs" / f"{config.name}.yaml"
@@ -327,6 +327,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--data-root")
     parser.add_argument("--device", help="cpu, cuda or auto (a local GPU job always sees its GPUs as cuda)")
     parser.add_argument("--experiments", help="comma-separated paper experiment numbers (default: the profile's)")
+    parser.add_argument("--mul-residual", help="mul experiments also trained with prompt mode mul_residual, or none")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
@@ -362,7 +363,8 @@ def _run_sweep(args) -> int:
         return 0
     overrides = {"model": args.model, "data_root": args.data_root, "device": args.device, "epochs": args.epochs,
                  "batch_size": args.batch_size, "lr": args.lr, "limit": args.limit, "seed": args.seed,
-                 "experiments": _number_list(args.experiments)}
+                 "experiments": _number_list(args.experiments),
+                 "mul_residual": _number_list(args.mul_residual, "--mul-residual")}
     from vpkit.runs import run_status
 
     jobs, out_dir = plan_sweep(args.profile, overrides, out_dir)

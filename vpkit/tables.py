@@ -4,7 +4,8 @@
     paper = read_paper_results()               # data/paper_results.csv: every published number, with source
     padding_table(results, paper, zero_shot)   # 30 px padding + addition per dataset (and the zero-shot row)
     prompt_type_table(results, paper)          # SRCC for each prompt type x dataset (addition)
-    add_vs_mul_table(results, paper)           # addition against multiplication
+    residual = mul_residual_results("OUT/runs")  # vpkit's mul_residual runs of mul experiments, kept apart
+    add_vs_mul_table(results, paper, residual) # addition against multiplication (and vpkit's fix beside it)
     methods_table(paper, results)              # the paper's comparison with other methods (+ our runs)
 
 data/paper_results.csv has one row per published number: `kind` "experiment" (a paper experiment,
@@ -12,6 +13,10 @@ data/paper_results.csv has one row per published number: `kind` "experiment" (a 
 comparison with other methods, `method` = its name), the `source` file and the `table` in it that
 prints the number, and a `note`. The multiplication experiments 22-33 have rows with empty numbers:
 the paper publishes none for them.
+
+A run folder belongs to paper experiment N only when it has N's prompt mode: a run of mul experiment N
+with prompt mode mul_residual (vpkit's fix, exp_NN_..._mul_residual) is never taken for the paper's result
+of N; mul_residual_results has those, and add_vs_mul_table shows them in columns of their own.
 
 A number the paper does not report is NaN here and "n/a" in written CSVs and displays; it is never
 filled in. `*_diff` columns are ours minus the paper's.
@@ -97,19 +102,53 @@ def paper_experiment_numbers(paper: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_results(runs_dir: str | Path) -> pd.DataFrame:
-    """One row per paper experiment with a run folder under `runs_dir`: what it is, its status, test
-    SRCC/PLCC, and trainable parameters as trained and at the paper's 448 px."""
-    from vpkit.runs import collect_runs, read_config
+    """One row per paper experiment with a run folder under `runs_dir` in the paper's prompt mode: what it
+    is, its status, test SRCC/PLCC, and trainable parameters as trained and at the paper's 448 px."""
+    runs = _runs_by_mode(runs_dir)
+    if not runs.empty:
+        paper_mode = runs["mode"] == runs["paper_mode"]
+        other = runs[~paper_mode & ~_is_mul_residual(runs)]
+        if not other.empty:
+            print(f"note: {', '.join(other['name'])}: another prompt mode than the paper's for that experiment, "
+                  "so not taken for the paper's result")
+        runs = runs[paper_mode]
+    return _result_rows(runs, "experiment(s)")
+
+
+def mul_residual_results(runs_dir: str | Path) -> pd.DataFrame:
+    """One row per paper mul experiment with a run folder under `runs_dir` in prompt mode mul_residual
+    (vpkit's fix, x * (1 + p): not a paper experiment), with run_results' columns."""
+    runs = _runs_by_mode(runs_dir)
+    return _result_rows(runs[_is_mul_residual(runs)] if not runs.empty else runs, "the mul_residual variant of")
+
+
+def _runs_by_mode(runs_dir: str | Path) -> pd.DataFrame:
+    """vpkit.runs.collect_runs of the runs of a paper experiment, with the paper's mode of each (`paper_mode`)."""
+    from vpkit.config import PAPER_EXPERIMENTS
+    from vpkit.runs import collect_runs
 
     runs = collect_runs(runs_dir)
+    if "number" not in runs:  # no run folder, or only damaged ones (`vpkit runs` lists those)
+        return pd.DataFrame()
+    runs = runs[runs["number"].isin(range(1, len(PAPER_EXPERIMENTS) + 1))].copy()
+    runs["paper_mode"] = [PAPER_EXPERIMENTS[int(number) - 1].mode for number in runs["number"]]
+    return runs
+
+
+def _is_mul_residual(runs: pd.DataFrame) -> pd.Series:
+    return (runs["mode"] == "mul_residual") & (runs["paper_mode"] == "mul")
+
+
+def _result_rows(runs: pd.DataFrame, what: str) -> pd.DataFrame:
+    from vpkit.runs import read_config
+
     columns = ["experiment", "name", "status", "epochs_done", "best_epoch", "srcc", "plcc", "parameters",
                "parameters_448", "model", "run"]
     if runs.empty:
         return pd.DataFrame(columns=columns)
-    runs = runs[runs["number"].notna()]
     duplicated = runs[runs["number"].duplicated()]
     if not duplicated.empty:
-        print(f"note: several run folders for experiment(s) {sorted(set(duplicated['number'].astype(int)))}; "
+        print(f"note: several run folders for {what} {sorted(set(duplicated['number'].astype(int)))}; "
               "the first of each is used")
         runs = runs.drop_duplicates("number")
     rows = []
@@ -174,13 +213,17 @@ def prompt_type_table(results: pd.DataFrame, paper: pd.DataFrame, zero_shot: pd.
     return _sorted(_with_zero_shot(_compare(_experiments(lambda e: e.mode == "add"), results, paper), zero_shot))
 
 
-def add_vs_mul_table(results: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+def add_vs_mul_table(results: pd.DataFrame, paper: pd.DataFrame, residual: pd.DataFrame | None = None
+                     ) -> pd.DataFrame:
     """Each multiplication experiment beside the addition one with the same dataset, prompt and size.
-    The paper publishes no multiplication numbers, so `paper_srcc_mul` and `srcc_diff_mul` stay empty."""
+    The paper publishes no multiplication numbers, so `paper_srcc_mul` and `srcc_diff_mul` stay empty.
+    With `residual` (mul_residual_results), the `*_mul_residual` columns hold vpkit's fix of each mul
+    experiment (its run folder in `run_mul_residual`): not a paper number, so it has no paper column."""
     from vpkit.config import PAPER_EXPERIMENTS
 
     compared = _compare(list(range(1, len(PAPER_EXPERIMENTS) + 1)), results, paper)
-    ran = set(results["experiment"])  # a pair is shown when we ran either half (the paper reports no mul)
+    fixes = (residual if residual is not None else _result_rows(pd.DataFrame(), "")).set_index("experiment")
+    ran = set(results["experiment"]) | set(fixes.index)  # a row when we ran any of it (the paper reports no mul)
     by_number = compared.drop_duplicates("experiment").set_index("experiment")
     rows = []
     for mul in (e for e in PAPER_EXPERIMENTS if e.mode == "mul"):
@@ -195,6 +238,10 @@ def add_vs_mul_table(results: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame
             for column in ("srcc", "plcc", "paper_srcc", "srcc_diff"):
                 row[f"{column}_{mode}"] = np.nan if found is None else found[column]
         row["srcc_mul_minus_add"] = row["srcc_mul"] - row["srcc_add"]
+        fix = fixes.loc[mul.number] if mul.number in fixes.index else None
+        row.update({"run_mul_residual": np.nan if fix is None else fix["name"],
+                    "srcc_mul_residual": np.nan if fix is None else fix["srcc"],
+                    "plcc_mul_residual": np.nan if fix is None else fix["plcc"]})
         rows.append(row)
     table = pd.DataFrame(rows, columns=_ADD_MUL_COLUMNS)
     table["size"] = table["size"].astype("Int64")
@@ -203,7 +250,7 @@ def add_vs_mul_table(results: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame
 
 _ADD_MUL_COLUMNS = ["dataset", "prompt", "size", "experiment_add", "experiment_mul", "srcc_add", "plcc_add",
                     "paper_srcc_add", "srcc_diff_add", "srcc_mul", "plcc_mul", "paper_srcc_mul", "srcc_diff_mul",
-                    "srcc_mul_minus_add"]
+                    "srcc_mul_minus_add", "run_mul_residual", "srcc_mul_residual", "plcc_mul_residual"]
 
 
 def srcc_grid(table: pd.DataFrame, value: str = "srcc") -> pd.DataFrame:
