@@ -52,6 +52,16 @@ def test_paper_experiment_numbering_and_hyper_parameters():
     assert load_config("exp_04") == load_config("4") == load_config(4)
 
 
+def test_a_paper_experiment_in_another_mode_is_named_for_that_mode():
+    fix = paper_config(31, "mul_residual")
+    assert fix.name == "exp_31_kadid_full_mul_residual" and fix.number == 31 and fix.prompt.mode == "mul_residual"
+    assert fix.to_dict() == {**paper_config(31).to_dict(), "name": fix.name,
+                             "prompt": {**paper_config(31).to_dict()["prompt"], "mode": "mul_residual"}}
+    assert paper_config(22, None) == paper_config(22)
+    with pytest.raises(ConfigError, match="paper experiment 22: prompt.mode"):
+        paper_config(22, "sum")
+
+
 PAPER_STYLE_YAML = """
 experiment_name: "SGD_mplug2_exp_08_koniq_patch_center_10px_add"
 model:

@@ -13,6 +13,8 @@ from vpkit import reproduce
 
 NOTEBOOKS = sorted(reproduce.NOTEBOOKS_DIR.glob("*.ipynb"))
 EXPERIMENTS = [4, 10, 19]  # one per family: padding, centre patch, full overlay (all KADID)
+# and the paper's 30 px padding mul (22) with vpkit's fix of it, as the demo trains them
+MUL, MUL_RESIDUAL = "exp_22_kadid_padding_30px_mul", "exp_22_kadid_padding_30px_mul_residual"
 FIGURES = ("00_mos_histograms", "00_examples", "01_zero_shot_score_types", "02_padding_curves",
            "03_patch_curves", "04_full_curves", "05_padding_vs_paper", "05_prompt_types", "05_add_vs_mul",
            "06_prompt_gallery")
@@ -22,7 +24,8 @@ required: []
 parameters:
   model: tiny-random
   data_root: demo
-  experiments: [4, 10, 19]
+  experiments: [4, 22, 10, 19]
+  mul_residual: [22]
   epochs: 1
   batch_size: 16
   lr: null
@@ -110,8 +113,16 @@ def test_reproduce_keeps_the_executed_notebooks(executed):
 
 
 def test_one_finished_run_per_family(executed):
+    from vpkit.runs import read_config
+
     runs = sorted(p.name for p in (executed / "runs").iterdir())
-    assert runs == ["exp_04_kadid_padding_30px_add", "exp_10_kadid_center_patch_30px_add", "exp_19_kadid_full_add"]
+    assert runs == ["exp_04_kadid_padding_30px_add", "exp_10_kadid_center_patch_30px_add", "exp_19_kadid_full_add",
+                    MUL, MUL_RESIDUAL]
+    fix = read_config(executed / "runs" / MUL_RESIDUAL)
+    assert (fix.number, fix.prompt.mode, read_config(executed / "runs" / MUL).prompt.mode) == (22, "mul_residual", "mul")
+    padding = nbformat.read(executed / "notebooks" / "02_train_padding.ipynb", as_version=4)
+    shown = [o for cell in padding.cells if "mul_residual_variants" in cell.source for o in cell.outputs]
+    assert shown[0]["data"]["text/plain"] == "([4, 22], [22])"  # the padding notebook trained the variant
     for name in runs:
         run = executed / "runs" / name
         state = json.loads((run / "state.json").read_text())
@@ -154,7 +165,12 @@ def test_paper_tables_rebuilt_from_the_runs(executed):
     assert prompt_types.loc[prompt_types["experiment"] == "19", "paper_srcc"].tolist() == [0.887]
     assert prompt_types.loc[prompt_types["experiment"] == "20", "status"].tolist() == ["not run"]
     add_mul = read_table(executed, "table_add_vs_mul.csv")
-    assert add_mul["experiment_mul"].tolist() == [22, 25, 31] and add_mul["srcc_mul"].isna().all()
+    assert add_mul["experiment_mul"].tolist() == [22, 25, 31] and add_mul["srcc_mul"][1:].isna().all()
+    test_srcc = {name: json.loads((executed / "runs" / name / "test.json").read_text())["srcc"]
+                 for name in (MUL, MUL_RESIDUAL)}
+    assert add_mul[["srcc_mul", "srcc_mul_residual"]].iloc[0].tolist() == pytest.approx([test_srcc[MUL],
+                                                                                         test_srcc[MUL_RESIDUAL]])
+    assert add_mul["run_mul_residual"].tolist()[0] == MUL_RESIDUAL and add_mul["srcc_mul_residual"][1:].isna().all()
     assert add_mul["paper_srcc_mul"].isna().all() and add_mul["paper_srcc_add"].tolist() == [0.932, 0.806, 0.887]
     methods = read_table(executed, "table_methods.csv")
     assert "Q-Align" in set(methods["method"]) and methods.iloc[-1]["srcc_kadid"] == pytest.approx(run_srcc)
@@ -193,7 +209,7 @@ def test_gallery_widgets_redraw_for_every_control(executed, monkeypatch, capsys)
     drawn = []
     draw = plots.view_figure
     monkeypatch.setattr(plots, "view_figure",
-                        lambda views, title, note="": drawn.append((title, views)) or draw(views, title, note))
+                        lambda views, title, *note: drawn.append((title, views)) or draw(views, title, *note))
     box = plots.prompt_gallery(runs)
     run, (epoch, image), (auto, amplify), picture = box.children[0], box.children[1].children, \
         box.children[2].children, box.children[3]
@@ -236,9 +252,10 @@ def test_default_parameters_are_the_demo_profiles(path):
         assert (path.parent / defaults[name]).resolve() == Path(demo[name]), name
 
 
-def fabricate_finished_runs(out_dir: Path, numbers, **changes) -> list[Path]:
+def fabricate_finished_runs(out_dir: Path, numbers, mode: str | None = None, **changes) -> list[Path]:
     """Finished run folders as `vpkit reproduce --profile demo` leaves them (config, metrics, state, test
-    result, prompts), for the notebooks' default parameters with `changes`, without training."""
+    result, prompts), for the notebooks' default parameters with `changes`, without training; with `mode`,
+    the experiments' variants in that prompt mode."""
     from vpkit.config import resolve_for_model
     from vpkit.prompters import build_prompter
     from vpkit.runs import (
@@ -259,7 +276,7 @@ def fabricate_finished_runs(out_dir: Path, numbers, **changes) -> list[Path]:
     settings = reproduce.notebook_settings(progress=False, **values)
     runs = []
     for number in numbers:
-        config, _ = resolve_for_model(reproduce.experiment_config(number, settings), 224, "cpu")
+        config, _ = resolve_for_model(reproduce.experiment_config(number, settings, mode), 224, "cpu")
         run = settings.runs_dir / config.name
         run.mkdir(parents=True)
         write_config(run, config)
@@ -297,14 +314,14 @@ def after_demo(tmp_path):
 def test_a_notebook_with_its_defaults_reuses_the_demos_runs(after_demo):
     papermill = pytest.importorskip("papermill")
     notebook, out_dir = after_demo
-    runs = fabricate_finished_runs(out_dir, [4, 22])
+    runs = fabricate_finished_runs(out_dir, [4, 22]) + fabricate_finished_runs(out_dir, [22], "mul_residual")
     before = {run: (run / "state.json").read_bytes() for run in runs}
     executed = notebook.parent / "executed.ipynb"
     papermill.execute_notebook(str(notebook), str(executed), kernel_name=reproduce.KERNEL_NAME, progress_bar=False,
                                cwd=str(notebook.parent), extra_arguments=reproduce.KERNEL_ARGUMENTS)  # defaults only
     assert {run: (run / "state.json").read_bytes() for run in runs} == before  # reused, not retrained
     text = json.dumps(nbformat.read(executed, as_version=4).cells[-1].outputs)
-    assert "exp_04_kadid_padding_30px_add" in text and "exp_22_kadid_padding_30px_mul" in text
+    assert "exp_04_kadid_padding_30px_add" in text and re.search(rf"{MUL}\b", text) and MUL_RESIDUAL in text
     assert (out_dir / "figures" / "02_padding_curves.png").is_file()
 
 
@@ -352,31 +369,11 @@ def test_live_curves_are_labelled_before_the_first_epoch_and_count_whole_epochs(
 
 def test_gallery_says_why_mul_is_black_and_puts_mul_residual_beside_it(after_demo, monkeypatch):
     from vpkit import plots
-    from vpkit.runs import (
-        load_prompt_checkpoint,
-        read_config,
-        read_state,
-        save_prompt_checkpoint,
-        write_config,
-        write_state,
-    )
 
     _, out_dir = after_demo
     add, mul = fabricate_finished_runs(out_dir, [4, 22])
-    residual = out_dir / "runs" / "exp_22_mul_residual"  # as `vpkit train 22 --mode mul_residual` would name it
-    residual.mkdir()
-    for item in mul.iterdir():
-        (residual / item.name).write_bytes(item.read_bytes())
-    config = read_config(mul)
-    config.prompt.mode = "mul_residual"
-    write_config(residual, config)
-    for checkpoint in residual.glob("*.safetensors"):  # its own prompts: checkpoints must match their run
-        tensors, metadata = load_prompt_checkpoint(checkpoint)
-        save_prompt_checkpoint(checkpoint, tensors, {**metadata, "prompt": {**metadata["prompt"], "mode": "mul_residual"},
-                                                     "config_hash": config.hash()})
-    state = read_state(residual)
-    state.config_hash = config.hash()
-    write_state(residual, state)
+    (residual,) = fabricate_finished_runs(out_dir, [22], "mul_residual")  # as the demo's padding notebook trains it
+    assert residual.name == MUL_RESIDUAL
     assert plots.gallery_order([residual, mul, add]) == [add, mul, residual]
     fig = plots.gallery_figure([residual, mul, add], examples=1)
     rows = fig.subfigs
@@ -384,19 +381,25 @@ def test_gallery_says_why_mul_is_black_and_puts_mul_residual_beside_it(after_dem
     note = rows[1]._supxlabel.get_text().replace("\n", " ")
     assert "multiplies each pixel by the prompt itself" in note
     assert re.search(r"at most 0\.0\d inside it here, so no pixel keeps more than \d% of its brightness", note)
-    assert rows[0]._supxlabel is None and rows[2]._supxlabel is None
-    assert rows[1]._suptitle.get_text().endswith(", mul")
+    fix = rows[2]._supxlabel.get_text().replace("\n", " ")  # the fix, just below, says what it does
+    assert re.fullmatch(r"mul_residual \(vpkit's fix, not a paper experiment\) multiplies each pixel by 1 \+ prompt: "
+                        r"1 outside the prompt's region, so the image stays, and 0\.9\d to 1\.0\d inside it here\.", fix)
+    assert rows[1]._supxlabel.get_color() == "darkred" and rows[2]._supxlabel.get_color() == "darkgreen"
+    assert rows[0]._supxlabel is None
+    assert rows[1]._suptitle.get_text().endswith(", mul") and rows[2]._suptitle.get_text().endswith(", mul_residual")
 
     pytest.importorskip("ipywidgets")
     monkeypatch.setattr(plots, "in_notebook", lambda: True)
     notes = []
     draw = plots.view_figure
     monkeypatch.setattr(plots, "view_figure",
-                        lambda views, title, note="": notes.append((title, note)) or draw(views, title, note))
-    box = plots.prompt_gallery([add, mul])
+                        lambda views, title, note="", *colour: notes.append((title, note)) or draw(views, title, note,
+                                                                                                    *colour))
+    box = plots.prompt_gallery([residual, add, mul])
     run, (auto, amplify), picture = box.children[0], box.children[2].children, box.children[3]
     labels = [label for label, _ in run.options]
     assert labels[0].endswith(", add") and labels[1].endswith(", mul") and mul.name in labels[1]
+    assert labels[2].startswith(f"{residual.name}:") and labels[2].endswith(", mul_residual")
     assert run.layout.width == "100%" and run.style.description_width == "initial"  # nothing cut off
     assert auto.value and amplify.disabled  # "auto" amplification by default, as the text says
     auto.value = False
@@ -404,4 +407,6 @@ def test_gallery_says_why_mul_is_black_and_puts_mul_residual_beside_it(after_dem
     run.value = mul
     assert notes[0] == (f"{add.name}, best", "") and notes[-1][0] == f"{mul.name}, best"
     assert notes[-1][1].startswith("mul (the paper's mode) multiplies each pixel") and "mul_residual" in notes[-1][1]
+    run.value = residual
+    assert notes[-1][0] == f"{residual.name}, best" and notes[-1][1].startswith("mul_residual (vpkit's fix")
     assert bytes(picture.value).startswith(b"\x89PNG")

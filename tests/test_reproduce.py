@@ -45,7 +45,8 @@ def synth_root(tmp_path_factory) -> Path:
 
 
 def settings_for(root: Path, tmp_path: Path, **changes) -> reproduce.Settings:
-    values = {"model": "tiny-random", "data_root": str(root), "experiments": None, "epochs": 1, "batch_size": 8,
+    values = {"model": "tiny-random", "data_root": str(root), "experiments": None, "mul_residual": [],
+              "epochs": 1, "batch_size": 8,
               "lr": None, "limit": 16, "device": "cpu", "out_dir": str(tmp_path / "out"),
               "figures_dir": str(tmp_path / "fig"), "seed": 42}
     values.update(changes)
@@ -71,6 +72,8 @@ def test_demo_profile_runs_one_add_mul_pair_of_each_family_on_cpu():
     assert {(e.prompt_type, e.mode) for e in experiments} == {(f, m) for f in reproduce.FAMILIES for m in ("add", "mul")}
     assert profile.parameters["device"] == "cpu" and profile.parameters["data_root"] == "demo"
     assert profile.required == ()
+    assert profile.parameters["mul_residual"] == [22]  # the fix beside the paper's black 30 px padding mul
+    assert reproduce.load_profile("paper").parameters["mul_residual"] == []  # the paper's 33 runs only
 
 
 def test_paper_profile_needs_model_and_data_root(tmp_path):
@@ -91,11 +94,18 @@ def test_profile_parameters_merge_overrides_and_resolve_paths(tmp_path, monkeypa
     assert parameters["out_dir"] == str(tmp_path / "out")
     assert parameters["figures_dir"] == str(tmp_path / "out" / "figures")
     assert parameters["data_root"] == "demo"
+    assert profile.parameters["mul_residual"] == [] == parameters["mul_residual"]  # left out: no variants
+    again = reproduce.profile_parameters(profile, {"model": "weights", "mul_residual": [31, 22]}, "out")
+    assert again["mul_residual"] == [22, 31]
 
 
 @pytest.mark.parametrize("change, message", [
     (("epochs: 1", "epochs: three"), r"parameters: epochs = 'three' must be int or null"),
     (("experiments: [4, 10]", "experiments: [4, 40]"), r"experiments = \[4, 40\]: give paper experiment numbers"),
+    (("experiments: [4, 10]", "experiments: [4, 10]\n  mul_residual: [22, 4]"),
+     (r"parameters: mul_residual = \[22, 4\]: experiment 4 is add, not mul; give paper mul experiment numbers "
+      r"22..33 to also train with prompt mode mul_residual \(e.g. \[22\]\), or \[\] for none$")),
+    (("experiments: [4, 10]", "experiments: [4, 10]\n  mul_residual: null"), r"mul_residual must be given"),
     (("limit: 16", "limit: 2"), r"limit = 2 must be at least 3"),
     (("device: cpu", "device: tpu"), r"device = 'tpu': use cpu, cuda"),
     (("seed: 1", "seed: 1\n  colour: red"), r"unknown parameter\(s\) colour"),
@@ -121,6 +131,17 @@ def test_command_line_reports_a_missing_required_option(capsys):
 
     assert main(["reproduce", "--profile", "paper", "--model", "somewhere"]) == 2
     assert "needs --data-root" in capsys.readouterr().err
+
+
+def test_command_line_mul_residual_is_checked_and_none_turns_it_off(tmp_path, capsys):
+    from vpkit.cli import main
+
+    assert main(["reproduce", "--profile", "demo", "--out", str(tmp_path), "--mul-residual", "4"]) == 2
+    error = capsys.readouterr().err
+    assert "mul_residual = [4]: experiment 4 is add, not mul" in error and len(error.strip().splitlines()) == 1
+    assert reproduce._number_list("none", "--mul-residual") == [] and reproduce._number_list("22, 25") == [22, 25]
+    with pytest.raises(ReproduceError, match=r"^--mul-residual 'x': give comma-separated numbers"):
+        reproduce._number_list("x", "--mul-residual")
 
 
 # ----------------------------------------------------------------------------- settings and experiments
@@ -169,6 +190,25 @@ def test_experiment_config_applies_the_notebook_parameters(synth_root, tmp_path)
     assert (config.train.epochs, config.train.lr, config.train.limit, config.train.batch_size) == (2, 5.0, 16, 8)
     paper = reproduce.experiment_config(22, settings_for(synth_root, tmp_path, epochs=None, batch_size=None))
     assert (paper.train.epochs, paper.train.batch_size, paper.train.lr) == (25, 32, 60.0)  # the paper's own
+
+
+def test_mul_residual_variant_is_the_experiment_in_that_mode_with_its_own_run_folder(synth_root, tmp_path):
+    settings = settings_for(synth_root, tmp_path, mul_residual=[22, 31], lr=5.0)
+    numbers = reproduce.family_experiments("padding", settings)
+    assert reproduce.mul_residual_variants(numbers, settings) == [22]  # 31 is trained by the full-overlay notebook
+    assert reproduce.mul_residual_variants(reproduce.family_experiments("full", settings), settings) == [31]
+    assert reproduce.mul_residual_variants([4], settings) == []  # a variant follows its experiment
+    configs = reproduce.experiment_configs(numbers, settings, [22])
+    assert [c.name for c in configs] == ["exp_01_kadid_padding_10px_add", "exp_04_kadid_padding_30px_add",
+                                         "exp_22_kadid_padding_30px_mul", "exp_22_kadid_padding_30px_mul_residual"]
+    paper, fix = configs[2], configs[3]
+    assert (fix.number, fix.prompt.mode, paper.prompt.mode) == (22, "mul_residual", "mul")
+    assert fix.to_dict() == {**paper.to_dict(), "name": fix.name, "prompt": {**paper.to_dict()["prompt"],
+                                                                             "mode": "mul_residual"}}
+    assert fix.train.lr == 5.0 and fix.model.name_or_path == "tiny-random"  # the notebook parameters apply
+    assert reproduce.experiment_configs([22], settings) == [paper]  # no variant unless asked for
+    with pytest.raises(ReproduceError, match=r"mul_residual = \[25, 10\]: experiment 10 is add, not mul"):
+        settings_for(synth_root, tmp_path, mul_residual=[25, 10])
 
 
 def test_a_finished_run_with_other_settings_is_refused(synth_root, tmp_path):

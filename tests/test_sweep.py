@@ -119,3 +119,17 @@ def test_reproduce_under_torchrun_is_refused_with_the_sweep_to_use(monkeypatch, 
     assert main(["reproduce", "--profile", "demo", "--out", str(tmp_path)]) == 2
     assert "vpkit sweep --gpus" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # nothing was run
+
+
+def test_the_plan_holds_the_mul_residual_variants_reproduce_trains(data_root, tmp_path):
+    from vpkit.config import load_config
+    from vpkit.sweep import plan_sweep
+
+    overrides = {"model": "tiny-random", "data_root": str(data_root), "experiments": [4, 22, 25]}
+    jobs, _ = plan_sweep("demo", overrides, tmp_path)  # the demo profile's mul_residual: [22]
+    assert [job.name for job in jobs] == ["exp_04_kadid_padding_30px_add", "exp_22_kadid_padding_30px_mul",
+                                          "exp_25_kadid_center_patch_30px_mul", "exp_22_kadid_padding_30px_mul_residual"]
+    fix = load_config(jobs[-1].config_path)
+    assert (fix.number, fix.prompt.mode) == (22, "mul_residual") and jobs[-1].run_dir == str(tmp_path / "runs" / fix.name)
+    jobs, _ = plan_sweep("demo", {**overrides, "mul_residual": []}, tmp_path)
+    assert len(jobs) == 3

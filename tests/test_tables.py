@@ -21,9 +21,11 @@ PUBLISHED_ADD_SRCC = {
 }
 
 
-def fake_run(runs_dir: Path, number: int, srcc: float, plcc: float, finished: bool = True) -> Path:
-    """A run folder as vpkit.train leaves it, for the tiny 224 px model, without training."""
-    config = paper_config(number).with_overrides({"model": {"name_or_path": "tiny-random"},
+def fake_run(runs_dir: Path, number: int, srcc: float, plcc: float, finished: bool = True,
+             mode: str | None = None) -> Path:
+    """A run folder as vpkit.train leaves it, for the tiny 224 px model, without training (`mode`: the
+    experiment in another prompt mode, as vpkit.reproduce trains a mul_residual variant)."""
+    config = paper_config(number, mode).with_overrides({"model": {"name_or_path": "tiny-random"},
                                                   "train": {"epochs": 2}})
     config, _ = resolve_for_model(config, 224, "cpu")
     run = runs_dir / config.name
@@ -290,3 +292,49 @@ def test_table_figures_show_the_papers_number_and_the_difference(runs_dir, paper
     assert [text.get_text() for text in bars.axes[0].texts] == ["-0.432\nvs paper", "not run", "not run"]
     modes = plots.add_mul_bars(tables.add_vs_mul_table(results, paper))
     assert "no number for mul" in modes.axes[0].get_xlabel()
+
+
+# ----------------------------------------------------------------------------- vpkit's mul_residual variants
+
+
+def test_a_mul_residual_run_is_never_the_papers_mul_result(tmp_path, paper, capsys):
+    root = tmp_path / "runs"
+    fake_run(root, 22, 0.40, 0.42)  # the paper's mul ...
+    residual = fake_run(root, 22, 0.60, 0.61, mode="mul_residual")  # ... and vpkit's fix of it
+    alone = fake_run(root, 25, 0.55, 0.56, mode="mul_residual")  # a fix without the paper's run
+    assert (residual.name, alone.name) == ("exp_22_kadid_padding_30px_mul_residual",
+                                           "exp_25_kadid_center_patch_30px_mul_residual")
+    results = tables.run_results(root).set_index("experiment")
+    assert list(results.index) == [22]  # 25 has no run in the paper's mode: not run, not the fix's number
+    assert results.loc[22, "name"] == "exp_22_kadid_padding_30px_mul" and results.loc[22, "srcc"] == pytest.approx(0.40)
+    fixes = tables.mul_residual_results(root).set_index("experiment")
+    assert list(fixes.index) == [22, 25] and fixes.loc[22, "srcc"] == pytest.approx(0.60)
+    assert fixes.loc[25, "name"] == alone.name and fixes.loc[25, "parameters_448"] == 3 * 30 * 30
+    assert "several run folders" not in capsys.readouterr().out  # the fix is no duplicate of the mul run
+    table = tables.add_vs_mul_table(tables.run_results(root), paper, fixes.reset_index()).set_index("experiment_mul")
+    assert list(table.index) == [22, 25]
+    assert table.loc[22, "srcc_mul"] == pytest.approx(0.40) and table.loc[22, "srcc_mul_residual"] == pytest.approx(0.60)
+    assert table.loc[22, "run_mul_residual"] == residual.name and table.loc[22, "plcc_mul_residual"] == pytest.approx(0.61)
+    assert pd.isna(table.loc[25, "srcc_mul"]) and table.loc[25, "srcc_mul_residual"] == pytest.approx(0.55)
+    assert not any(column.startswith("paper") and "residual" in column for column in table.columns)  # no paper number
+    without = tables.add_vs_mul_table(tables.run_results(root), paper)
+    assert list(without["experiment_mul"]) == [22] and without["srcc_mul_residual"].isna().all()
+
+
+def test_a_run_in_another_mode_than_the_papers_is_named_not_counted(tmp_path, capsys):
+    root = tmp_path / "runs"
+    fake_run(root, 4, 0.50, 0.55, mode="mul")  # experiment 4 is add in the paper
+    assert tables.run_results(root).empty and tables.mul_residual_results(root).empty
+    assert "exp_04_kadid_padding_30px_mul: another prompt mode than the paper's" in capsys.readouterr().out
+
+
+def test_add_mul_bars_show_the_fix_as_vpkits(runs_dir, paper):
+    from vpkit import plots
+
+    fake_run(runs_dir, 22, 0.60, 0.61, mode="mul_residual")
+    table = tables.add_vs_mul_table(tables.run_results(runs_dir), paper, tables.mul_residual_results(runs_dir))
+    ax = plots.add_mul_bars(table).axes[0]
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert labels[:3] == ["add", "mul", "mul_residual (vpkit's fix)"] and "not a paper experiment" in ax.get_xlabel()
+    heights = sorted(round(patch.get_height(), 2) for patch in ax.patches if patch.get_height() > 0)
+    assert heights == [0.3, 0.4, 0.5, 0.6]  # add 4 and 10, mul 22, mul_residual 22
