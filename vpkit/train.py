@@ -145,9 +145,7 @@ def _fit(config, run_dir, action, scorer, device, table, callbacks, progress) ->
         image_size=scorer.image_size,
         generator=torch.Generator().manual_seed(cfg.seed),
     ).to(device)
-    optimizer = torch.optim.SGD(
-        prompter.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-    )
+    optimizer = build_optimizer(prompter.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
     scaler = torch.amp.GradScaler(torch.device(device).type, enabled=cfg.amp == "fp16")
     model = PromptedScorer(scorer.eval(), prompter, compile_model=cfg.compile,  # for training and scoring
                            compile_cache_dir=cfg.compile_cache_dir)
@@ -338,6 +336,37 @@ def clip_gradients(optimizer, scaler, max_norm: float | None) -> torch.Tensor:
     if max_norm is None:
         return torch.nn.utils.get_total_norm([p.grad for p in params])
     return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+
+def build_optimizer(params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
+                    fused: bool | None = None) -> torch.optim.SGD:
+    """The prompt's SGD; fused (`fused` None) wherever torch has the fused kernel for the parameters' device.
+
+    Fused is one kernel per step, and under fp16 it takes the GradScaler's inf/NaN flag as a device tensor and
+    skips a non-finite step itself (GradScaler.step hands it over for optimizers with
+    `_step_supports_amp_scaling`), where plain SGD makes GradScaler.step read the flag on the host, a
+    host-device sync every step. False: torch's default implementation (foreach on CUDA).
+    """
+    params = list(params)
+    if fused is None:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+        supported = _get_fused_kernels_supported_devices()
+        fused = all(p.device.type in supported and p.is_floating_point() for p in params)
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, fused=fused or None)
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict) -> None:
+    """`optimizer.load_state_dict(saved)`, keeping the implementation it was built with (fused or not).
+
+    torch copies every param-group setting from the saved state, "fused" and "foreach" too: a run saved before
+    the optimizer was fused (or on a device without the kernel) would otherwise resume unfused, and a fused
+    optimizer's GradScaler hand-over then fails in the unfused step.
+    """
+    implementation = [{key: group[key] for key in ("fused", "foreach")} for group in optimizer.param_groups]
+    optimizer.load_state_dict(saved)
+    for group, chosen in zip(optimizer.param_groups, implementation):
+        group.update(chosen)
 
 
 class GradNormLog:
@@ -556,7 +585,7 @@ def _restore(run_dir: Path, config, prompter, optimizer, scaler) -> tuple[RunSta
     check_checkpoint_matches(epoch_file, metadata, prompter.spec(), state.config_hash)
     load_prompt_state(prompter, state_dict)
     saved = torch.load(trainer_file, map_location="cpu", weights_only=True)
-    optimizer.load_state_dict(saved["optimizer"])
+    load_optimizer_state(optimizer, saved["optimizer"])
     scaler.load_state_dict(saved["scaler"])
     _set_rng_state(saved["rng"])
     if state.best_epoch and distributed.is_writer():  # best may be ahead of state.json (killed mid-save)
