@@ -267,3 +267,23 @@ def test_a_compile_mode_is_turned_off_on_the_cpu_with_a_note():
     assert resolved.train.compile is False and any("compile -> off" in note for note in notes)
     on_gpu, _ = resolve_for_model(config, 448, "cuda")
     assert on_gpu.train.compile == "reduce-overhead"
+
+
+def test_gradients_accumulate_in_one_buffer_allocated_outside_the_model():
+    """Under reduce-overhead the backward is a CUDA graph whose output memory the next step overwrites; the loop
+    keeps one gradient buffer per prompt parameter, zeroed in place, so backward only ever adds into it (also over
+    grad_accum micro-batches) and the optimizer reads that buffer."""
+    prompter = LinearPrompt()
+    optimizer = build_optimizer(prompter.parameters(), lr=0.5)
+    seen = []
+    step = optimizer.step
+
+    def recording_step(*args, **kwargs):
+        seen.append(prompter.w.grad)
+        return step(*args, **kwargs)
+
+    optimizer.step = recording_step
+    train_one_epoch(LinearScore(prompter), prompter, optimizer, torch.amp.GradScaler("cpu"), batches(4), "cpu",
+                    grad_accum=2, progress=False, max_grad_norm=None)
+    assert len(seen) == 2 and seen[0] is seen[1] is prompter.w.grad
+    assert prompter.w.grad.abs().sum() == 0  # zeroed after the last step, still allocated

@@ -236,7 +236,7 @@ def train_one_epoch(
     grad_norms = GradNormLog(max_grad_norm)
     losses = LossReads(device, check_finite=not scaler.is_enabled())  # fp16: the scaler skips inf/NaN steps
     steps = len(loader)
-    optimizer.zero_grad(set_to_none=True)
+    zero_gradients(optimizer)
     data = DataWait(loader)
     bar = tqdm(data, desc="train", leave=False, disable=not progress)
     for step, batch in enumerate(bar, start=1):
@@ -252,7 +252,7 @@ def train_one_epoch(
             grad_norms.add(clip_gradients(optimizer, scaler, max_grad_norm))  # so the norm is the global one
             scaler.step(optimizer)  # under fp16 the scaler skips steps with inf/NaN gradients
             scaler.update()
-            optimizer.zero_grad(set_to_none=True)
+            zero_gradients(optimizer)
         losses.add(loss, len(labels))
         n_images += len(labels)
         if losses.due(step, last=step == steps):
@@ -319,6 +319,19 @@ class DataWait:
                 self.seconds += time.perf_counter() - started
             yield batch
             started = time.perf_counter()
+
+
+def zero_gradients(optimizer) -> None:
+    """Zero the optimizer's gradients in place, allocating them once: backward then adds each step's gradient into
+    a buffer of its own. Under compile reduce-overhead the backward is a CUDA graph whose outputs are overwritten at
+    the next step, so a gradient left as that output (set_to_none) could not be accumulated over micro-batches
+    (torch raises); the prompt is small, so zeroing it costs one tiny kernel a step."""
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            if parameter.grad is None:
+                parameter.grad = torch.zeros_like(parameter)
+            else:
+                parameter.grad.zero_()
 
 
 def clip_gradients(optimizer, scaler, max_norm: float | None) -> torch.Tensor:
