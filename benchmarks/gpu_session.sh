@@ -21,7 +21,7 @@ step() {  # step NAME SECONDS ARGS...: one benchmark call (bench_train.py unless
   timeout "$limit" python "$bench" "$@" --out "$out/$name.json" > "$out/$name.log" 2>&1
   echo "exit $?"; tail -n 16 "$out/$name.log"
 }
-# fp16 as `vpkit train` runs it, batches 4 16 32: fused SGD (the default) first, then torch's default SGD
+# fp16 as `vpkit train` runs it, batches 4 16 32: fused SGD (its default on CUDA) first, then torch's default SGD
 step default_eager 100 --settings default --compile off --fused both --steps 4 --warmup 2
 # CUDA graphs (graph trees): the per-step launch overhead at the paper's batch 4; batch 32 for the limit
 step reduce_overhead 170 --settings default --compile reduce-overhead --batches 4 32 --steps 4

@@ -13,7 +13,7 @@ import vpkit.evaluate
 from vpkit.evaluate import PromptedScorer, predict
 from vpkit.models import load_scorer
 from vpkit.prompters import build_prompter
-from vpkit.train import build_optimizer, load_optimizer_state, train_one_epoch
+from vpkit.train import build_optimizer, load_optimizer_state, train_one_epoch, uses_fused_sgd
 
 SYNC = "aten._local_scalar_dense.default"  # .item() / float(tensor): a host-device sync on a GPU
 
@@ -42,11 +42,13 @@ def linear_epoch(optimizer_for, n_steps=3, scaler=None, nan_at=None):
 # ----------------------------------------------------------------------------- fused SGD
 
 
-def test_the_optimizer_is_fused_where_torch_has_the_kernel():
-    optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(3))], lr=60.0)
+def test_the_optimizer_is_fused_on_cuda():
+    """Fused where it saves the fp16 sync (CUDA); plain on the CPU (uses_fused_sgd says why), unless asked."""
+    assert uses_fused_sgd("cuda") and uses_fused_sgd(torch.device("cuda", 1)) and not uses_fused_sgd("cpu")
+    optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(3))], lr=60.0, fused=True)
     assert optimizer.param_groups[0]["fused"] is True
     assert optimizer._step_supports_amp_scaling  # GradScaler.step hands it the inf flag instead of reading it
-    assert not build_optimizer([torch.nn.Parameter(torch.zeros(3))], lr=60.0, fused=False).param_groups[0]["fused"]
+    assert not build_optimizer([torch.nn.Parameter(torch.zeros(3))], lr=60.0).param_groups[0]["fused"]
 
 
 def test_under_the_fp16_scaler_a_fused_step_does_not_wait_for_the_device():
@@ -102,7 +104,7 @@ def test_an_older_runs_optimizer_state_resumes_into_the_fused_optimizer():
     assert saved["param_groups"][0]["fused"] is None
 
     def resumed(parameters):
-        optimizer = build_optimizer(parameters, lr=0.5, momentum=0.9)
+        optimizer = build_optimizer(parameters, lr=0.5, momentum=0.9, fused=True)
         load_optimizer_state(optimizer, copy.deepcopy(saved))  # a fresh copy, as torch.load gives each resume
         return optimizer
 
@@ -110,9 +112,9 @@ def test_an_older_runs_optimizer_state_resumes_into_the_fused_optimizer():
     expected, _ = linear_epoch(lambda parameters: _plain_resumed(parameters, saved), n_steps=2)
     torch.testing.assert_close(w, expected, rtol=0, atol=1e-7)  # the momentum buffer was restored
 
-    plain = build_optimizer([torch.nn.Parameter(torch.zeros(2))], lr=0.5, momentum=0.9)
-    load_optimizer_state(plain, copy.deepcopy(saved))
-    assert plain.param_groups[0]["fused"] is True and plain.state_dict()["state"][0]["momentum_buffer"].equal(
+    fused = build_optimizer([torch.nn.Parameter(torch.zeros(2))], lr=0.5, momentum=0.9, fused=True)
+    load_optimizer_state(fused, copy.deepcopy(saved))
+    assert fused.param_groups[0]["fused"] is True and fused.state_dict()["state"][0]["momentum_buffer"].equal(
         saved["state"][0]["momentum_buffer"])
 
 
