@@ -12,6 +12,8 @@ prompt -> SGD step (with a GradScaler under fp16 autocast); evaluation = the sam
     python benchmarks/bench_train.py --checkpointing full selective --batches 16 32   # modes side by side
     python benchmarks/bench_train.py --preset tiny --device cpu    # the CPU smoke mode
     python benchmarks/bench_train.py --settings default --compile off   # exactly what `vpkit train` runs
+    python benchmarks/bench_train.py --settings default --compile off --fused both   # fused SGD vs torch's default
+    python benchmarks/bench_train.py --settings default --compile reduce-overhead    # CUDA graphs
     python benchmarks/bench_train.py --end-to-end                 # one real epoch of vpkit.train + projection
 
 `--settings default` takes precision, determinism and compile from vpkit's config defaults (what `vpkit train`
@@ -41,7 +43,14 @@ from vpkit.evaluate import PromptedScorer, predict
 from vpkit.models import MPLUGOwl2Config, MPLUGOwl2ForCausalLM, build_tiny_tokenizer, tiny_config
 from vpkit.models.query import MPLUGOwl2Scorer
 from vpkit.prompters import build_prompter
-from vpkit.train import deterministic_kernels, train_one_epoch
+from vpkit.train import build_optimizer, deterministic_kernels, train_one_epoch, uses_fused_sgd
+
+# --compile: eager, torch.compile's default mode, both of those, or one torch.compile mode by name (train.compile).
+COMPILE_SETTINGS = {"off": [False], "on": [True], "both": [False, True], "reduce-overhead": ["reduce-overhead"],
+                    "max-autotune-no-cudagraphs": ["max-autotune-no-cudagraphs"]}
+# --fused: the SGD `vpkit train` builds (fused on CUDA, vpkit.train.uses_fused_sgd), fused, torch's default, or
+# both (fused first: on CUDA what `vpkit train` runs).
+FUSED_SETTINGS = {"auto": [None], "on": [True], "off": [False], "both": [True, False]}
 
 TARGETS = {"batch": 32, "train_images_per_s": 110.0, "train_peak_gib": 40.0, "eval_images_per_s": 250.0}
 
@@ -65,8 +74,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, help="untimed steps first (default 2; 3 with compile)")
     parser.add_argument(
         "--compile",
-        choices=("off", "on", "both"),
-        help="torch.compile the scorer (default: both on CUDA, off on CPU)",
+        choices=tuple(COMPILE_SETTINGS),
+        help="torch.compile the scorer: off, on (default mode), both, or a mode by name (default: both on CUDA, "
+        "off on CPU)",
+    )
+    parser.add_argument(
+        "--fused",
+        choices=tuple(FUSED_SETTINGS),
+        default="auto",
+        help="SGD: auto = as `vpkit train` builds it (fused on CUDA), on = fused, off = torch's default SGD, both",
     )
     parser.add_argument(
         "--checkpointing",
@@ -120,7 +136,7 @@ def apply_train_defaults(args: argparse.Namespace, argv) -> None:
     if "--deterministic" not in given:
         args.deterministic = train.deterministic
     if "--compile" not in given:
-        args.compile = "on" if train.compile else "off"
+        args.compile = {False: "off", True: "on"}.get(train.compile, train.compile)
     if "--batches" not in given:
         args.batches = [4, 16, 32]
 
@@ -174,14 +190,15 @@ def timed(device: str, work) -> float:
     return time.perf_counter() - start
 
 
-def measure(scorer, args, batch: int, use_compile: bool) -> list[dict]:
-    """Train-step and evaluation throughput for one batch size, with or without torch.compile."""
+def measure(scorer, args, batch: int, use_compile: bool | str, fused: bool | None = None) -> list[dict]:
+    """Train-step and evaluation throughput for one batch size, with or without torch.compile (True: its default
+    mode, or a mode's name), with the SGD `vpkit train` builds (`fused` None) or fused / not as told."""
     from vpkit.config import PAPER_IMAGE_SIZE, TrainConfig, scaled_prompt_size
 
     size = scaled_prompt_size(args.size, PAPER_IMAGE_SIZE, scorer.image_size)
     prompter = build_prompter(args.prompt, size=size, image_size=scorer.image_size).to(args.device)
     model = PromptedScorer(scorer, prompter, compile_model=use_compile, compile_cache_dir=args.compile_cache_dir)
-    optimizer = torch.optim.SGD(prompter.parameters(), lr=60.0)  # the paper's optimiser
+    optimizer = build_optimizer(prompter.parameters(), lr=60.0, fused=fused)  # the paper's optimiser
     scaler = torch.amp.GradScaler(torch.device(args.device).type, enabled=args.amp == "fp16")
     warmup = args.warmup if args.warmup is not None else (3 if use_compile else 2)
     pin = args.device.startswith("cuda")
@@ -193,6 +210,7 @@ def measure(scorer, args, batch: int, use_compile: bool) -> list[dict]:
         "dtype": args.dtype,
         "amp": args.amp,
         "compile": use_compile,
+        "fused": bool(optimizer.param_groups[0]["fused"]),
         "checkpointing": scorer.model.gradient_checkpointing,
         "deterministic": args.deterministic,
         "batch": batch,
@@ -238,13 +256,17 @@ def measure(scorer, args, batch: int, use_compile: bool) -> list[dict]:
     return rows
 
 
+def compile_label(setting: bool | str) -> str:
+    return {False: "off", True: "on"}.get(setting, setting)
+
+
 def target_lines(rows: list[dict]) -> list[str]:
     """How the batch-32 rows of the 7B preset compare with the targets."""
     lines = []
     for row in rows:
         if row["preset"] != "7b" or row["batch"] != TARGETS["batch"]:
             continue
-        label = (f"batch 32 {row['mode']} (compile {'on' if row['compile'] else 'off'}, "
+        label = (f"batch 32 {row['mode']} (compile {compile_label(row['compile'])}, fused SGD {row['fused']}, "
                  f"checkpointing {row['checkpointing']})")
         if row["mode"] == "train":
             fast = row["images_per_s"] >= TARGETS["train_images_per_s"]
@@ -290,7 +312,7 @@ def end_to_end(scorer, args) -> dict:
                     "batch_size": args.e2e_batch,
                     "amp": args.amp,
                     "deterministic": args.deterministic,
-                    "compile": args.compile == "on",
+                    "compile": e2e_compile(args),
                     "device": args.device,
                 },
             },
@@ -302,6 +324,12 @@ def end_to_end(scorer, args) -> dict:
         wall = time.perf_counter() - started
         row = read_metrics(run_dir)[-1]
     return {"epoch_wall_s": wall, "metrics": row, "test_n_images": test.get("n_images")}
+
+
+def e2e_compile(args) -> bool | str:
+    """train.compile of the end-to-end epoch: --compile's one setting (eager when it names two)."""
+    settings = COMPILE_SETTINGS[args.compile]
+    return settings[0] if len(settings) == 1 else False
 
 
 def projection_lines(train_rate: dict[int, float], eval_rate: float) -> list[str]:
@@ -348,15 +376,17 @@ def main(argv=None) -> int:
         f"built the {args.preset} scorer ({sum(p.numel() for p in scorer.parameters()) / 1e6:,.1f} M params, "
         f"{scorer.image_size} px) in {time.perf_counter() - started:.1f} s"
     )
-    settings = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
     rows = []
-    for use_compile, mode, batch in itertools.product(settings, args.checkpointing, args.batches):
+    for use_compile, fused, mode, batch in itertools.product(
+        COMPILE_SETTINGS[args.compile], FUSED_SETTINGS[args.fused], args.checkpointing, args.batches
+    ):
         scorer.model.set_gradient_checkpointing(mode)
         try:
             with deterministic_kernels(args.device, args.deterministic):
-                measured = measure(scorer, args, batch, use_compile)
+                measured = measure(scorer, args, batch, use_compile, fused)
         except torch.cuda.OutOfMemoryError:
-            print(f"batch {batch} (compile {use_compile}, checkpointing {mode}): out of GPU memory", flush=True)
+            print(f"batch {batch} (compile {compile_label(use_compile)}, fused {fused}, checkpointing {mode}): "
+                  "out of GPU memory", flush=True)
             torch.cuda.empty_cache()
             continue
         finally:
@@ -383,7 +413,8 @@ def report_end_to_end(scorer, args, rows: list[dict]) -> dict:
     measured = end_to_end(scorer, args)
     row = measured["metrics"]
     e2e_rate = row["train_images_per_s"]
-    plain = [r for r in rows if not r["compile"]] if args.compile != "on" else [r for r in rows if r["compile"]]
+    trains_fused = uses_fused_sgd(args.device)  # as vpkit.train builds the epoch's optimizer
+    plain = [r for r in rows if r["compile"] == e2e_compile(args) and r["fused"] == trains_fused]
     step = {r["batch"]: r["images_per_s"] for r in plain if r["mode"] == "train"}
     evals = {r["batch"]: r["images_per_s"] for r in plain if r["mode"] == "eval"}
     print(f"\nend-to-end epoch (vpkit.train, batch {args.e2e_batch}): wall {measured['epoch_wall_s']:.1f} s "

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# One call on a lent GPU machine measures everything the speed issue asks for, eager first, each step under its
-# own time limit so that one slow step cannot eat the others. Output: $OUT/*.log and $OUT/*.json (or ./gpu_out).
+# One call on a lent GPU machine measures everything the speed issue asks for, each step under its own time limit
+# so that one slow step cannot eat the others, in the order the decisions need them: vpkit train's defaults eager
+# (fused SGD, and torch's default SGD beside it), CUDA graphs (compile reduce-overhead), compile's default mode
+# cold then warm, one real epoch, the lean checkpointing modes. A step cut by its limit still leaves each finished
+# batch size's table in its log. Output: $OUT/*.log and $OUT/*.json (or ./gpu_out).
 #   bash benchmarks/gpu_session.sh            (device tool: run with timeout_s 580; the limits sum to 560 s)
 set -u
 out=${OUT:-gpu_out}
@@ -16,11 +19,14 @@ step() {  # step NAME SECONDS ARGS...: one benchmark call (bench_train.py unless
   local name=$1 limit=$2 bench=${BENCH:-benchmarks/bench_train.py}; shift 2
   echo "== $name (limit ${limit}s): python $bench $*"
   timeout "$limit" python "$bench" "$@" --out "$out/$name.json" > "$out/$name.log" 2>&1
-  echo "exit $?"; tail -n 12 "$out/$name.log"
+  echo "exit $?"; tail -n 16 "$out/$name.log"
 }
-step default_eager 120 --settings default --compile off --steps 4 --warmup 2
-step ckpt_modes 70 --dtype bf16 --compile off --checkpointing full selective mixed --batches 8 16 32 --steps 3
-step end_to_end 130 --settings default --compile off --batches 32 --steps 3 --end-to-end
-step default_compile 180 --settings default --compile on --batches 4 32 --steps 4 --compile-cache-dir "$compile_cache"
-BENCH=benchmarks/bench_compile_cache.py step compile_warm 60 --preset 7b --batch 4 --cache-dir "$compile_cache" \
+# fp16 as `vpkit train` runs it, batches 4 16 32: fused SGD (its default on CUDA) first, then torch's default SGD
+step default_eager 100 --settings default --compile off --fused both --steps 4 --warmup 2
+# CUDA graphs (graph trees): the per-step launch overhead at the paper's batch 4; batch 32 for the limit
+step reduce_overhead 170 --settings default --compile reduce-overhead --batches 4 32 --steps 4
+step default_compile 120 --settings default --compile on --batches 4 32 --steps 4 --compile-cache-dir "$compile_cache"
+BENCH=benchmarks/bench_compile_cache.py step compile_warm 45 --preset 7b --batch 4 --cache-dir "$compile_cache" \
   --runs warm
+step end_to_end 85 --settings default --compile off --batches 32 --steps 3 --end-to-end
+step ckpt_modes 40 --dtype bf16 --compile off --checkpointing selective mixed --batches 32 --steps 3

@@ -222,7 +222,12 @@ def _add_train(commands) -> None:
         "vision encoder, selective in the LLM (docs/cli.md)",
     )
     parser.add_argument(
-        "--compile", action="store_true", default=None, help="torch.compile the scorer (CUDA)"
+        "--compile",
+        nargs="?",
+        const="default",
+        choices=("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+        help="torch.compile the scorer (CUDA): the flag alone in torch's default mode, or a mode: reduce-overhead "
+        "(CUDA graphs), max-autotune-no-cudagraphs ... (docs/cli.md)",
     )
     parser.add_argument(
         "--compile-cache-dir",
@@ -262,7 +267,7 @@ def train_overrides(args) -> dict:
             "seed": args.seed,
             "amp": args.amp,
             "checkpointing": args.checkpointing,
-            "compile": args.compile,
+            "compile": False if args.compile == "off" else args.compile,
             "compile_cache_dir": args.compile_cache_dir,
             "device": args.device,
             "num_workers": args.num_workers,

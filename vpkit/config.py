@@ -33,6 +33,9 @@ NORMALISATIONS = ("imagenet", "clip")
 # Activation checkpointing of the frozen model (vpkit.models.checkpointing): none, every layer recomputed, only
 # the cheap ops between matmuls recomputed, or full on the vision side and selective in the LLM.
 CHECKPOINTING_MODES = ("off", "full", "selective", "mixed")
+# train.compile: false (eager), true (torch.compile's default mode) or one of torch.compile's modes by name;
+# "reduce-overhead" replays CUDA graphs (no per-kernel launch cost), "max-autotune-no-cudagraphs" tunes kernels.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # Values of older configs that still mean the same: train.checkpointing was an on/off flag (on = full).
 LEGACY_VALUES = {("train", "checkpointing"): {True: "full", False: "off"}}
 
@@ -98,7 +101,7 @@ class TrainConfig:
     max_grad_norm: float | None = 1.0
     amp: str = "fp16"
     checkpointing: str = "off"
-    compile: bool = False
+    compile: bool | str = False
     # Where torch.compile keeps what it compiled (inductor's FX-graph and AOTAutograd caches), so that the next
     # process with the same shapes loads it instead of compiling again. None: $TORCHINDUCTOR_CACHE_DIR if set,
     # else $XDG_CACHE_HOME/vpkit/torch-compile (~/.cache/vpkit/torch-compile).
@@ -206,6 +209,8 @@ def _check_value(source: str, section: str, name: str, annotation: str, value: A
         if "None" in annotation:
             return None
         raise ConfigError(f"{where} must not be empty (null); expected {annotation}")
+    if (section, name) == ("train", "compile"):
+        return _check_compile(where, value)
     if annotation.startswith("bool"):
         if not isinstance(value, bool):
             raise ConfigError(f"{where} = {value!r} must be true or false")
@@ -233,6 +238,16 @@ def _check_value(source: str, section: str, name: str, annotation: str, value: A
             relation = ">=" if inclusive else ">"
             raise ConfigError(f"{where} = {value!r} must be {relation} {minimum}")
     return value
+
+
+def _check_compile(where: str, value: Any) -> bool | str:
+    """train.compile as true/false or a torch.compile mode name; "default" is true (one spelling per meaning)."""
+    if isinstance(value, bool) or value in COMPILE_MODES[1:]:
+        return value
+    if value == "default":
+        return True
+    raise ConfigError(f"{where} = {value!r} is not allowed; choose true, false or a torch.compile mode: "
+                      f"{', '.join(COMPILE_MODES)}")
 
 
 def _section_from_dict(source: str, section: str, values: Any):

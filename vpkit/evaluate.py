@@ -26,17 +26,30 @@ class PromptedScorer(torch.nn.Module):
     one torch.compile graph per batch size: the scorer's per-batch-size host work (token layout) runs eagerly
     first, since tracing it would split the graph at every data-dependent step. What is compiled is kept in
     `compile_cache_dir` (vpkit.compile_cache), where the next process with the same shapes finds it.
+
+    `compile_model` True compiles in torch.compile's default mode; a string names the mode ("reduce-overhead":
+    CUDA graphs, replayed each call). A CUDA graph writes each call's outputs over the previous call's, so a
+    score must be copied if it is kept past the next call (`predict` does).
     """
 
-    def __init__(self, scorer, prompter=None, compile_model: bool = False, compile_cache_dir: str | None = None):
+    def __init__(self, scorer, prompter=None, compile_model: bool | str = False,
+                 compile_cache_dir: str | None = None):
         super().__init__()
         self.scorer, self.prompter = scorer, prompter
+        self.compiled = bool(compile_model)
         if compile_model:
             use_compile_cache(compile_cache_dir)  # torch.compile is lazy: this comes before its first compile
-        self._score = torch.compile(self._prompted_scores) if compile_model else self._prompted_scores
+            mode = {} if compile_model is True else {"mode": compile_model}
+            self._score = torch.compile(self._prompted_scores, **mode)
+        else:
+            self._score = self._prompted_scores
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         self.scorer.prepare_batch(images.shape[0])
+        if self.compiled:
+            # Each call is a new step for CUDA graph trees (reduce-overhead): the previous call's outputs and
+            # its backward are done with, so their memory may be reused. Without a CUDA graph it does nothing.
+            torch.compiler.cudagraph_mark_step_begin()
         return self._score(images)
 
     def _prompted_scores(self, images: torch.Tensor) -> torch.Tensor:
@@ -59,7 +72,8 @@ def predict(
         images = to_model_input(batch["image"], device)
         with autocast(device, amp):
             batch_scores = model(images)
-        scores.append(batch_scores.detach().float().reshape(-1))  # kept on the device: no sync per batch
+        # kept on the device (no sync per batch), copied: a CUDA-graph replay would overwrite the model's output
+        scores.append(batch_scores.detach().float().reshape(-1).clone())
         labels.append(np.asarray(batch["label"], dtype=np.float32))
         names.extend(batch["name"])
     shard = pd.DataFrame(

@@ -145,9 +145,7 @@ def _fit(config, run_dir, action, scorer, device, table, callbacks, progress) ->
         image_size=scorer.image_size,
         generator=torch.Generator().manual_seed(cfg.seed),
     ).to(device)
-    optimizer = torch.optim.SGD(
-        prompter.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-    )
+    optimizer = build_optimizer(prompter.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
     scaler = torch.amp.GradScaler(torch.device(device).type, enabled=cfg.amp == "fp16")
     model = PromptedScorer(scorer.eval(), prompter, compile_model=cfg.compile,  # for training and scoring
                            compile_cache_dir=cfg.compile_cache_dir)
@@ -238,7 +236,7 @@ def train_one_epoch(
     grad_norms = GradNormLog(max_grad_norm)
     losses = LossReads(device, check_finite=not scaler.is_enabled())  # fp16: the scaler skips inf/NaN steps
     steps = len(loader)
-    optimizer.zero_grad(set_to_none=True)
+    zero_gradients(optimizer)
     data = DataWait(loader)
     bar = tqdm(data, desc="train", leave=False, disable=not progress)
     for step, batch in enumerate(bar, start=1):
@@ -254,7 +252,7 @@ def train_one_epoch(
             grad_norms.add(clip_gradients(optimizer, scaler, max_grad_norm))  # so the norm is the global one
             scaler.step(optimizer)  # under fp16 the scaler skips steps with inf/NaN gradients
             scaler.update()
-            optimizer.zero_grad(set_to_none=True)
+            zero_gradients(optimizer)
         losses.add(loss, len(labels))
         n_images += len(labels)
         if losses.due(step, last=step == steps):
@@ -323,6 +321,19 @@ class DataWait:
             started = time.perf_counter()
 
 
+def zero_gradients(optimizer) -> None:
+    """Zero the optimizer's gradients in place, allocating them once: backward then adds each step's gradient into
+    a buffer of its own. Under compile reduce-overhead the backward is a CUDA graph whose outputs are overwritten at
+    the next step, so a gradient left as that output (set_to_none) could not be accumulated over micro-batches
+    (torch raises); the prompt is small, so zeroing it costs one tiny kernel a step."""
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            if parameter.grad is None:
+                parameter.grad = torch.zeros_like(parameter)
+            else:
+                parameter.grad.zero_()
+
+
 def clip_gradients(optimizer, scaler, max_norm: float | None) -> torch.Tensor:
     """The total L2 norm of the optimiser's gradients before clipping (a device tensor: no host sync), after
     clipping them to `max_norm` (None: measured only).
@@ -338,6 +349,41 @@ def clip_gradients(optimizer, scaler, max_norm: float | None) -> torch.Tensor:
     if max_norm is None:
         return torch.nn.utils.get_total_norm([p.grad for p in params])
     return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+
+def build_optimizer(params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
+                    fused: bool | None = None) -> torch.optim.SGD:
+    """The prompt's SGD; fused (`fused` None) where that pays, on CUDA (`uses_fused_sgd`).
+
+    Fused is one kernel per step, and under fp16 it takes the GradScaler's inf/NaN flag as a device tensor and
+    skips a non-finite step itself (GradScaler.step hands it over for optimizers with
+    `_step_supports_amp_scaling`), where plain SGD makes GradScaler.step read the flag on the host, a
+    host-device sync every step. False: torch's default implementation (foreach on CUDA).
+    """
+    params = list(params)
+    if fused is None:
+        fused = all(uses_fused_sgd(p.device) and p.is_floating_point() for p in params)
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, fused=fused or None)
+
+
+def uses_fused_sgd(device: str | torch.device) -> bool:
+    """Whether `build_optimizer` fuses SGD on `device`: on CUDA. torch 2.13 has a fused CPU kernel too, but on the
+    CPU there is no sync to save, and with 2 threads on a busy 2-core machine it took ~31 ms a step for the
+    tiny-model prompt against ~25 us unfused (its threads wait for each other; 1 thread: ~25 us both)."""
+    return torch.device(device).type == "cuda"
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict) -> None:
+    """`optimizer.load_state_dict(saved)`, keeping the implementation it was built with (fused or not).
+
+    torch copies every param-group setting from the saved state, "fused" and "foreach" too: a run saved before
+    the optimizer was fused (or on a device without the kernel) would otherwise resume unfused, and a fused
+    optimizer's GradScaler hand-over then fails in the unfused step.
+    """
+    implementation = [{key: group[key] for key in ("fused", "foreach")} for group in optimizer.param_groups]
+    optimizer.load_state_dict(saved)
+    for group, chosen in zip(optimizer.param_groups, implementation):
+        group.update(chosen)
 
 
 class GradNormLog:
@@ -556,7 +602,7 @@ def _restore(run_dir: Path, config, prompter, optimizer, scaler) -> tuple[RunSta
     check_checkpoint_matches(epoch_file, metadata, prompter.spec(), state.config_hash)
     load_prompt_state(prompter, state_dict)
     saved = torch.load(trainer_file, map_location="cpu", weights_only=True)
-    optimizer.load_state_dict(saved["optimizer"])
+    load_optimizer_state(optimizer, saved["optimizer"])
     scaler.load_state_dict(saved["scaler"])
     _set_rng_state(saved["rng"])
     if state.best_epoch and distributed.is_writer():  # best may be ahead of state.json (killed mid-save)
