@@ -99,6 +99,19 @@ def test_profile_parameters_merge_overrides_and_resolve_paths(tmp_path, monkeypa
     assert again["mul_residual"] == [22, 31]
 
 
+def test_a_mul_residual_variant_left_out_by_experiments_is_said_once(tmp_path, monkeypatch, capsys):
+    """A variant is trained with its experiment: when --experiments leaves that experiment out, one note says the
+    variant will not be trained and how to keep it, instead of dropping it silently."""
+    monkeypatch.chdir(tmp_path)
+    profile = reproduce.load_profile("demo")
+    reproduce.profile_parameters(profile, {"experiments": [4, 10]}, "out")
+    note = capsys.readouterr().out
+    assert note.count("\n") == 1 and "mul_residual 22 will not be trained" in note and "--experiments" in note
+    reproduce.profile_parameters(profile, {"experiments": [4, 22]}, "out")
+    reproduce.profile_parameters(profile, {}, "out")  # experiments from the profile: all its own, 22 among them
+    assert capsys.readouterr().out == ""
+
+
 @pytest.mark.parametrize("change, message", [
     (("epochs: 1", "epochs: three"), r"parameters: epochs = 'three' must be int or null"),
     (("experiments: [4, 10]", "experiments: [4, 40]"), r"experiments = \[4, 40\]: give paper experiment numbers"),

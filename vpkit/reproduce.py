@@ -223,7 +223,14 @@ def profile_parameters(profile: Profile, overrides: dict, out_dir: str | Path) -
         merged["data_root"] = str(Path(merged["data_root"]).expanduser().resolve())
     if Path(merged["model"]).expanduser().exists():
         merged["model"] = str(Path(merged["model"]).expanduser().resolve())
-    return check_parameters(merged, f"profile '{profile.name}' with command-line options")
+    checked = check_parameters(merged, f"profile '{profile.name}' with command-line options")
+    left_out = [n for n in checked["mul_residual"] if checked["experiments"] is not None
+                and n not in checked["experiments"]]
+    if left_out:  # said once here, not by each notebook
+        print(f"note: mul_residual {', '.join(map(str, left_out))} will not be trained: a variant is trained with its "
+              f"experiment, and experiments = {checked['experiments']} leaves it out; add it to --experiments, or "
+              "pass --mul-residual none to silence this")
+    return checked
 
 
 # ----------------------------------------------------------------------------- notebook settings
