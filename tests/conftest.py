@@ -4,6 +4,12 @@ from pathlib import Path
 
 import pytest
 
+# Under pytest-xdist (pyproject's addopts: two workers) each worker gets one torch/OpenMP thread unless the caller
+# chose: two workers with two spinning threads each on two cores ran some steps 10x slower. Set before anything
+# imports torch (this file is imported first); subprocesses (notebook kernels, torchrun ranks) inherit it.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GOLDEN_ROOT = REPO_ROOT.parent / "shared" / "golden"
 
