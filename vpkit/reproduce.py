@@ -653,11 +653,7 @@ def _run_reproduce(args) -> int:
                              "(same profile and --out), then vpkit reproduce")
     profile = load_profile(args.profile)
     out_dir = Path(args.out) if args.out else Path("reproduce") / profile.name
-    overrides = {"model": args.model, "data_root": args.data_root, "device": args.device, "epochs": args.epochs,
-                 "batch_size": args.batch_size, "lr": args.lr, "limit": args.limit, "seed": args.seed,
-                 "experiments": _number_list(args.experiments),
-                 "mul_residual": _number_list(args.mul_residual, "--mul-residual")}
-    parameters = profile_parameters(profile, overrides, out_dir)
+    parameters = profile_parameters(profile, profile_overrides(args), out_dir)
     only = args.only.split(",") if args.only else None
     print(f"vpkit reproduce: profile {profile.name} -> {parameters['out_dir']}")
     print("  " + ", ".join(f"{k}={v}" for k, v in parameters.items() if k not in OUTPUT_PARAMETERS))
@@ -667,6 +663,14 @@ def _run_reproduce(args) -> int:
     print(f"done: {len(seconds)} notebook(s) in {total:.1f} s wall time; runs/, tables/, figures/ and the "
           f"executed notebooks/ are in {parameters['out_dir']}")
     return 0
+
+
+def profile_overrides(args) -> dict:
+    """The notebook parameters that `vpkit reproduce` and `vpkit sweep` options set (None: the profile's)."""
+    return {"model": args.model, "data_root": args.data_root, "device": args.device, "epochs": args.epochs,
+            "batch_size": args.batch_size, "lr": args.lr, "limit": args.limit, "seed": args.seed,
+            "experiments": _number_list(args.experiments),
+            "mul_residual": _number_list(args.mul_residual, "--mul-residual")}
 
 
 def _number_list(text: str | None, option: str = "--experiments") -> list[int] | None:

@@ -355,19 +355,15 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def _run_sweep(args) -> int:
-    from vpkit.reproduce import _number_list
+    from vpkit.reproduce import profile_overrides
 
     out_dir = Path(args.out) if args.out else Path("reproduce") / Path(args.profile).stem
     if args.status:
         print_summary(sweep_summary(out_dir))
         return 0
-    overrides = {"model": args.model, "data_root": args.data_root, "device": args.device, "epochs": args.epochs,
-                 "batch_size": args.batch_size, "lr": args.lr, "limit": args.limit, "seed": args.seed,
-                 "experiments": _number_list(args.experiments),
-                 "mul_residual": _number_list(args.mul_residual, "--mul-residual")}
     from vpkit.runs import run_status
 
-    jobs, out_dir = plan_sweep(args.profile, overrides, out_dir)
+    jobs, out_dir = plan_sweep(args.profile, profile_overrides(args), out_dir)
     done = [job for job in jobs if run_status(job.run_dir) == "finished"]
     for job in done:
         job.returncode = 0

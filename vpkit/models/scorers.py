@@ -22,7 +22,8 @@ def load_scorer(model: str | Path = "tiny", *, dtype: torch.dtype | str = "fp32"
     holding an mPLUG-Owl2 or a llava-hf checkpoint (told apart by its config.json).
 
     `normalisation` defaults to "imagenet" for mPLUG-Owl2 models (the paper's code) and "clip" for LLaVA.
-    `checkpointing`: "off", "full" (True) or "selective" activation checkpointing (vpkit.models.checkpointing).
+    `checkpointing`: "off", "full" (True), "selective" or "mixed" activation checkpointing
+    (vpkit.models.checkpointing).
     """
     from .tiny import TINY_ASSET_DIR, TINY_RANDOM, build_tiny_model
 
