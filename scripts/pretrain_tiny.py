@@ -2,8 +2,9 @@
 
     python scripts/pretrain_tiny.py                 # the shipped weights (a few minutes on 2 CPU cores)
     python scripts/pretrain_tiny.py --out /tmp/t    # somewhere else, e.g. to compare
+    python scripts/pretrain_tiny.py --device cuda   # on a GPU (float32; the card names the GPU)
 
-Deterministic for a seed on one machine and thread count (CPU float32). What it does and why is in
+Deterministic for a seed on one machine and thread count (CPU float32); on a GPU close but not bit-exact. What it does and why is in
 vpkit/models/tiny_pretrain.py; the card it writes says exactly how the weights were made.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 from vpkit.atomic import write_json_atomic, write_text_atomic
 from vpkit.data import synth
+from vpkit.device import resolve_device
 from vpkit.models import TINY_ASSET_DIR, save_pretrained
 from vpkit.models.tiny_pretrain import RECIPES, PretrainSettings, fixed_check_images, pretrain
 
@@ -39,9 +41,16 @@ RECIPE_DATA = {
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=TINY_ASSET_DIR, help="model folder to write")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     for field in fields(PretrainSettings):
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default)
     return parser.parse_args()
+
+
+def run_device(report: dict) -> str:
+    """Where the weights were trained, as the card says it: the GPU's name, or the CPU threads."""
+    device = report.get("device", "cpu")  # reports from before GPU pretraining ran on the CPU
+    return f"{report['threads']} CPU threads" if device == "cpu" else f"one {device} (float32)"
 
 
 def model_card(report: dict, recorded: dict, command: str) -> str:
@@ -79,7 +88,7 @@ Command: `{command}` (file `scripts/pretrain_tiny.py`, logic in `vpkit/models/ti
   encoder's learning).
 * Optimiser: AdamW, lr {s['lr']}, weight decay {s['weight_decay']}, {s['warmup_steps']} warm-up steps then cosine
   decay, batch {s['batch_size']}, {s['epochs']} epochs, random horizontal flips, seed {s['seed']}.
-* Run: {report['seconds']:.0f} s on {report['threads']} CPU threads, torch {report['torch']}, {platform.machine()}.
+* Run: {report['seconds']:.0f} s on {run_device(report)}, torch {report['torch']}, {platform.machine()}.
 
 ## What it knows (measured by the command above)
 
@@ -106,9 +115,10 @@ silently invalidate these weights.
 def main() -> None:
     args = parse_args()
     settings = PretrainSettings(**{f.name: getattr(args, f.name) for f in fields(PretrainSettings)})
+    device = resolve_device(args.device)
     torch.manual_seed(settings.seed)
     with tempfile.TemporaryDirectory(prefix="vpkit-pretrain-") as work:
-        scorer, report = pretrain(settings, Path(work))
+        scorer, report = pretrain(settings, Path(work), device=device)
     out = save_pretrained(scorer.model, scorer.tokenizer, args.out)
     with torch.no_grad():
         scores = scorer(fixed_check_images(scorer.image_size)).tolist()
@@ -118,7 +128,7 @@ def main() -> None:
     write_json_atomic(out / "pretraining.json", report)
     command = "python scripts/pretrain_tiny.py" + "".join(
         f" --{f.name.replace('_', '-')} {getattr(settings, f.name)}" for f in fields(PretrainSettings)
-        if getattr(settings, f.name) != f.default)
+        if getattr(settings, f.name) != f.default) + ("" if device == "cpu" else f" --device {args.device}")
     write_text_atomic(out / "README.md", model_card(report, recorded, command))
     print(f"wrote {out} in {report['seconds']:.0f} s: seen-test SRCC {report['seen_test']['srcc']:.3f}, "
           f"unseen zero-shot SRCC {report['unseen_zero_shot']['srcc']:.3f}")

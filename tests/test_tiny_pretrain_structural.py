@@ -68,3 +68,14 @@ def test_structural_recipe_trains_everything_but_its_fixed_filters(tmp_path):
     assert report["settings"]["recipe"] == "structural"
     assert scorer.model.config.vision.hidden_size == 128 and len(scorer.model.model.vision_model.encoder.layers) == 4
     assert set(report["unseen_zero_shot"]) >= {"srcc", "plcc"}
+    assert report["device"] == "cpu" and scorer.device.type == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_pretraining_runs_on_the_gpu_and_hands_back_a_cpu_model(tmp_path):
+    settings = replace(PretrainSettings(), n_refs=10, eval_n_refs=3, epochs=1, batch_size=8, warmup_steps=2,
+                       whitening_images=16)
+    scorer, report = pretrain(settings, tmp_path, log=lambda line: None, device="cuda")
+    assert report["device"] == torch.cuda.get_device_name() and scorer.device.type == "cpu"
+    assert all(p.device.type == "cpu" for p in scorer.model.parameters())
+    assert np.isfinite(report["history"][-1]["loss"]) and set(report["seen_test"]) >= {"srcc", "plcc"}
