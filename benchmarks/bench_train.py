@@ -361,12 +361,13 @@ def projection_lines(train_rate: dict[int, float], eval_rate: float) -> list[str
     from vpkit.config import PAPER_DATASET_SETTINGS, PAPER_EXPERIMENTS
     from vpkit.data.specs import SPECS
 
-    lines, total = [], 0.0
+    lines, total, missing = [], 0.0, []
     for dataset, settings in PAPER_DATASET_SETTINGS.items():
         batch, epochs = settings["batch_size"], settings["epochs"]
         rate = train_rate.get(batch)
         if rate is None:
             lines.append(f"{dataset}: no training rate measured at batch {batch}")
+            missing.append(batch)
             continue
         n_train, n_val, n_test = SPECS[dataset].paper_split
         seconds = epochs * (n_train / rate + n_val / eval_rate) + n_test / eval_rate
@@ -376,7 +377,12 @@ def projection_lines(train_rate: dict[int, float], eval_rate: float) -> list[str
             f"{dataset}: {epochs} x ({n_train} / {rate:.1f} + {n_val} / {eval_rate:.1f}) + {n_test} / "
             f"{eval_rate:.1f} = {seconds / 60:.1f} min per experiment, x {count} = {count * seconds / 3600:.2f} h"
         )
-    lines.append(f"all {len(PAPER_EXPERIMENTS)} experiments: {total / 3600:.2f} h (no early stop)")
+    if missing:  # a sum over some datasets is not the time of all experiments
+        batches = " ".join(str(b) for b in sorted(set(missing) | set(train_rate)))
+        lines.append(f"all {len(PAPER_EXPERIMENTS)} experiments: not projected (no training rate at batch "
+                     f"{', '.join(str(b) for b in sorted(set(missing)))}; measure with --batches {batches})")
+    else:
+        lines.append(f"all {len(PAPER_EXPERIMENTS)} experiments: {total / 3600:.2f} h (no early stop)")
     return lines
 
 

@@ -4,7 +4,7 @@
 # (fused SGD, and torch's default SGD beside it), CUDA graphs (compile reduce-overhead), compile's default mode
 # cold then warm, one real epoch, the lean checkpointing modes. A step cut by its limit still leaves each finished
 # batch size's table in its log. Output: $OUT/*.log and $OUT/*.json (or ./gpu_out).
-#   bash benchmarks/gpu_session.sh            (device tool: run with timeout_s 580; the limits sum to 560 s)
+#   bash benchmarks/gpu_session.sh            (device tool: run with timeout_s 580; the limits sum to 565 s)
 set -u
 out=${OUT:-gpu_out}
 mkdir -p "$out"
@@ -28,5 +28,5 @@ step reduce_overhead 170 --settings default --compile reduce-overhead --batches 
 step default_compile 120 --settings default --compile on --batches 4 32 --steps 4 --compile-cache-dir "$compile_cache"
 BENCH=benchmarks/bench_compile_cache.py step compile_warm 45 --preset 7b --batch 4 --cache-dir "$compile_cache" \
   --runs warm
-step end_to_end 85 --settings default --compile off --batches 32 --steps 3 --end-to-end
+step end_to_end 90 --settings default --compile off --batches 4 32 --steps 3 --end-to-end
 step ckpt_modes 40 --dtype bf16 --compile off --checkpointing selective mixed --batches 32 --steps 3
