@@ -141,7 +141,7 @@ def apply_train_defaults(args: argparse.Namespace, argv) -> None:
     if "--deterministic" not in given:
         args.deterministic = train.deterministic
     if "--compile" not in given:
-        args.compile = {False: "off", True: "on"}.get(train.compile, train.compile)
+        args.compile = compile_label(train.compile)
     if "--batches" not in given:
         args.batches = [4, 16, 32]
 
@@ -262,6 +262,7 @@ def measure(scorer, args, batch: int, use_compile: bool | str, fused: bool | Non
 
 
 def compile_label(setting: bool | str) -> str:
+    """The --compile spelling of a train.compile value: off, on, or the mode's name."""
     return {False: "off", True: "on"}.get(setting, setting)
 
 
@@ -361,13 +362,13 @@ def projection_lines(train_rate: dict[int, float], eval_rate: float) -> list[str
     from vpkit.config import PAPER_DATASET_SETTINGS, PAPER_EXPERIMENTS
     from vpkit.data.specs import SPECS
 
-    lines, total, missing = [], 0.0, []
+    lines, total, missing = [], 0.0, set()
     for dataset, settings in PAPER_DATASET_SETTINGS.items():
         batch, epochs = settings["batch_size"], settings["epochs"]
         rate = train_rate.get(batch)
         if rate is None:
             lines.append(f"{dataset}: no training rate measured at batch {batch}")
-            missing.append(batch)
+            missing.add(batch)
             continue
         n_train, n_val, n_test = SPECS[dataset].paper_split
         seconds = epochs * (n_train / rate + n_val / eval_rate) + n_test / eval_rate
@@ -378,9 +379,9 @@ def projection_lines(train_rate: dict[int, float], eval_rate: float) -> list[str
             f"{eval_rate:.1f} = {seconds / 60:.1f} min per experiment, x {count} = {count * seconds / 3600:.2f} h"
         )
     if missing:  # a sum over some datasets is not the time of all experiments
-        batches = " ".join(str(b) for b in sorted(set(missing) | set(train_rate)))
+        batches = " ".join(str(b) for b in sorted(missing | set(train_rate)))
         lines.append(f"all {len(PAPER_EXPERIMENTS)} experiments: not projected (no training rate at batch "
-                     f"{', '.join(str(b) for b in sorted(set(missing)))}; measure with --batches {batches})")
+                     f"{', '.join(str(b) for b in sorted(missing))}; measure with --batches {batches})")
     else:
         lines.append(f"all {len(PAPER_EXPERIMENTS)} experiments: {total / 3600:.2f} h (no early stop)")
     return lines

@@ -4,8 +4,9 @@
     python scripts/pretrain_tiny.py --out /tmp/t    # somewhere else, e.g. to compare
     python scripts/pretrain_tiny.py --device cuda   # on a GPU (float32; the card names the GPU)
 
-Deterministic for a seed on one machine and thread count (CPU float32); on a GPU close but not bit-exact. What it does and why is in
-vpkit/models/tiny_pretrain.py; the card it writes says exactly how the weights were made.
+Deterministic for a seed on one machine and thread count (CPU float32); on a GPU close but not bit-exact.
+What it does and why is in vpkit/models/tiny_pretrain.py; the card it writes says exactly how the weights were
+made.
 """
 from __future__ import annotations
 

@@ -15,6 +15,25 @@ GOLDEN_ROOT = REPO_ROOT.parent / "shared" / "golden"
 
 
 @pytest.fixture(scope="session")
+def repo_script():
+    """`repo_script("benchmarks/bench_train.py")`: a script of the repository (scripts/, benchmarks/), which is
+    no package module, imported from its path (once per test session)."""
+    import importlib.util
+
+    loaded = {}
+
+    def load(relative_path: str):
+        if relative_path not in loaded:
+            spec = importlib.util.spec_from_file_location(Path(relative_path).stem, REPO_ROOT / relative_path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            loaded[relative_path] = module
+        return loaded[relative_path]
+
+    return load
+
+
+@pytest.fixture(scope="session")
 def golden_dir() -> Path:
     path = GOLDEN_ROOT / "mplug_owl2_tiny"
     if not (path / "vectors.safetensors").is_file():

@@ -1,18 +1,10 @@
 """benchmarks/bench_train.py's projection of the paper's 33 experiments from measured rates."""
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train.py"
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_train_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(repo_script):
+    return repo_script("benchmarks/bench_train.py")
 
 
 def test_all_experiments_are_summed_with_the_arithmetic_shown(bench):

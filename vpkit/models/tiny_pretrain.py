@@ -340,7 +340,6 @@ def pretrain(settings: PretrainSettings, work_dir: Path, log=print, device: str 
         log(f"epoch {epoch + 1}/{settings.epochs}: loss {epoch_loss:.4f}  val SRCC {val['srcc']:.3f}  "
             f"PLCC {val['plcc']:.3f}  ({time.perf_counter() - started:.0f} s)")
     probe.remove()
-    scorer.to("cpu")
     model.requires_grad_(False)
     scorer.model_training_mode = False
     scorer.eval()
@@ -354,7 +353,7 @@ def pretrain(settings: PretrainSettings, work_dir: Path, log=print, device: str 
         "threads": torch.get_num_threads(),
         "device": describe_device(device),
     }
-    return scorer, report
+    return scorer.to("cpu"), report
 
 
 def describe_device(device: str) -> str:
