@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from vpkit.device import autocast, resolve_device, to_model_input
+from vpkit.device import autocast, gpu_index, resolve_device, to_model_input
 
 
 def test_auto_picks_cuda_only_where_there_is_one():
@@ -14,6 +14,11 @@ def test_auto_picks_cuda_only_where_there_is_one():
 def test_asking_for_cuda_without_it_names_the_fix():
     with pytest.raises(RuntimeError, match=r"'cuda:1' was asked for but CUDA is not available here; use --device cpu"):
         resolve_device("cuda:1")
+
+
+def test_gpu_index_reads_the_name_without_asking_the_machine(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a login node: nothing is resolved here
+    assert (gpu_index("cuda"), gpu_index("cuda:3"), gpu_index("cpu"), gpu_index("auto")) == (0, 3, None, None)
 
 
 def test_autocast_none_keeps_fp32_and_bf16_computes_in_bf16():

@@ -30,3 +30,13 @@ def autocast(device: str, amp: str):
 def to_model_input(images_uint8: torch.Tensor, device: str) -> torch.Tensor:
     """uint8 [B,3,S,S] from a loader -> float [0,1] on `device` (converted there, 4x less to copy)."""
     return images_uint8.to(device, non_blocking=True).float().div_(255.0)
+
+
+def gpu_index(device: str) -> int | None:
+    """The GPU a device name asks for: N for 'cuda:N', 0 for 'cuda'; None for 'cpu' and for 'auto', which asks
+    for nothing until the process that runs resolves it (resolve_device), e.g. a Slurm job on its own node."""
+    if device == "cuda":
+        return 0
+    if device.startswith("cuda:") and device[5:].isdigit():
+        return int(device[5:])
+    return None

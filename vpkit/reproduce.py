@@ -262,8 +262,10 @@ class Settings:
         return self.out_dir / "tables"
 
 
-def notebook_settings(*, progress: bool = True, **parameters) -> Settings:
-    """Check a notebook's parameters, make the output folders and, for data_root="demo", the demo set."""
+def notebook_settings(*, progress: bool = True, device_here: bool = True, **parameters) -> Settings:
+    """Check a notebook's parameters, make the output folders and, for data_root="demo", the demo set.
+    device_here=False keeps the device as asked (cpu, cuda, cuda:N, auto) for jobs that resolve it on their own
+    node (`vpkit sweep --slurm`); by default it is resolved on this machine."""
     from vpkit.device import resolve_device
 
     missing = sorted(set(PARAMETERS) - set(parameters))
@@ -284,7 +286,8 @@ def notebook_settings(*, progress: bool = True, **parameters) -> Settings:
                                  f"koniq10k/, AGIQA-3K/ (see data/README.md), or '{DEMO_DATA}'")
     return Settings(values["model"], data_root, values["experiments"], values["mul_residual"],
                     values["epochs"], values["batch_size"], values["lr"], values["limit"],
-                    resolve_device(values["device"]), out_dir, figures_dir, values["seed"])
+                    resolve_device(values["device"]) if device_here else values["device"], out_dir, figures_dir,
+                    values["seed"])
 
 
 def ensure_demo_data(root: Path, progress: bool = True) -> Path:
@@ -446,7 +449,10 @@ def check_finished_run(config, run_dir: Path) -> None:
     if run_status(run_dir) not in ("finished", "partial"):
         return
     recorded = read_config(run_dir)
-    resolved, _ = resolve_for_model(config, recorded.prompt.image_size, config.train.device)
+    device = config.train.device
+    if device == "auto":  # left to the job that trains it (vpkit sweep --slurm): compared as the run recorded it
+        device = recorded.train.device
+    resolved, _ = resolve_for_model(config, recorded.prompt.image_size, device)
     if resolved.hash() == recorded.hash():
         return
     changed = [(section, key) for section, key in changed_settings(recorded, resolved) if key is not None]

@@ -1,7 +1,7 @@
 """Many experiments at once: a local pool (one experiment per GPU) or Slurm jobs through submitit.
 
     vpkit sweep --profile paper --model M --data-root D --gpus 0,1,2,3        one node, 4 at a time
-    vpkit sweep --profile paper --model M --data-root D --slurm --partition gpu --time 720
+    vpkit sweep --profile paper --model /abs/M --data-root /abs/D --out /abs/OUT --slurm --partition gpu
     vpkit sweep --status --out reproduce/paper                                what finished, failed, runs
 
 Every experiment is `vpkit train <config> --out OUT/runs/<name> --resume` in a process of its own (through
@@ -9,10 +9,17 @@ torchrun when it gets several GPUs), so a sweep trains exactly what `vpkit repro
 run folders: the notebooks afterwards find the runs finished and only read them. A job that stops (a
 crash, a pre-empted or timed-out Slurm job, which submitit requeues) continues from its last finished epoch.
 
+Submitting is not running: with --slurm nothing about the device is resolved on the submitting machine (often a
+login node without a GPU). The configs keep the device asked (cpu, cuda, cuda:N or auto); each job resolves it
+when it starts on its node, and `vpkit train` resolves everything that follows from it there (dtype, autocast,
+fused SGD, compile, loader workers). Locally (--gpus, --workers) the device is this machine's, as in
+`vpkit reproduce`.
+
 OUT/sweep/ holds what the sweep itself writes:
 
     configs/<name>.yaml   the exact config each experiment trains
     logs/<name>.log       a local job's output (Slurm jobs: submitit's slurm/<job id>_<task>_log.out/.err)
+    errors/<name>.txt     a failed Slurm job's one-line reason, written by the job (`--status` shows it)
     jobs.json             one record per experiment: run folder, log, Slurm job id, exit code
 """
 
@@ -23,6 +30,7 @@ import json
 import os
 import queue
 import shlex
+import socket
 import subprocess
 import sys
 import threading
@@ -52,10 +60,14 @@ class SweepJob:
     log: str
     job_id: str | None = None
     returncode: int | None = None
+    error_file: str | None = None  # where a Slurm job writes why it failed, in one line
 
-    def command(self, gpus: int = 1) -> list[str]:
-        """The command that trains it: `vpkit train` (resuming), under torchrun for several GPUs."""
+    def command(self, gpus: int = 1, device: str | None = None) -> list[str]:
+        """The command that trains it: `vpkit train` (resuming), under torchrun for several GPUs; `device`
+        overrides the config's train.device (a Slurm job passes the device it resolved on its node)."""
         train = ["-m", "vpkit", "train", self.config_path, "--out", self.run_dir, "--resume", "--quiet"]
+        if device is not None:
+            train += ["--device", device]
         if gpus > 1:
             return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
                     *train]
@@ -65,9 +77,11 @@ class SweepJob:
 # ----------------------------------------------------------------------------- what to train
 
 
-def plan_sweep(profile: str, overrides: dict, out_dir: str | Path) -> tuple[list[SweepJob], Path]:
+def plan_sweep(profile: str, overrides: dict, out_dir: str | Path,
+               device_here: bool = True) -> tuple[list[SweepJob], Path]:
     """The experiments of a reproduction profile (with command-line overrides), their configs written to
-    OUT/sweep/configs/; returns the jobs and OUT. The same configs and run folders as `vpkit reproduce`."""
+    OUT/sweep/configs/; returns the jobs and OUT. The same configs and run folders as `vpkit reproduce`.
+    device_here=False (Slurm) writes the device as asked, for each job to resolve on its own node."""
     from vpkit.atomic import write_text_atomic
     from vpkit.reproduce import (
         FAMILIES,
@@ -81,7 +95,7 @@ def plan_sweep(profile: str, overrides: dict, out_dir: str | Path) -> tuple[list
     )
 
     parameters = profile_parameters(load_profile(profile), overrides, out_dir)
-    settings = notebook_settings(progress=False, **parameters)
+    settings = notebook_settings(progress=False, device_here=device_here, **parameters)
     numbers = sorted(n for family in FAMILIES for n in family_experiments(family, settings))
     if not numbers:
         raise SweepError(f"no experiment to train: none of {settings.experiments or 'the 33'} has its dataset "
@@ -93,7 +107,8 @@ def plan_sweep(profile: str, overrides: dict, out_dir: str | Path) -> tuple[list
         check_finished_run(config, run_dir)
         config_path = sweep_dir / "configs" / f"{config.name}.yaml"
         write_text_atomic(config_path, config.to_yaml())
-        jobs.append(SweepJob(config.name, str(config_path), str(run_dir), str(sweep_dir / "logs" / f"{config.name}.log")))
+        jobs.append(SweepJob(config.name, str(config_path), str(run_dir), str(sweep_dir / "logs" / f"{config.name}.log"),
+                             error_file=str(sweep_dir / "errors" / f"{config.name}.txt")))
     return jobs, settings.out_dir
 
 
@@ -168,29 +183,89 @@ def run_local(jobs: list[SweepJob], slots: list[list[str]], on_change=None, echo
 # ----------------------------------------------------------------------------- Slurm
 
 
-class ExperimentJob:
-    """What a Slurm job runs: one experiment's training command. On pre-emption or a time limit submitit
-    calls `checkpoint` and requeues the same command, which resumes from the last finished epoch."""
+class SweepJobError(RuntimeError):
+    """Why a Slurm job stopped, in one line; the job also writes it to its error file for `vpkit sweep --status`."""
 
-    def __init__(self, command: list[str]):
-        self.command = command
+
+class ExperimentJob:
+    """What a Slurm job runs on its node: the config's device resolved there, then `vpkit train` (resuming) on it.
+    On pre-emption or a time limit submitit calls `checkpoint` and requeues the same job, which resolves the
+    device again on the node it gets and resumes from the last finished epoch."""
+
+    def __init__(self, job: SweepJob, gpus: int = 1):
+        self.job = job
+        self.gpus = gpus
 
     def __call__(self) -> int:
-        print("running: " + shlex.join(self.command), flush=True)
-        done = subprocess.run(self.command, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"training exited with code {done.returncode}; see the output above")
-        return done.returncode
+        if self.job.error_file:
+            Path(self.job.error_file).unlink(missing_ok=True)  # a requeued job starts without the last one's reason
+        try:
+            device = self.resolve_device()
+        except SweepJobError:
+            raise
+        except Exception as error:  # noqa: BLE001 - e.g. its config unreadable on this node: said in one line too
+            self.fail(str(error) or type(error).__name__)
+        command = self.job.command(self.gpus, device)
+        print("running: " + shlex.join(command), flush=True)
+        returncode, error = run_keeping_error(command)
+        if returncode != 0:
+            self.fail(error or f"training exited with code {returncode}; see {self.job.log}")
+        return returncode
+
+    def resolve_device(self) -> str:
+        """The config's train.device resolved on this node (cuda, cuda:N or cpu); a GPU asked for on a node
+        without one fails the job in one line."""
+        import torch
+
+        from vpkit.config import load_config
+        from vpkit.device import gpu_index, resolve_device
+
+        asked = load_config(self.job.config_path).train.device
+        node = socket.gethostname()
+        if gpu_index(asked) is not None and not torch.cuda.is_available():
+            why = (f"its torch {torch.__version__} is built without CUDA" if torch.version.cuda is None else
+                   f"no GPU is visible, CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}")
+            self.fail(f"{self.job.config_path}: train.device is {asked!r} but node {node} has no usable GPU ({why}); "
+                      "submit to a partition with GPUs (--partition, --gpus-per-job 1) or train on the CPU "
+                      "(--device cpu)")
+        device = resolve_device(asked)
+        print(f"vpkit sweep: {self.job.name} on node {node}: device {device} (the config asks {asked!r})", flush=True)
+        return device
+
+    def fail(self, reason: str):
+        """Stop the job with `reason`: in its log, in its error file, and as the exception submitit records."""
+        from vpkit.atomic import write_text_atomic
+
+        print(f"vpkit sweep: error: {reason}", file=sys.stderr, flush=True)
+        if self.job.error_file:
+            write_text_atomic(self.job.error_file, reason + "\n")
+        raise SweepJobError(reason)
 
     def checkpoint(self):
         import submitit
 
-        return submitit.helpers.DelayedSubmission(ExperimentJob(self.command))
+        return submitit.helpers.DelayedSubmission(ExperimentJob(self.job, self.gpus))
 
 
-def slurm_options(profile: str | Path | None, given: dict) -> dict:
+def run_keeping_error(command: list[str]) -> tuple[int, str | None]:
+    """Run `command` with its stderr passed through to ours; returns its exit code and the last `vpkit ...:
+    error: ...` line it wrote (the one line every vpkit command stops with), if any."""
+    error = None
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="replace", bufsize=1) as process:
+        for line in process.stderr:
+            sys.stderr.write(line)
+            if line.startswith("vpkit ") and ": error: " in line:
+                error = line.strip()
+        returncode = process.wait()
+    sys.stderr.flush()
+    return returncode, error
+
+
+def slurm_options(profile: str | Path | None, given: dict, device: str | None = None) -> dict:
     """partition, time (minutes), gpus_per_job, account ... from the command line, else the profile's
-    `slurm:` mapping; time and gpus_per_job default to 1440 min and 1."""
+    `slurm:` mapping; time defaults to 1440 min. gpus_per_job follows the `device` the jobs ask for: 0 for cpu
+    (a CPU job asks Slurm for no GPU), else 1 by default; a GPU device without a GPU per job is refused here."""
+    from vpkit.device import gpu_index
     from vpkit.reproduce import profile_path
 
     options: dict = {}
@@ -203,8 +278,48 @@ def slurm_options(profile: str | Path | None, given: dict) -> dict:
         options.update(section)
     options.update({k: v for k, v in given.items() if v is not None})
     options.setdefault("time", 1440)
+    if device == "cpu":
+        if given.get("gpus_per_job"):
+            raise SweepError(f"--device cpu trains on each node's CPU, but --gpus-per-job {given['gpus_per_job']} asks "
+                             "Slurm for GPUs; leave --gpus-per-job out, or use --device cuda or auto")
+        if options.get("gpus_per_job"):
+            print(f"note: device cpu: the jobs ask Slurm for no GPU (the profile's slurm.gpus_per_job "
+                  f"{options['gpus_per_job']} is for GPU devices)")
+        options["gpus_per_job"] = 0
     options.setdefault("gpus_per_job", 1)
+    gpus, index = int(options["gpus_per_job"]), gpu_index(device or "auto")
+    if index is not None and gpus < 1:
+        raise SweepError(f"device {device!r} asks for a GPU, but the jobs ask Slurm for none (gpus per job "
+                         f"{options['gpus_per_job']}); give --gpus-per-job 1 (or more), or --device cpu or auto")
+    if index is not None and device != "cuda" and gpus > 1:
+        raise SweepError(f"device {device!r}: a job of {gpus} GPUs runs one torchrun rank per GPU, each on its own "
+                         "(cuda:0, cuda:1, ...); use --device cuda")
+    if index is not None and index >= gpus:
+        raise SweepError(f"device {device!r}: a Slurm job sees only the GPU it is given, as cuda:0; use --device cuda")
     return options
+
+
+def check_shared_paths(parameters: dict, out: str | None, default_out: Path) -> None:
+    """Refuse relative --model, --data-root and --out for Slurm: they would be taken from this shell's folder,
+    which a job's node may not share. The fix names the absolute paths they stand for here."""
+    from vpkit.reproduce import DEMO_DATA
+
+    relative = []
+    model, data_root = parameters.get("model"), parameters.get("data_root")
+    if model and not Path(model).expanduser().is_absolute() and Path(model).expanduser().exists():
+        relative.append(("--model", model))  # a folder here; otherwise a preset name (tiny)
+    if data_root and data_root != DEMO_DATA and not Path(data_root).expanduser().is_absolute():
+        relative.append(("--data-root", data_root))
+    if out is None or not Path(out).expanduser().is_absolute():
+        relative.append(("--out", out or f"(default {default_out})"))
+    if relative:
+        given = ", ".join(f"{option} {value}" for option, value in relative[:-1])
+        given = f"{given} and {' '.join(relative[-1])}" if given else " ".join(relative[-1])
+        fix = " ".join(f"{option} {os.path.abspath(Path(out or default_out if option == '--out' else value).expanduser())}"
+                       for option, value in relative)
+        raise SweepError(f"--slurm: {given} {'is a relative path' if len(relative) == 1 else 'are relative paths'} "
+                         f"(to this shell's folder, which the jobs' nodes may not see); give absolute paths on a file "
+                         f"system the nodes share, e.g. {fix}")
 
 
 def slurm_parameters(options: dict, n_jobs: int) -> dict:
@@ -212,7 +327,7 @@ def slurm_parameters(options: dict, n_jobs: int) -> dict:
     parameters = {
         "job_name": "vpkit-sweep",
         "time": int(options["time"]),
-        "gpus_per_node": int(options["gpus_per_job"]),
+        "gpus_per_node": int(options["gpus_per_job"]) or None,  # none asked: no --gpus-per-node line at all
         "ntasks_per_node": 1,  # one launcher per job; torchrun starts a rank per GPU itself
         "cpus_per_task": int(options.get("cpus_per_task", 8)),
         "array_parallelism": int(options.get("array_parallelism", n_jobs)),
@@ -254,7 +369,7 @@ def submit_slurm(jobs: list[SweepJob], out_dir: str | Path, options: dict, clust
     executor = slurm_executor(folder, options, len(jobs), cluster)
     gpus = int(options["gpus_per_job"])
     with executor.batch():
-        submitted = [executor.submit(ExperimentJob(job.command(gpus))) for job in jobs]
+        submitted = [executor.submit(ExperimentJob(job, gpus)) for job in jobs]
     for job, handle in zip(jobs, submitted):
         job.job_id = str(handle.job_id)
         job.log = str(handle.paths.stdout)
@@ -265,21 +380,37 @@ def submit_slurm(jobs: list[SweepJob], out_dir: str | Path, options: dict, clust
 
 
 def sweep_summary(out_dir: str | Path) -> pd.DataFrame:
-    """name, status (finished | failed | running | waiting), epochs done, test SRCC and the log of each job."""
+    """name, status (finished | failed | running | waiting), epochs done, test SRCC, the log of each job and, for a
+    failed Slurm job, the one-line reason it wrote (error)."""
     from vpkit.runs import read_run, run_status
 
     rows = []
     for job in read_jobs(out_dir):
         status = run_status(job.run_dir) if Path(job.run_dir).is_dir() else "waiting"
-        row = {"name": job.name, "status": status, "epoch": None, "test_srcc": None, "log": job.log}
+        row = {"name": job.name, "status": status, "epoch": None, "test_srcc": None, "log": job.log, "error": None}
         if status in ("finished", "partial"):
             record = read_run(job.run_dir)
             row["epoch"] = record.state.epoch
             row["test_srcc"] = (record.test or {}).get("srcc")
         if status != "finished":
-            row["status"] = _unfinished_status(job)
+            row["error"] = _job_error(job)
+            row["status"] = "failed" if row["error"] else _unfinished_status(job)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _job_error(job: SweepJob) -> str | None:
+    """The reason a Slurm job wrote when it failed (ExperimentJob.fail), or None."""
+    if not job.error_file or not Path(job.error_file).is_file():
+        return None
+    return Path(job.error_file).read_text().strip() or None
+
+
+def clear_errors(jobs: list[SweepJob]) -> None:
+    """Forget the failure reasons of jobs about to be started again (each job also clears its own when it starts)."""
+    for job in jobs:
+        if job.error_file:
+            Path(job.error_file).unlink(missing_ok=True)
 
 
 def _unfinished_status(job: SweepJob) -> str:
@@ -308,9 +439,10 @@ def _slurm_state(job: SweepJob) -> str:
 def print_summary(table: pd.DataFrame, echo=print) -> None:
     counts = table["status"].value_counts()
     echo(", ".join(f"{count} {status}" for status, count in counts.items()))
-    echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    echo(table.drop(columns="error").to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     for _, row in table[table["status"] == "failed"].iterrows():
-        echo(f"failed: {row['name']}: see {row['log']}")
+        reason = f"{row['error']} (log {row['log']})" if isinstance(row["error"], str) else f"see {row['log']}"
+        echo(f"failed: {row['name']}: {reason}")
 
 
 # ----------------------------------------------------------------------------- command line
@@ -322,10 +454,12 @@ def register(subparsers) -> argparse.ArgumentParser:
         "sweep", help="train a profile's experiments in parallel: one per GPU here, or Slurm jobs (submitit)"
     )
     parser.add_argument("--profile", default="demo", help="demo, paper or a profile YAML (as vpkit reproduce)")
-    parser.add_argument("--out", help="output folder (default: reproduce/<profile>, where vpkit reproduce looks)")
+    parser.add_argument("--out", help="output folder (default: reproduce/<profile>, where vpkit reproduce looks; "
+                        "with --slurm an absolute path that the nodes share)")
     parser.add_argument("--model")
     parser.add_argument("--data-root")
-    parser.add_argument("--device", help="cpu, cuda or auto (a local GPU job always sees its GPUs as cuda)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or auto; with --slurm each job resolves it on its own "
+                        "node (a local GPU job always sees its GPUs as cuda)")
     parser.add_argument("--experiments", help="comma-separated paper experiment numbers (default: the profile's)")
     parser.add_argument("--mul-residual", help="mul experiments also trained with prompt mode mul_residual, or none")
     parser.add_argument("--epochs", type=int)
@@ -343,7 +477,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     slurm.add_argument("--slurm", action="store_true", help="submit a job array instead of running here")
     slurm.add_argument("--partition")
     slurm.add_argument("--time", type=int, help="minutes per job (default 1440; requeued jobs resume)")
-    slurm.add_argument("--gpus-per-job", type=int)
+    slurm.add_argument("--gpus-per-job", type=int, help="GPUs per job (default 1; none with --device cpu)")
     slurm.add_argument("--account")
     slurm.add_argument("--cpus-per-task", type=int)
     slurm.add_argument("--array-parallelism", type=int, help="at most this many jobs at once")
@@ -355,15 +489,24 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def _run_sweep(args) -> int:
-    from vpkit.reproduce import profile_overrides
+    from vpkit.reproduce import load_profile, profile_overrides
 
-    out_dir = Path(args.out) if args.out else Path("reproduce") / Path(args.profile).stem
+    default_out = Path("reproduce") / Path(args.profile).stem
+    out_dir = Path(args.out) if args.out else default_out
     if args.status:
         print_summary(sweep_summary(out_dir))
         return 0
     from vpkit.runs import run_status
 
-    jobs, out_dir = plan_sweep(args.profile, profile_overrides(args), out_dir)
+    overrides = profile_overrides(args)
+    if args.slurm:  # checked before anything is written: the jobs run elsewhere, later
+        asked = {**load_profile(args.profile).parameters, **{k: v for k, v in overrides.items() if v is not None}}
+        check_shared_paths(asked, args.out, default_out)
+        given = {"partition": args.partition, "time": args.time, "gpus_per_job": args.gpus_per_job,
+                 "account": args.account, "cpus_per_task": args.cpus_per_task,
+                 "array_parallelism": args.array_parallelism}
+        options = slurm_options(args.profile, given, asked.get("device"))
+    jobs, out_dir = plan_sweep(args.profile, overrides, out_dir, device_here=not args.slurm)
     done = [job for job in jobs if run_status(job.run_dir) == "finished"]
     for job in done:
         job.returncode = 0
@@ -374,13 +517,13 @@ def _run_sweep(args) -> int:
         print_summary(sweep_summary(out_dir))
         return 0
     if args.slurm:
-        given = {"partition": args.partition, "time": args.time, "gpus_per_job": args.gpus_per_job,
-                 "account": args.account, "cpus_per_task": args.cpus_per_task,
-                 "array_parallelism": args.array_parallelism}
-        options = slurm_options(args.profile, given)
+        gpus = int(options["gpus_per_job"])
+        print(f"each job resolves device {asked.get('device')!r} on its own node ({f'{gpus} GPU(s)' if gpus else 'no GPU'}"
+              f" per job); the jobs run {sys.executable}, so the nodes need this environment on a shared file system")
         if args.dry_run:
             print(sbatch_script(out_dir / SWEEP_DIR / "slurm", options, len(todo)))
             return 0
+        clear_errors(todo)
         submitted = submit_slurm(todo, out_dir, options, args.cluster)
         write_jobs(out_dir, done + todo)
         print(f"submitted job array {submitted[0].job_id.split('_')[0]} ({len(submitted)} jobs); follow it with "
@@ -391,6 +534,7 @@ def _run_sweep(args) -> int:
             write_jobs(out_dir, done + todo)
     else:
         slots = gpu_slots(args.gpus, args.gpus_per_experiment, args.workers)
+        clear_errors(todo)
         write_jobs(out_dir, done + todo)
         run_local(todo, slots, on_change=lambda: write_jobs(out_dir, done + todo))
     summary = sweep_summary(out_dir)
