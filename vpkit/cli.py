@@ -508,9 +508,19 @@ def _add_import_prompt(commands) -> None:
     parser = commands.add_parser("import-prompt", help="turn the paper's released prompts into a run folder")
     parser.add_argument(
         "checkpoint",
+        nargs="?",
         help="the paper's experiment folder (SGD_mplug2_exp_NN_.../, its best checkpoint is taken), "
-        "one checkpoint-NNNN folder, or a visual_prompt.pth",
+        "one checkpoint-NNNN folder, or a visual_prompt.pth (or --released)",
     )
+    parser.add_argument(
+        "--released",
+        nargs="?",
+        const="",
+        metavar="REPO_ID",
+        help="fetch the paper's released-prompt archive from the Hub (default repository: "
+        "yahya007/mplug2-vp-for-nriqa) and import every experiment in it as OUT/<experiment name>",
+    )
+    parser.add_argument("--revision", help="with --released: the Hub revision (branch, tag or commit) to fetch")
     parser.add_argument(
         "--experiment",
         type=int,
@@ -538,8 +548,13 @@ def _add_import_prompt(commands) -> None:
 
 def _run_import_prompt(args) -> int:
     from vpkit.config import ExperimentConfig, paper_config
-    from vpkit.runs import find_released_prompts, import_prompt, infer_paper_experiment
+    from vpkit.paper import find_released_prompts, import_prompt, infer_paper_experiment
 
+    if args.released is not None:
+        return _import_released(args)
+    if args.checkpoint is None:
+        raise ValueError("give the checkpoint to import (an experiment folder, a checkpoint-NNNN folder or a "
+                         "visual_prompt.pth), or --released to fetch the paper's released prompts")
     experiment = _import_experiment(args, infer_paper_experiment(args.checkpoint))
     base = paper_config(experiment) if experiment else ExperimentConfig(name=Path(args.out).name)
     config = base.with_overrides(
@@ -567,6 +582,38 @@ def _run_import_prompt(args) -> int:
         f"imported as {config.prompt.type} ({config.prompt.size or 'full'} px at "
         f"{config.prompt.image_size}, {config.prompt.mode}) into {out}"
     )
+    return 0
+
+
+def _import_released(args) -> int:
+    """`import-prompt --released [REPO_ID] --out DIR`: every experiment of the paper's released archive."""
+    from vpkit.config import paper_config
+    from vpkit.paper import RELEASED_REPO, import_released
+
+    given = [name for name, value in (("CHECKPOINT", args.checkpoint), ("--experiment", args.experiment),
+                                      ("--all-checkpoints", args.all_checkpoints or None), ("--type", args.type))
+             if value is not None]
+    if given:
+        raise ValueError(f"--released imports the whole archive, each experiment as the paper ran it; drop "
+                         f"{', '.join(given)}")
+    repo_id = args.released or RELEASED_REPO
+    overrides = {"model": {"name_or_path": args.model}, "dataset": {"name": args.dataset}}
+    result = import_released(
+        args.out, repo_id, revision=args.revision, overwrite=args.overwrite,
+        config_for=lambda number: paper_config(number).with_overrides(overrides, source="command line"),
+    )
+    commit = f" at {result.source.commit}" if result.source.commit else ""
+    print(f"fetched {result.source.path.name} from {repo_id}{commit} (sha256 {result.source.sha256 or 'n/a'})")
+    for number, run_dir in sorted(result.imported.items()):
+        print(f"  experiment {number:2d} -> {run_dir}")
+    for number, run_dir in sorted(result.kept.items()):
+        print(f"  experiment {number:2d}: {run_dir} already holds a run, kept (--overwrite replaces it)")
+    for folder in result.unplaced:
+        print(f"  {folder}: names no paper experiment (or a second copy of one); not imported")
+    print(f"imported {len(result.imported)}, kept {len(result.kept)} into {args.out}")
+    if result.missing:
+        print(f"the archive lacks {len(result.missing)} of the paper's experiments: "
+              f"{', '.join(str(n) for n in result.missing)}")
     return 0
 
 
