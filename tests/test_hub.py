@@ -93,7 +93,7 @@ def agiqa_files() -> tuple[dict[str, bytes], bytes]:
 
 
 @cache
-def released_zip() -> bytes:
+def released_zip(size: int = 30, image_size: int = 448) -> bytes:
     """The paper's released archive shape: <output dir>/SGD_mplug2_exp_NN_.../checkpoint-<step>/ per epoch with
     visual_prompt.pth and trainer_state.json, the best named by best_model_checkpoint in the last one."""
     from vpkit.prompters import build_prompter
@@ -101,7 +101,7 @@ def released_zip() -> bytes:
     members = {}
     for number, name in ((4, "SGD_mplug2_exp_04_kadid_padding_30px_add"), (5, "SGD_mplug2_exp_05_koniq_padding_30px_add")):
         for epoch in (1, 2):
-            prompter = build_prompter("padding", size=30, image_size=448)
+            prompter = build_prompter("padding", size=size, image_size=image_size)
             with torch.no_grad():
                 for parameter in prompter.parameters():
                     parameter.fill_(number + epoch / 10)
@@ -365,3 +365,34 @@ def test_hub_ids_are_told_apart_from_local_paths(tmp_path):
     assert not vhub.is_hub_id(str(tmp_path))
     assert vhub.split_hub_id("a/b@v1.0") == ("a/b", "v1.0")
     assert Path(paper.SPLIT_FILES["kadid"].path).name == "split_kadid10k.csv"
+
+
+def test_the_released_profile_tests_the_released_prompts_and_the_notebooks_train_nothing(served, capsys):
+    """`vpkit reproduce --profile released` before its notebooks: released_runs imports and tests each prompt; the
+    training notebooks' run_experiments then finds the runs finished. The tiny model's 224 px input takes the
+    paper's 30 px at 448 as 15 px, so this archive holds 15 px prompts at 224."""
+    from vpkit import reproduce
+    from vpkit.runs import collect_runs
+
+    served.hub.add_repo("vpkit-test/released-224", {paper.RELEASED_ARCHIVE: released_zip(15, 224)})
+    root = served.root / "data"
+    assert main(["data", "download", "kadid", "--to", str(root)]) == 0
+    parameters = reproduce.profile_parameters(reproduce.load_profile("released"), {
+        "model": "tiny-random", "device": "cpu", "data_root": str(root), "experiments": [4, 7]}, served.root / "out")
+    settings = reproduce.notebook_settings(progress=False, **parameters)
+    capsys.readouterr()
+    assert reproduce.released_runs(settings, "vpkit-test/released-224", progress=False) == [4]
+    printed = capsys.readouterr().out
+    assert "lacks experiment(s) 7" in printed and "exp_04_kadid_padding_30px_add: released prompt, test SRCC" in printed
+    runs = reproduce.run_experiments([4], settings, progress=False)
+    assert "already finished" in capsys.readouterr().out
+    assert runs.loc[0, "status"] == "finished" and runs.loc[0, "test_n_images"] == 3
+    assert collect_runs(settings.runs_dir)["name"].tolist() == ["exp_04_kadid_padding_30px_add"]
+
+
+def test_revision_without_a_hub_model_is_one_line(capsys, tmp_path):
+    line = one_line_error(capsys, ["eval", "--zero-shot", "--revision", "v1", "--dataset", "kadid",
+                                   "--data-root", str(tmp_path)])
+    assert "--revision pins the Hub model given with --model" in line
+    line = one_line_error(capsys, ["train", "4", "--model", "tiny", "--revision", "v1", "--data-root", str(tmp_path)])
+    assert "--revision v1 applies to a Hub id (ORG/NAME)" in line

@@ -133,3 +133,10 @@ def test_the_plan_holds_the_mul_residual_variants_reproduce_trains(data_root, tm
     assert (fix.number, fix.prompt.mode) == (22, "mul_residual") and jobs[-1].run_dir == str(tmp_path / "runs" / fix.name)
     jobs, _ = plan_sweep("demo", {**overrides, "mul_residual": []}, tmp_path)
     assert len(jobs) == 3
+
+
+def test_the_released_profile_is_refused_by_sweep_it_trains_nothing(tmp_path):
+    from vpkit.sweep import SweepError, plan_sweep
+
+    with pytest.raises(SweepError, match="tests the released prompts of yahya007/mplug2-vp-for-nriqa"):
+        plan_sweep("released", {"data_root": str(tmp_path)}, tmp_path / "out")

@@ -188,7 +188,9 @@ def _add_train(commands) -> None:
     parser.add_argument(
         "experiment", help="paper experiment number (e.g. 4) or a config YAML (vpkit or paper style)"
     )
-    parser.add_argument("--model", help="tiny, tiny-random or a model folder (overrides model.name_or_path)")
+    parser.add_argument("--model", help="tiny, tiny-random, a model folder or a Hub id ORG/NAME (overrides "
+                        "model.name_or_path)")
+    parser.add_argument("--revision", help="the Hub revision (branch, tag or commit) of --model")
     parser.add_argument("--data-root", help="dataset root folder (overrides dataset.root)")
     parser.add_argument(
         "--split",
@@ -251,10 +253,22 @@ def _add_train(commands) -> None:
     parser.set_defaults(handler=_run_train)
 
 
+def model_with_revision(args) -> str | None:
+    """--model pinned to --revision (ORG/NAME@REVISION)."""
+    revision = getattr(args, "revision", None)
+    if revision is None:
+        return args.model
+    if not args.model:
+        raise ValueError("--revision pins the Hub model given with --model; give --model ORG/NAME too")
+    from vpkit.hub import with_revision
+
+    return with_revision(args.model, revision)
+
+
 def train_overrides(args) -> dict:
     """The config overrides a `vpkit train` command line asks for (None = keep the config's value)."""
     return {
-        "model": {"name_or_path": args.model, "dtype": args.dtype},
+        "model": {"name_or_path": model_with_revision(args), "dtype": args.dtype},
         "dataset": {"root": args.data_root, "split": args.split_scheme, "preprocess": args.preprocess},
         "train": {
             "epochs": args.epochs,
@@ -326,7 +340,9 @@ def _run_runs(args) -> int:
 
 
 def _add_model_options(parser) -> None:
-    parser.add_argument("--model", help="tiny, tiny-random or a model folder (default: the run's model)")
+    parser.add_argument("--model", help="tiny, tiny-random, a model folder or a Hub id ORG/NAME (default: the "
+                        "run's model)")
+    parser.add_argument("--revision", help="the Hub revision (branch, tag or commit) of --model")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"))
     parser.add_argument("--amp", choices=("none", "fp16", "bf16"), default="none")
@@ -369,7 +385,7 @@ def _run_eval(args) -> int:
     root = args.data_root or (run.dataset.root if run and dataset == run.dataset.name else None)
     if dataset is None or root is None:
         raise ValueError("say which data to score: --dataset and --data-root")
-    scorer = load_scorer_for(trained, device, model=args.model, dtype=args.dtype)
+    scorer = load_scorer_for(trained, device, model=model_with_revision(args), dtype=args.dtype)
     same_data = run is not None and dataset == run.dataset.name
     metrics, predictions = evaluate_on_dataset(
         scorer,
@@ -472,7 +488,7 @@ def _run_score(args) -> int:
     files, others = image_files(args.images)
     device = resolve_device(args.device)
     trained = load_trained_prompt(args.source, device)
-    scorer = load_scorer_for(trained, device, model=args.model, dtype=args.dtype)
+    scorer = load_scorer_for(trained, device, model=model_with_revision(args), dtype=args.dtype)
     check_prompt_fits(trained.prompter, scorer, trained.source)
     scores = score_image_files(
         scorer,

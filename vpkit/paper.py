@@ -11,7 +11,7 @@ import os
 import re
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,16 +96,18 @@ class ReleasedImport:
 
 def import_released(out_dir: str | Path, repo_id: str = RELEASED_REPO, *, revision: str | None = None,
                     config_for: Callable[[int], object] | None = None, overwrite: bool = False,
-                    archive: str = RELEASED_ARCHIVE) -> ReleasedImport:
+                    archive: str = RELEASED_ARCHIVE, only: Iterable[int] | None = None) -> ReleasedImport:
     """Fetch the paper's released-prompt archive from the Hub and import every experiment folder in it (found at
     any depth) as a run folder OUT_DIR/<experiment name>, the name vpkit gives that experiment's runs.
 
-    `config_for(number)` gives each experiment's config (default: vpkit.config.paper_config). A run folder that
+    `config_for(number)` gives each experiment's config (default: vpkit.config.paper_config); `only` limits the
+    import to those experiment numbers. A run folder that
     already holds a run is kept unless `overwrite`. The archive is unpacked into a temporary folder inside
     OUT_DIR and removed after."""
     from vpkit.config import PAPER_EXPERIMENTS, paper_config
 
     config_for = config_for or paper_config
+    only = None if only is None else set(only)
     out_dir = Path(out_dir)
     source = fetch_file(repo_id, archive, revision=revision, free_space_for=out_dir)
     result = ReleasedImport(source)
@@ -123,6 +125,8 @@ def import_released(out_dir: str | Path, repo_id: str = RELEASED_REPO, *, revisi
             raise RunFolderError(f"{source.path} ({repo_id}/{archive}): holds no experiment folder "
                                  "(SGD_mplug2_exp_NN_.../checkpoint-NNNN/visual_prompt.pth); is it the paper's archive?")
         for number in sorted(found):
+            if only is not None and number not in only:
+                continue
             config = config_for(number)
             run_dir = out_dir / config.name
             if run_status(run_dir) != "new" and not overwrite:
