@@ -135,6 +135,9 @@ def served(tmp_path, monkeypatch):
     hub.files["paper/data/split_kadid10k.csv"] = kadid_split
     hub.files["paper/data/split_agiqa3k.csv"] = agiqa_split
     hub, server = start(hub)
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # conftest's guard, lifted for the stand-in
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE", "HF_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_ENDPOINT", hub.url)

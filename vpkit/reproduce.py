@@ -3,7 +3,8 @@
 The notebooks in notebooks/ only call this module, vpkit.tables and vpkit.plots. Each starts with a
 papermill `parameters` cell (model, data_root, experiments, mul_residual, epochs, batch_size, lr, limit,
 device, out_dir, figures_dir, seed) and passes it to `notebook_settings`. `vpkit reproduce --profile
-demo|paper` runs them in order with the parameters of configs/profiles/<profile>.yaml, into
+demo|released|paper` runs them in order with the parameters of configs/profiles/<profile>.yaml (the released
+profile first imports and tests the paper's released prompts, `released_runs`, so nothing is trained), into
 
     OUT/runs/<experiment>/   one run folder per experiment (vpkit.runs), and one per mul_residual variant
     OUT/tables/*.csv         zero-shot scores and the paper's tables
@@ -685,10 +686,11 @@ def run_notebooks(parameters: dict, out_dir: str | Path, notebooks_dir: str | Pa
 
 def register(subparsers) -> argparse.ArgumentParser:
     """Add `vpkit reproduce` to the vpkit command line."""
-    parser = subparsers.add_parser("reproduce", help="run the notebooks in order (profiles demo, paper)")
+    parser = subparsers.add_parser("reproduce", help="run the notebooks in order (profiles demo, released, paper)")
     parser.add_argument("--profile", default="demo",
-                        help="demo (tiny model, generated data, CPU, minutes), paper (needs --model and "
-                             "--data-root), or a profile YAML file")
+                        help="demo (tiny model, generated data, CPU, minutes), released (the paper's released "
+                             "prompts tested; needs --data-root), paper (all 33 trained; needs --data-root), or a "
+                             "profile YAML file")
     parser.add_argument("--out", help="output folder (default: reproduce/<profile>)")
     parser.add_argument("--model", help="tiny, tiny-random, a model folder or a Hub id ORG/NAME")
     parser.add_argument("--revision", help="the Hub revision (branch, tag or commit) of --model or the profile's "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from vpkit.hub import fetch_model, is_hub_id
+from vpkit.hub import FetchError, fetch_model, is_hub_id
 from vpkit.scoring import DEFAULT_SCORE_TYPE
 
 from .base import PAPER_QUERY, QualityScorer
@@ -43,7 +43,10 @@ def load_scorer(model: str | Path = "tiny", *, dtype: torch.dtype | str = "fp32"
         model = TINY_ASSET_DIR
     source = {"local_folder": str(Path(model).expanduser().resolve())}
     if is_hub_id(model):
-        fetched = fetch_model(str(model))
+        try:
+            fetched = fetch_model(str(model))
+        except FetchError as error:
+            raise FetchError(f"model {str(model)!r} is no local folder, and as a Hub id: {error}") from None
         model, source = fetched.path, fetched.source()
     folder = Path(model).expanduser()
     model_type = _model_type(folder)
