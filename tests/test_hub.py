@@ -399,3 +399,12 @@ def test_revision_without_a_hub_model_is_one_line(capsys, tmp_path):
     assert "--revision pins the Hub model given with --model" in line
     line = one_line_error(capsys, ["train", "4", "--model", "tiny", "--revision", "v1", "--data-root", str(tmp_path)])
     assert "--revision v1 applies to a Hub id (ORG/NAME)" in line
+
+
+def test_a_second_download_into_the_same_root_is_refused_while_one_runs(tmp_path):
+    from filelock import FileLock
+
+    from vpkit.data.download import LOCK_FILE, download
+
+    with FileLock(tmp_path / LOCK_FILE), pytest.raises(vhub.FetchError, match="another `vpkit data download`"):
+        download(["kadid"], tmp_path, out=lambda line: None)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
 from vpkit.atomic import write_json_atomic
@@ -30,6 +31,7 @@ from .specs import dataset_spec
 
 DOWNLOAD_RECORD = "vpkit-downloads.json"  # in ROOT: what vpkit unpacked there, from where, with which sha256
 UNPACK_PREFIX = ".vpkit-unpack-"
+LOCK_FILE = ".vpkit-download.lock"
 ARCHIVE_REPO = "chaofengc/IQA-PyTorch-Datasets"  # a Hub dataset repository
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -82,6 +84,17 @@ def download(names: Iterable[str], root: str | Path, *, force: bool = False, rev
     vpkit-downloads.json (dataset key -> archive source, sha256, folder, split file)."""
     root = Path(root).expanduser()
     archives = list(dict.fromkeys(archive_for(name) for name in names))
+    root.mkdir(parents=True, exist_ok=True)
+    try:  # one download into ROOT at a time: the leftovers of one are the work in progress of another
+        with FileLock(root / LOCK_FILE, timeout=0):
+            return _download_all(root, archives, force=force, revision=revision, out=out)
+    except Timeout:
+        raise FetchError(f"{root}: another `vpkit data download` is unpacking into it ({root / LOCK_FILE}); wait "
+                         "for it to finish") from None
+
+
+def _download_all(root: Path, archives: list[DatasetArchive], *, force: bool, revision: str | None,
+                  out: Callable[[str], None]) -> dict:
     record = read_record(root)
     for leftover in remove_leftovers(root):
         out(f"removed {leftover}, left by an interrupted unpack")
