@@ -334,7 +334,7 @@ def test_import_released_fetches_the_archive_and_imports_every_experiment_folder
     assert f"the archive lacks 31 of the paper's experiments: {missing}" in printed
     run = out / "exp_04_kadid_padding_30px_add"
     trained = load_trained_prompt(run)
-    assert trained.config.number == 4
+    assert trained.config.number == 4 and trained.config.model.name_or_path == paper.PAPER_MODEL
     state, metadata = load_prompt_checkpoint(run / "best.safetensors")
     assert {round(float(v.flatten()[0]), 4) for v in state.values()} == {4.1}  # checkpoint-10, the best
     commit = served.hub.repos[("models", paper.RELEASED_REPO)].commit

@@ -604,7 +604,7 @@ def _run_import_prompt(args) -> int:
 def _import_released(args) -> int:
     """`import-prompt --released [REPO_ID] --out DIR`: every experiment of the paper's released archive."""
     from vpkit.config import paper_config
-    from vpkit.paper import RELEASED_REPO, import_released
+    from vpkit.paper import PAPER_MODEL, RELEASED_REPO, import_released
 
     given = [name for name, value in (("CHECKPOINT", args.checkpoint), ("--experiment", args.experiment),
                                       ("--all-checkpoints", args.all_checkpoints or None), ("--type", args.type))
@@ -613,7 +613,8 @@ def _import_released(args) -> int:
         raise ValueError(f"--released imports the whole archive, each experiment as the paper ran it; drop "
                          f"{', '.join(given)}")
     repo_id = args.released or RELEASED_REPO
-    overrides = {"model": {"name_or_path": args.model}, "dataset": {"name": args.dataset}}
+    # the runs name the model they belong to: the paper's, on the Hub, unless --model says otherwise
+    overrides = {"model": {"name_or_path": args.model or PAPER_MODEL}, "dataset": {"name": args.dataset}}
     result = import_released(
         args.out, repo_id, revision=args.revision, overwrite=args.overwrite,
         config_for=lambda number: paper_config(number).with_overrides(overrides, source="command line"),
