@@ -362,12 +362,17 @@ def test_released_and_a_checkpoint_together_is_one_line(capsys, tmp_path):
     assert "or --released" in one_line_error(capsys, ["import-prompt", "--out", str(tmp_path / "o")])
 
 
-def test_hub_ids_are_told_apart_from_local_paths(tmp_path):
+def test_hub_ids_are_told_apart_from_local_paths(tmp_path, monkeypatch):
     assert vhub.is_hub_id("MAGAer13/mplug-owl2-llama2-7b") and vhub.is_hub_id("llava-hf/llava-1.5-7b-hf@main")
     assert not vhub.is_hub_id("tiny") and not vhub.is_hub_id("/abs/path") and not vhub.is_hub_id("./a/b")
     assert not vhub.is_hub_id(str(tmp_path))
     assert vhub.split_hub_id("a/b@v1.0") == ("a/b", "v1.0")
     assert Path(paper.SPLIT_FILES["kadid"].path).name == "split_kadid10k.csv"
+    monkeypatch.delenv(paper.PAPER_FILES_URL_VARIABLE, raising=False)
+    assert paper.paper_files_url() == ("https://raw.githubusercontent.com/yahya-ben/mplug2-vp-for-nriqa/"
+                                       "4c56315a76c4b0c40cc3af725bbe8ffea64d40b0")
+    monkeypatch.setenv(paper.PAPER_FILES_URL_VARIABLE, "http://mirror.example/paper/")
+    assert paper.paper_files_url() == "http://mirror.example/paper"
 
 
 def test_the_released_profile_tests_the_released_prompts_and_the_notebooks_train_nothing(served, capsys):
