@@ -10,6 +10,12 @@ import pytest
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# Nothing in the tests contacts the real Hugging Face Hub: offline, and an endpoint where nothing listens, unless a
+# test's stand-in Hub (tests/hub_standin.py, the `served` fixture of tests/test_hub.py) sets its own. Set before
+# anything imports huggingface_hub, which reads them once.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GOLDEN_ROOT = REPO_ROOT.parent / "shared" / "golden"
 

@@ -76,11 +76,17 @@ def test_demo_profile_runs_one_add_mul_pair_of_each_family_on_cpu():
     assert reproduce.load_profile("paper").parameters["mul_residual"] == []  # the paper's 33 runs only
 
 
-def test_paper_profile_needs_model_and_data_root(tmp_path):
+def test_paper_profile_needs_only_the_data_root_its_model_is_the_papers_hub_id(tmp_path):
+    from vpkit.paper import PAPER_MODEL, RELEASED_REPO
+
     profile = reproduce.load_profile("paper")
     assert profile.parameters["experiments"] is None and profile.parameters["epochs"] is None
-    with pytest.raises(ReproduceError, match="needs --model and --data-root"):
+    assert profile.parameters["model"] == PAPER_MODEL and profile.released is None
+    with pytest.raises(ReproduceError, match="needs --data-root"):
         reproduce.profile_parameters(profile, {}, tmp_path)
+    released = reproduce.load_profile("released")
+    assert released.released == RELEASED_REPO and released.parameters["model"] == PAPER_MODEL
+    assert released.required == ("data_root",)
 
 
 def test_profile_parameters_merge_overrides_and_resolve_paths(tmp_path, monkeypatch):
@@ -135,7 +141,7 @@ def test_bad_profiles_name_the_file_and_the_field(tmp_path, change, message):
 
 
 def test_unknown_profile_lists_the_known_ones():
-    with pytest.raises(ReproduceError, match="known profiles: demo, paper"):
+    with pytest.raises(ReproduceError, match="known profiles: demo, paper, released"):
         reproduce.load_profile("nonsense")
 
 

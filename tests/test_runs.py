@@ -11,6 +11,7 @@ import torch
 from vpkit.atomic import atomic_replace
 from vpkit.config import paper_config
 from vpkit.evaluate import load_trained_prompt
+from vpkit.paper import import_prompt
 from vpkit.prompters import PromptStateError, build_prompter
 from vpkit.runs import (
     SPLITS,
@@ -19,7 +20,6 @@ from vpkit.runs import (
     check_same_data,
     collect_runs,
     images_fingerprint,
-    import_prompt,
     load_prompt_checkpoint,
     lock_run_dir,
     prepare_run_dir,

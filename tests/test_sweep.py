@@ -264,3 +264,10 @@ def test_a_run_finished_on_a_gpu_counts_as_finished_for_a_sweep_asking_auto(prof
     command = ["sweep", "--profile", str(profile), "--out", str(tmp_path), "--experiments", "4", "--slurm", "--dry-run"]
     assert main([*command, "--device", "auto"]) == 0  # the jobs would resolve auto on GPU nodes: the same run
     assert "0 experiment(s) to train, 1 already finished" in capsys.readouterr().out
+
+
+def test_the_released_profile_is_refused_by_sweep_it_trains_nothing(tmp_path):
+    from vpkit.sweep import SweepError, plan_sweep
+
+    with pytest.raises(SweepError, match="tests the released prompts of yahya007/mplug2-vp-for-nriqa"):
+        plan_sweep("released", {"data_root": str(tmp_path)}, tmp_path / "out")

@@ -188,7 +188,9 @@ def _add_train(commands) -> None:
     parser.add_argument(
         "experiment", help="paper experiment number (e.g. 4) or a config YAML (vpkit or paper style)"
     )
-    parser.add_argument("--model", help="tiny, tiny-random or a model folder (overrides model.name_or_path)")
+    parser.add_argument("--model", help="tiny, tiny-random, a model folder or a Hub id ORG/NAME (overrides "
+                        "model.name_or_path)")
+    parser.add_argument("--revision", help="the Hub revision (branch, tag or commit) of --model")
     parser.add_argument("--data-root", help="dataset root folder (overrides dataset.root)")
     parser.add_argument(
         "--split",
@@ -251,10 +253,22 @@ def _add_train(commands) -> None:
     parser.set_defaults(handler=_run_train)
 
 
+def model_with_revision(args) -> str | None:
+    """--model pinned to --revision (ORG/NAME@REVISION)."""
+    revision = getattr(args, "revision", None)
+    if revision is None:
+        return args.model
+    if not args.model:
+        raise ValueError("--revision pins the Hub model given with --model; give --model ORG/NAME too")
+    from vpkit.hub import with_revision
+
+    return with_revision(args.model, revision)
+
+
 def train_overrides(args) -> dict:
     """The config overrides a `vpkit train` command line asks for (None = keep the config's value)."""
     return {
-        "model": {"name_or_path": args.model, "dtype": args.dtype},
+        "model": {"name_or_path": model_with_revision(args), "dtype": args.dtype},
         "dataset": {"root": args.data_root, "split": args.split_scheme, "preprocess": args.preprocess},
         "train": {
             "epochs": args.epochs,
@@ -326,7 +340,9 @@ def _run_runs(args) -> int:
 
 
 def _add_model_options(parser) -> None:
-    parser.add_argument("--model", help="tiny, tiny-random or a model folder (default: the run's model)")
+    parser.add_argument("--model", help="tiny, tiny-random, a model folder or a Hub id ORG/NAME (default: the "
+                        "run's model)")
+    parser.add_argument("--revision", help="the Hub revision (branch, tag or commit) of --model")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"))
     parser.add_argument("--amp", choices=("none", "fp16", "bf16"), default="none")
@@ -369,7 +385,7 @@ def _run_eval(args) -> int:
     root = args.data_root or (run.dataset.root if run and dataset == run.dataset.name else None)
     if dataset is None or root is None:
         raise ValueError("say which data to score: --dataset and --data-root")
-    scorer = load_scorer_for(trained, device, model=args.model, dtype=args.dtype)
+    scorer = load_scorer_for(trained, device, model=model_with_revision(args), dtype=args.dtype)
     same_data = run is not None and dataset == run.dataset.name
     metrics, predictions = evaluate_on_dataset(
         scorer,
@@ -472,7 +488,7 @@ def _run_score(args) -> int:
     files, others = image_files(args.images)
     device = resolve_device(args.device)
     trained = load_trained_prompt(args.source, device)
-    scorer = load_scorer_for(trained, device, model=args.model, dtype=args.dtype)
+    scorer = load_scorer_for(trained, device, model=model_with_revision(args), dtype=args.dtype)
     check_prompt_fits(trained.prompter, scorer, trained.source)
     scores = score_image_files(
         scorer,
@@ -508,9 +524,19 @@ def _add_import_prompt(commands) -> None:
     parser = commands.add_parser("import-prompt", help="turn the paper's released prompts into a run folder")
     parser.add_argument(
         "checkpoint",
+        nargs="?",
         help="the paper's experiment folder (SGD_mplug2_exp_NN_.../, its best checkpoint is taken), "
-        "one checkpoint-NNNN folder, or a visual_prompt.pth",
+        "one checkpoint-NNNN folder, or a visual_prompt.pth (or --released)",
     )
+    parser.add_argument(
+        "--released",
+        nargs="?",
+        const="",
+        metavar="REPO_ID",
+        help="fetch the paper's released-prompt archive from the Hub (default repository: "
+        "yahya007/mplug2-vp-for-nriqa) and import every experiment in it as OUT/<experiment name>",
+    )
+    parser.add_argument("--revision", help="with --released: the Hub revision (branch, tag or commit) to fetch")
     parser.add_argument(
         "--experiment",
         type=int,
@@ -538,8 +564,13 @@ def _add_import_prompt(commands) -> None:
 
 def _run_import_prompt(args) -> int:
     from vpkit.config import ExperimentConfig, paper_config
-    from vpkit.runs import find_released_prompts, import_prompt, infer_paper_experiment
+    from vpkit.paper import find_released_prompts, import_prompt, infer_paper_experiment
 
+    if args.released is not None:
+        return _import_released(args)
+    if args.checkpoint is None:
+        raise ValueError("give the checkpoint to import (an experiment folder, a checkpoint-NNNN folder or a "
+                         "visual_prompt.pth), or --released to fetch the paper's released prompts")
     experiment = _import_experiment(args, infer_paper_experiment(args.checkpoint))
     base = paper_config(experiment) if experiment else ExperimentConfig(name=Path(args.out).name)
     config = base.with_overrides(
@@ -567,6 +598,39 @@ def _run_import_prompt(args) -> int:
         f"imported as {config.prompt.type} ({config.prompt.size or 'full'} px at "
         f"{config.prompt.image_size}, {config.prompt.mode}) into {out}"
     )
+    return 0
+
+
+def _import_released(args) -> int:
+    """`import-prompt --released [REPO_ID] --out DIR`: every experiment of the paper's released archive."""
+    from vpkit.config import paper_config
+    from vpkit.paper import PAPER_MODEL, RELEASED_REPO, import_released
+
+    given = [name for name, value in (("CHECKPOINT", args.checkpoint), ("--experiment", args.experiment),
+                                      ("--all-checkpoints", args.all_checkpoints or None), ("--type", args.type))
+             if value is not None]
+    if given:
+        raise ValueError(f"--released imports the whole archive, each experiment as the paper ran it; drop "
+                         f"{', '.join(given)}")
+    repo_id = args.released or RELEASED_REPO
+    # the runs name the model they belong to: the paper's, on the Hub, unless --model says otherwise
+    overrides = {"model": {"name_or_path": args.model or PAPER_MODEL}, "dataset": {"name": args.dataset}}
+    result = import_released(
+        args.out, repo_id, revision=args.revision, overwrite=args.overwrite,
+        config_for=lambda number: paper_config(number).with_overrides(overrides, source="command line"),
+    )
+    commit = f" at {result.source.commit}" if result.source.commit else ""
+    print(f"fetched {result.source.path.name} from {repo_id}{commit} (sha256 {result.source.sha256 or 'n/a'})")
+    for number, run_dir in sorted(result.imported.items()):
+        print(f"  experiment {number:2d} -> {run_dir}")
+    for number, run_dir in sorted(result.kept.items()):
+        print(f"  experiment {number:2d}: {run_dir} already holds a run, kept (--overwrite replaces it)")
+    for folder in result.unplaced:
+        print(f"  {folder}: names no paper experiment (or a second copy of one); not imported")
+    print(f"imported {len(result.imported)}, kept {len(result.kept)} into {args.out}")
+    if result.missing:
+        print(f"the archive lacks {len(result.missing)} of the paper's experiments: "
+              f"{', '.join(str(n) for n in result.missing)}")
     return 0
 
 

@@ -3,7 +3,8 @@
 The notebooks in notebooks/ only call this module, vpkit.tables and vpkit.plots. Each starts with a
 papermill `parameters` cell (model, data_root, experiments, mul_residual, epochs, batch_size, lr, limit,
 device, out_dir, figures_dir, seed) and passes it to `notebook_settings`. `vpkit reproduce --profile
-demo|paper` runs them in order with the parameters of configs/profiles/<profile>.yaml, into
+demo|released|paper` runs them in order with the parameters of configs/profiles/<profile>.yaml (the released
+profile first imports and tests the paper's released prompts, `released_runs`, so nothing is trained), into
 
     OUT/runs/<experiment>/   one run folder per experiment (vpkit.runs), and one per mul_residual variant
     OUT/tables/*.csv         zero-shot scores and the paper's tables
@@ -56,7 +57,9 @@ PARAMETERS: dict[str, tuple[tuple[type, ...], bool]] = {
 }
 # Parameters that come from where the reproduction writes, not from a profile.
 OUTPUT_PARAMETERS = ("out_dir", "figures_dir")
-PROFILE_KEYS = ("description", "required", "parameters", "slurm")  # slurm: read by vpkit.sweep
+# slurm: read by vpkit.sweep; released: a Hub repository of the paper's released prompts, imported and tested
+# (released_runs) instead of trained
+PROFILE_KEYS = ("description", "required", "parameters", "slurm", "released")
 # Parameters a profile may leave out, and the value they then take: added after profiles were first written,
 # so an older profile file keeps meaning what it meant (no mul_residual runs).
 PROFILE_DEFAULTS = {"mul_residual": []}
@@ -162,6 +165,7 @@ class Profile:
     description: str
     parameters: dict
     required: tuple[str, ...]
+    released: str | None = None  # Hub repository of released prompts to test instead of training
 
 
 def profile_path(name_or_path: str | Path) -> Path:
@@ -204,7 +208,11 @@ def load_profile(name_or_path: str | Path) -> Profile:
     if missing:
         raise ReproduceError(f"{path}: parameters.{missing[0]} is missing; give a value (null where allowed) "
                              "or list it under 'required'")
-    return Profile(path.stem, path, str(data.get("description", "")), parameters, tuple(required))
+    released = data.get("released")
+    if released is not None and not (isinstance(released, str) and released.count("/") == 1):
+        raise ReproduceError(f"{path}: 'released' must be a Hub repository id ORG/NAME, e.g. "
+                             "yahya007/mplug2-vp-for-nriqa")
+    return Profile(path.stem, path, str(data.get("description", "")), parameters, tuple(required), released)
 
 
 def profile_parameters(profile: Profile, overrides: dict, out_dir: str | Path) -> dict:
@@ -215,7 +223,7 @@ def profile_parameters(profile: Profile, overrides: dict, out_dir: str | Path) -
     if missing:
         options = " and ".join(f"--{name.replace('_', '-')}" for name in missing)
         raise ReproduceError(f"profile '{profile.name}' ({profile.path}) needs {options} on the command line "
-                             "(e.g. --model models/mplug-owl2-llama2-7b --data-root data)")
+                             "(e.g. --model MAGAer13/mplug-owl2-llama2-7b --data-root data)")
     out_dir = Path(out_dir).expanduser().resolve()
     merged["out_dir"] = str(out_dir)
     merged["figures_dir"] = str(out_dir / "figures")
@@ -476,6 +484,63 @@ def _mismatch_message(run_dir: Path, status: str, changed: list, old: dict, new:
             "to train it with these settings, set out_dir to another folder or delete that run folder")
 
 
+# ----------------------------------------------------------------------------- the paper's released prompts
+
+
+def released_runs(settings: Settings, repo_id: str, revision: str | None = None, progress: bool = True) -> list[int]:
+    """Import the paper's released prompts from the Hub repository `repo_id` into settings.runs_dir, each as a run
+    of its experiment with these settings, and score each on its test split with settings.model (test.json and
+    predictions.csv, as a trained run has them), so the notebooks find them finished. Returns the experiments
+    (of settings.experiments, all when None) that now have a tested run; the archive's missing ones are said."""
+    from vpkit.config import PAPER_EXPERIMENTS, resolve_for_model
+    from vpkit.paper import import_released
+    from vpkit.runs import TEST_FILE
+
+    wanted = settings.experiments or [exp.number for exp in PAPER_EXPERIMENTS]
+    names = {number: experiment_config(number, settings).name for number in wanted}
+    if all((settings.runs_dir / name / TEST_FILE).is_file() for name in names.values()):
+        return list(wanted)
+    from vpkit.models import load_scorer
+
+    dtype = "fp16" if settings.device.startswith("cuda") else "fp32"  # the paper's precision, on GPU
+    scorer = load_scorer(settings.model, dtype=dtype, device=settings.device)
+
+    def config_for(number: int):
+        return resolve_for_model(experiment_config(number, settings), scorer.image_size, settings.device)[0]
+
+    result = import_released(settings.runs_dir, repo_id, revision=revision, config_for=config_for, only=wanted)
+    lacking = [number for number in wanted if number in result.missing]
+    if lacking:
+        print(f"the released archive of {repo_id} lacks experiment(s) {', '.join(map(str, lacking))}: they have no "
+              "released prompt to test")
+    runs = {**result.kept, **result.imported}
+    for number in sorted(runs):
+        if not (runs[number] / TEST_FILE).is_file():
+            _test_released(runs[number], scorer, settings, progress)
+    return sorted(runs)
+
+
+def _test_released(run_dir: Path, scorer, settings: Settings, progress: bool) -> None:
+    """Score an imported run's prompt on its experiment's test split; write predictions.csv and test.json."""
+    from vpkit.atomic import json_safe, write_csv_atomic, write_json_atomic
+    from vpkit.evaluate import evaluate_on_dataset, load_trained_prompt
+    from vpkit.runs import PREDICTIONS_FILE, TEST_FILE, lock_run_dir, read_config, read_state
+
+    with lock_run_dir(run_dir):
+        config, state = read_config(run_dir), read_state(run_dir)
+        trained = load_trained_prompt(run_dir, settings.device)
+        data = config.dataset
+        metrics, predictions = evaluate_on_dataset(
+            scorer, trained.prompter, data.name, data.root, "test", split_scheme=data.split, layout=data.layout,
+            method=data.preprocess, batch_size=config.train.eval_batch_size, device=settings.device,
+            amp=config.train.amp, limit=config.train.limit, seed=config.train.seed, progress=progress)
+        metrics.update({"best_epoch": state.best_epoch, "epochs_run": state.epoch, "config_hash": config.hash(),
+                        "released": trained.metadata.get("imported_from")})
+        write_csv_atomic(run_dir / PREDICTIONS_FILE, predictions)
+        write_json_atomic(run_dir / TEST_FILE, json_safe(metrics))
+    print(f"{config.name}: released prompt, test SRCC {metrics['srcc']:.4f}, PLCC {metrics['plcc']:.4f}")
+
+
 # ----------------------------------------------------------------------------- zero-shot
 
 
@@ -627,12 +692,15 @@ def run_notebooks(parameters: dict, out_dir: str | Path, notebooks_dir: str | Pa
 
 def register(subparsers) -> argparse.ArgumentParser:
     """Add `vpkit reproduce` to the vpkit command line."""
-    parser = subparsers.add_parser("reproduce", help="run the notebooks in order (profiles demo, paper)")
+    parser = subparsers.add_parser("reproduce", help="run the notebooks in order (profiles demo, released, paper)")
     parser.add_argument("--profile", default="demo",
-                        help="demo (tiny model, generated data, CPU, minutes), paper (needs --model and "
-                             "--data-root), or a profile YAML file")
+                        help="demo (tiny model, generated data, CPU, minutes), released (the paper's released "
+                             "prompts tested; needs --data-root), paper (all 33 trained; needs --data-root), or a "
+                             "profile YAML file")
     parser.add_argument("--out", help="output folder (default: reproduce/<profile>)")
-    parser.add_argument("--model", help="tiny, tiny-random or a model folder")
+    parser.add_argument("--model", help="tiny, tiny-random, a model folder or a Hub id ORG/NAME")
+    parser.add_argument("--revision", help="the Hub revision (branch, tag or commit) of --model or the profile's "
+                        "model")
     parser.add_argument("--data-root", help="folder with the datasets, or 'demo'")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--experiments", help="comma-separated paper experiment numbers (default: the profile's)")
@@ -659,9 +727,22 @@ def _run_reproduce(args) -> int:
                              "(same profile and --out), then vpkit reproduce")
     profile = load_profile(args.profile)
     out_dir = Path(args.out) if args.out else Path("reproduce") / profile.name
-    parameters = profile_parameters(profile, profile_overrides(args), out_dir)
+    overrides = profile_overrides(args)
+    if args.revision:
+        from vpkit.hub import with_revision
+
+        overrides["model"] = with_revision(overrides["model"] or profile.parameters.get("model") or "", args.revision)
+    parameters = profile_parameters(profile, overrides, out_dir)
     only = args.only.split(",") if args.only else None
     print(f"vpkit reproduce: profile {profile.name} -> {parameters['out_dir']}")
+    if profile.released:
+        settings = notebook_settings(**parameters)
+        tested = released_runs(settings, profile.released)
+        if not tested:
+            raise ReproduceError(f"{profile.released}: its released archive holds none of experiments "
+                                 f"{settings.experiments}; choose others with --experiments")
+        parameters["experiments"] = tested  # the notebooks then report these runs and train nothing
+        print(f"  the paper's released prompts of {profile.released}: experiments {', '.join(map(str, tested))}")
     print("  " + ", ".join(f"{k}={v}" for k, v in parameters.items() if k not in OUTPUT_PARAMETERS))
     started = time.perf_counter()
     seconds = run_notebooks(parameters, parameters["out_dir"], args.notebooks or NOTEBOOKS_DIR, only, args.verbose)

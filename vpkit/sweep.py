@@ -94,7 +94,11 @@ def plan_sweep(profile: str, overrides: dict, out_dir: str | Path,
         profile_parameters,
     )
 
-    parameters = profile_parameters(load_profile(profile), overrides, out_dir)
+    loaded = load_profile(profile)
+    if loaded.released:
+        raise SweepError(f"profile '{loaded.name}' tests the released prompts of {loaded.released} and trains "
+                         f"nothing; run it with `vpkit reproduce --profile {loaded.name}`")
+    parameters = profile_parameters(loaded, overrides, out_dir)
     settings = notebook_settings(progress=False, device_here=device_here, **parameters)
     numbers = sorted(n for family in FAMILIES for n in family_experiments(family, settings))
     if not numbers:

@@ -1,4 +1,4 @@
-"""`vpkit data check ROOT` and `vpkit data synth OUT`. `register(subparsers)` adds the `data` command to
+"""`vpkit data check ROOT`, `vpkit data download NAMES --to ROOT` and `vpkit data synth OUT`. `register(subparsers)` adds the `data` command to
 vpkit's CLI; `python -m vpkit.data.cli ...` runs it on its own."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add `data` with its `check` and `synth` sub-commands; each sets func (and the same as handler,
     which vpkit's main CLI calls) to a function of the namespace returning the exit code."""
     data = subparsers.add_parser("data", help="check datasets on disk; generate the synthetic demo set")
-    commands = data.add_subparsers(dest="data_command", metavar="{check,synth}", required=True)
+    commands = data.add_subparsers(dest="data_command", metavar="{check,download,synth}", required=True)
 
     check = commands.add_parser("check", help="validate datasets under ROOT and report layout, folders, splits")
     check.add_argument("root", help="data root holding kadid10k/, koniq10k/, agiqa3k/ (or pyiqa's datasets/)")
@@ -30,6 +30,15 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     check.add_argument("--no-decode", action="store_true", help="do not open every image (faster)")
     check.add_argument("--quiet", action="store_true", help="no progress bars")
     check.set_defaults(func=run_check, handler=run_check)
+
+    download = commands.add_parser(
+        "download", help="fetch the paper's dataset archives and split files and unpack them into ROOT")
+    download.add_argument("names", nargs="+", metavar="NAME", help="kadid10k, koniq10k and/or agiqa3k")
+    download.add_argument("--to", required=True, metavar="ROOT", help="the data root to unpack into")
+    download.add_argument("--force", action="store_true",
+                          help="replace a dataset folder that vpkit did not unpack, or one from a different archive")
+    download.add_argument("--revision", help="revision of the Hub dataset chaofengc/IQA-PyTorch-Datasets")
+    download.set_defaults(func=run_download, handler=run_download)
 
     synth = commands.add_parser("synth", help="generate the synthetic KADID-style demo set in OUT/kadid10k/")
     synth.add_argument("out", help="output root; the set is written to OUT/kadid10k/")
@@ -54,6 +63,14 @@ def run_check(args: argparse.Namespace) -> int:
     return check_datasets(args.root, args.dataset, layout=args.layout, split=args.split, seed=args.seed,
                           count_check=args.counts, all_errors=args.all_errors, decode_images=not args.no_decode,
                           progress=not args.quiet)
+
+
+def run_download(args: argparse.Namespace) -> int:
+    from .download import DOWNLOAD_RECORD, download
+
+    download(args.names, args.to, force=args.force, revision=args.revision)
+    print(f"recorded in {args.to}/{DOWNLOAD_RECORD}; check with: vpkit data check {args.to}")
+    return 0
 
 
 def run_synth(args: argparse.Namespace) -> int:

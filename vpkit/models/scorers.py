@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from vpkit.hub import FetchError, fetch_model, is_hub_id
 from vpkit.scoring import DEFAULT_SCORE_TYPE
 
 from .base import PAPER_QUERY, QualityScorer
@@ -18,8 +19,10 @@ from .query import MPLUGOwl2Scorer, load_mplug_owl2_scorer
 def load_scorer(model: str | Path = "tiny", *, dtype: torch.dtype | str = "fp32", device: torch.device | str = "cpu",
                 normalisation: str | None = None, score_type: str = DEFAULT_SCORE_TYPE, query: str = PAPER_QUERY,
                 checkpointing: bool | str = False) -> QualityScorer:
-    """A frozen scorer for `model`: "tiny" (the shipped pretrained toy), "tiny-random", or a local folder
-    holding an mPLUG-Owl2 or a llava-hf checkpoint (told apart by its config.json).
+    """A frozen scorer for `model`: "tiny" (the shipped pretrained toy), "tiny-random", a local folder holding an
+    mPLUG-Owl2 or a llava-hf checkpoint (told apart by its config.json), or a Hugging Face Hub id ORG/NAME
+    (ORG/NAME@REVISION pins a branch, tag or commit), fetched through vpkit.hub into the Hugging Face cache; a
+    local folder of that name wins. The scorer's `model_source` says where the weights came from.
 
     `normalisation` defaults to "imagenet" for mPLUG-Owl2 models (the paper's code) and "clip" for LLaVA.
     `checkpointing`: "off", "full" (True), "selective" or "mixed" activation checkpointing
@@ -38,14 +41,26 @@ def load_scorer(model: str | Path = "tiny", *, dtype: torch.dtype | str = "fp32"
             raise FileNotFoundError(f"the pretrained tiny model is not installed at {TINY_ASSET_DIR}; use "
                                     f"load_scorer({TINY_RANDOM!r}) for the random-weight tiny model")
         model = TINY_ASSET_DIR
-    folder = Path(model)
+    source = {"local_folder": str(Path(model).expanduser().resolve())}
+    if is_hub_id(model):
+        try:
+            fetched = fetch_model(str(model))
+        except FetchError as error:
+            raise FetchError(f"model {str(model)!r} is no local folder, and as a Hub id: {error}") from None
+        model, source = fetched.path, fetched.source()
+    folder = Path(model).expanduser()
     model_type = _model_type(folder)
     if model_type == "mplug_owl2":
-        return load_mplug_owl2_scorer(folder, dtype=torch_dtype, device=device,
-                                      normalisation=normalisation or "imagenet", **options)
-    if model_type == "llava":
-        return load_llava_scorer(folder, dtype=torch_dtype, device=device, normalisation=normalisation or "clip",
-                                 **options)
+        scorer = load_mplug_owl2_scorer(folder, dtype=torch_dtype, device=device,
+                                        normalisation=normalisation or "imagenet", **options)
+    elif model_type == "llava":
+        scorer = load_llava_scorer(folder, dtype=torch_dtype, device=device, normalisation=normalisation or "clip",
+                                   **options)
+    else:
+        scorer = None
+    if scorer is not None:
+        scorer.model_source = source
+        return scorer
     raise ValueError(f"{folder / 'config.json'}: field 'model_type' is {model_type!r}; supported: 'mplug_owl2' "
                      "(MAGAer13/mplug-owl2-llama2-7b layout) and 'llava' (llava-hf layout), or 'tiny' / "
                      f"{TINY_RANDOM!r}")
@@ -53,7 +68,8 @@ def load_scorer(model: str | Path = "tiny", *, dtype: torch.dtype | str = "fp32"
 
 def _model_type(folder: Path) -> str | None:
     if not folder.is_dir():
-        raise FileNotFoundError(f"model {str(folder)!r} is neither 'tiny', 'tiny-random' nor an existing folder")
+        raise FileNotFoundError(f"model {str(folder)!r} is neither 'tiny', 'tiny-random', an existing folder nor a "
+                                "Hub id (ORG/NAME)")
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} not found: a model folder needs the checkpoint's config.json")
