@@ -122,7 +122,7 @@ def model_source(name_or_path: str | Path, hub: dict | None = None) -> dict:
     if name == TINY_RANDOM:  # weights from a seed in vpkit's code: the vpkit version and commit identify them
         return {"kind": "preset", "name": name, "fingerprint": None}
     if name == "tiny":
-        return {"kind": "preset", "name": name, "fingerprint": _files_fingerprint(TINY_ASSET_DIR, contents=True)}
+        return {"kind": "preset", "name": name, "fingerprint": _files_fingerprint(TINY_ASSET_DIR)}
     path = Path(name).expanduser()
     if path.is_dir():
         return {"kind": "folder", "path": str(path.resolve()), "fingerprint": folder_fingerprint(path)}
@@ -130,14 +130,15 @@ def model_source(name_or_path: str | Path, hub: dict | None = None) -> dict:
 
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
-WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
 def folder_fingerprint(folder: Path) -> str:
     """sha256 (16 hex digits) of a model folder's config.json, its weight indexes and the names and sizes of its
     weight files."""
+    from vpkit.models.loading import BIN_INDEX, SAFETENSORS_INDEX
+
     digest = hashlib.sha256()
-    for name in ("config.json", *WEIGHT_INDEXES):
+    for name in ("config.json", SAFETENSORS_INDEX, BIN_INDEX):
         if (folder / name).is_file():
             digest.update(f"{name}\n".encode() + (folder / name).read_bytes())
     for path in sorted(folder.iterdir()):
@@ -146,13 +147,14 @@ def folder_fingerprint(folder: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def _files_fingerprint(folder: Path, contents: bool) -> str | None:
+def _files_fingerprint(folder: Path) -> str | None:
+    """sha256 (16 hex digits) of every file's name and bytes: for the small folders vpkit ships."""
     if not folder.is_dir():
         return None
     digest = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         digest.update(f"{path.relative_to(folder).as_posix()}\n".encode())
-        digest.update(path.read_bytes() if contents else str(path.stat().st_size).encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
