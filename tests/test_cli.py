@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import vpkit.models
-from vpkit import __version__
+from vpkit import __version__, provenance
 from vpkit.cli import build_parser, main
 from vpkit.runs import load_prompt_checkpoint, save_prompt_checkpoint
 
@@ -116,6 +116,9 @@ def test_eval_scores_any_split_of_the_data_and_zero_shot(trained_run, data_root,
         and metrics["dataset"] == "kadid"
         and metrics["source"].endswith("best.safetensors")
     )
+    [session] = provenance.read_record(tmp_path / "eval")["sessions"]  # what made these numbers
+    assert (session["outcome"], session["prompt"], session["device"]) == ("finished", metrics["source"], "cpu")
+    assert session["model"]["name"] == "tiny-random" and session["data"]["root"] == str(data_root.resolve())
     run_predictions = pd.read_csv(run / "predictions.csv").set_index("name")
     eval_predictions = pd.read_csv(tmp_path / "eval" / "predictions.csv").set_index("name")
     assert eval_predictions.loc[run_predictions.index, "score"].to_numpy() == pytest.approx(
@@ -318,10 +321,25 @@ def test_runs_table_shows_every_run_and_marks_a_damaged_one(trained_run, tmp_pat
     shutil.copytree(run, root / "good")
     shutil.copytree(run, root / "damaged")
     (root / "damaged" / "metrics.jsonl").write_text('{"epoch": 1\n')
+    shutil.copytree(run, root / "older")
+    (root / "older" / "provenance.json").unlink()  # as a vpkit before run folder formats left it
     assert main(["runs", str(root)]) == 0
     out = capsys.readouterr().out
     assert "finished" in out and out.count("damaged") >= 2
     assert f"damaged: {root / 'damaged' / 'metrics.jsonl'}, line 1: damaged JSON" in out
+    assert f"other format: {root / 'older'}: made by an earlier vpkit (no provenance.json;" in out
+
+
+def test_runs_shows_what_made_each_run_with_provenance(trained_run, tmp_path, capsys):
+    run, _ = trained_run
+    assert main(["runs", str(run.parent), "--provenance", "--out", str(tmp_path / "made.csv")]) == 0
+    out = capsys.readouterr().out
+    facts = provenance.environment_facts()
+    assert "exp_04_kadid_padding_30px_add" in out and "tiny-random" in out and facts["torch"] in out
+    [row] = pd.read_csv(tmp_path / "made.csv").to_dict("records")
+    assert (row["status"], row["sessions"], row["outcome"], row["device"]) == ("finished", 1, "finished", "cpu")
+    assert row["vpkit"] == provenance.vpkit_label(facts) and row["host"] == facts["host"]
+    assert row["started"] <= row["ended"] and "test_srcc" not in row  # what made it, not its results
 
 
 def test_score_scores_what_it_can_and_lists_the_rest(trained_run, data_root, tmp_path, capsys):

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from vpkit import provenance
 from vpkit.config import (
     PAPER_EXPERIMENTS,
     ConfigError,
@@ -183,11 +184,10 @@ def test_hash_ignores_where_a_run_executes_but_not_what_it_computes():
     assert base.hash() != base.with_overrides({"train": {"lr": 30.0}}).hash()
 
 
-@pytest.mark.parametrize("written, mode", [("false", "off"), ("true", "full"), ("off", "off"),
+@pytest.mark.parametrize("written, mode", [("false", "off"), ("off", "off"), ("'off'", "off"),
                                            ("full", "full"), ("selective", "selective"), ("mixed", "mixed")])
-def test_checkpointing_reads_modes_and_the_older_on_off_flag(tmp_path, written, mode):
-    """train.checkpointing was true/false (the shipped configs and older run folders say so): true is 'full'.
-    YAML reads a bare `off` as false, which means 'off' too."""
+def test_checkpointing_reads_its_modes(tmp_path, written, mode):
+    """YAML reads a bare `off` as false, which means 'off' too."""
     text = paper_config(4).to_yaml()
     assert "  checkpointing: 'off'\n" in text  # written quoted, so that it reads back as the mode name
     path = tmp_path / "c.yaml"
@@ -195,6 +195,15 @@ def test_checkpointing_reads_modes_and_the_older_on_off_flag(tmp_path, written, 
     config = load_config(path)
     assert config.train.checkpointing == mode
     assert config.hash() == paper_config(4).hash()  # how a run executes, not what it computes
+
+
+@pytest.mark.parametrize("written", ["true", "on"])
+def test_checkpointing_on_is_not_a_mode(tmp_path, written):
+    path = tmp_path / "c.yaml"
+    path.write_text(paper_config(4).to_yaml().replace("  checkpointing: 'off'\n", f"  checkpointing: {written}\n"))
+    with pytest.raises(ConfigError, match=r"c.yaml: train.checkpointing = true is not allowed; choose one of: off, "
+                                          r"full, selective, mixed$"):
+        load_config(path)
 
 
 def test_a_key_given_twice_in_any_yaml_vpkit_reads_is_refused(tmp_path):
@@ -209,6 +218,7 @@ def test_a_key_given_twice_in_any_yaml_vpkit_reads_is_refused(tmp_path):
         load_config(config_file)
     run = tmp_path / "run"
     run.mkdir()
+    provenance.write_record(run, "training", [])
     (run / "config.yaml").write_text(text)
     with pytest.raises(ConfigError, match=r"run/config.yaml, line \d+: key 'lr' appears twice"):
         read_config(run)

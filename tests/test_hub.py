@@ -169,7 +169,8 @@ def test_a_model_by_hub_id_is_fetched_once_with_one_weight_copy_then_loads_offli
 
     scorer = load_scorer(MODEL_REPO)
     commit = served.hub.repos[("models", MODEL_REPO)].commit
-    assert scorer.model_source == {"repo_id": MODEL_REPO, "repo_type": "model", "commit": commit}
+    source = scorer.model_source
+    assert (source["kind"], source["repo_id"], source["commit"]) == ("hub", MODEL_REPO, commit)
     fetched = [path.rsplit("/", 1)[-1] for method, path, _ in served.hub.requests if method == "GET" and "/resolve/" in path]
     assert "model.safetensors" in fetched and "pytorch_model.bin" not in fetched
     image = torch.rand(1, 3, scorer.image_size, scorer.image_size)
@@ -193,7 +194,8 @@ def test_a_revision_pins_the_model_and_a_local_folder_of_the_same_name_wins(serv
     monkeypatch.chdir(tmp_path)
     shutil.copytree(TINY_ASSET_DIR, tmp_path / MODEL_REPO)
     served.hub.requests.clear()
-    assert load_scorer(MODEL_REPO).model_source == {"local_folder": str((tmp_path / MODEL_REPO).resolve())}
+    source = load_scorer(MODEL_REPO).model_source
+    assert (source["kind"], source["path"]) == ("folder", str((tmp_path / MODEL_REPO).resolve()))
     assert served.hub.requests == []
     assert vhub.with_revision("org/name", "v1") == "org/name@v1"
     with pytest.raises(vhub.FetchError, match="applies to a Hub id"):

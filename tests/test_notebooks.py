@@ -9,7 +9,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from vpkit import reproduce
+from vpkit import provenance, reproduce
 
 NOTEBOOKS = sorted(reproduce.NOTEBOOKS_DIR.glob("*.ipynb"))
 EXPERIMENTS = [4, 10, 19]  # one per family: padding, centre patch, full overlay (all KADID)
@@ -279,6 +279,7 @@ def fabricate_finished_runs(out_dir: Path, numbers, mode: str | None = None, **c
         config, _ = resolve_for_model(reproduce.experiment_config(number, settings, mode), 224, "cpu")
         run = settings.runs_dir / config.name
         run.mkdir(parents=True)
+        provenance.write_record(run, "training", [])
         write_config(run, config)
         write_metrics(run, [{"epoch": e, "train_loss": 0.1 / e, "val_srcc": 0.2 + 0.01 * e, "val_plcc": 0.2,
                              "best": e == 3} for e in (1, 2, 3)])

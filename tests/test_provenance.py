@@ -44,3 +44,88 @@ def test_git_state_reports_commit_and_uncommitted_changes(checkout):
 
 def test_git_state_is_none_outside_a_vpkit_checkout(tmp_path):
     assert provenance.git_state(tmp_path) is None
+
+
+# ----------------------------------------------------------------------------- the model and the data
+
+
+def test_a_model_folder_is_fingerprinted_by_its_config_index_and_weight_sizes(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "mplug_owl2"}')
+    (folder / "model.safetensors.index.json").write_text('{"weight_map": {"a": "model-1.safetensors"}}')
+    (folder / "model-1.safetensors").write_bytes(b"x" * 10)
+    (folder / "README.md").write_text("not a weight")
+    source = provenance.model_source(folder)
+    assert source["kind"] == "folder" and source["path"] == str(folder.resolve())
+    assert len(source["fingerprint"]) == 16
+    (folder / "README.md").write_text("edited")
+    assert provenance.model_source(folder) == source  # only what makes the weights counts
+    for change in (lambda: (folder / "model-1.safetensors").write_bytes(b"x" * 11),
+                   lambda: (folder / "config.json").write_text('{"model_type": "llava"}'),
+                   lambda: (folder / "model.safetensors.index.json").write_text('{"weight_map": {}}')):
+        before = provenance.model_source(folder)["fingerprint"]
+        change()
+        assert provenance.model_source(folder)["fingerprint"] != before
+
+
+def test_presets_and_hub_records_name_their_source(tmp_path):
+    tiny = provenance.model_source("tiny")
+    assert tiny["kind"] == "preset" and tiny["name"] == "tiny" and len(tiny["fingerprint"]) == 16
+    assert provenance.model_source("tiny-random") == {"kind": "preset", "name": "tiny-random", "fingerprint": None}
+    hub = {"repo_id": "MAGAer13/mplug-owl2-llama2-7b", "revision": "main", "commit": "a" * 40}
+    (tmp_path / "config.json").write_text("{}")
+    source = provenance.model_source(tmp_path, hub=hub)
+    assert source == {"kind": "hub", **hub, "path": str(tmp_path), "fingerprint": source["fingerprint"]}
+    assert provenance.model_label(source) == f"MAGAer13/mplug-owl2-llama2-7b @ {'a' * 40}"
+    assert provenance.model_source("nowhere/at-all")["kind"] == "name"
+
+
+def test_the_data_source_names_the_downloaded_archives_sha256(tmp_path):
+    assert provenance.data_source(tmp_path, "kadid") == {"dataset": "kadid", "root": str(tmp_path.resolve()),
+                                                         "archives": None}
+    (tmp_path / provenance.DOWNLOAD_RECORD).write_text(json.dumps(
+        {"kadid10k": {"source": "hub:x/y kadid10k.tgz", "sha256": "ab" * 32}, "split_kadid10k.csv": {"sha256": "cd"}}))
+    archives = provenance.data_source(tmp_path, "kadid")["archives"]
+    assert archives == [{"name": "kadid10k", "source": "hub:x/y kadid10k.tgz", "sha256": "ab" * 32},
+                        {"name": "split_kadid10k.csv", "sha256": "cd"}]
+    (tmp_path / provenance.DOWNLOAD_RECORD).write_text("{broken")
+    assert "unreadable" in provenance.data_source(tmp_path)["archives"][0]["problem"]
+
+
+# ----------------------------------------------------------------------------- the record
+
+
+def session():
+    return provenance.session("cpu", provenance.model_source("tiny-random"), provenance.data_source(None))
+
+
+@pytest.mark.parametrize("raised, outcome", [(None, "finished"), (KeyboardInterrupt, "stopped"),
+                                             (ValueError, "failed (ValueError)")])
+def test_a_recording_says_when_and_how_it_ended(tmp_path, raised, outcome):
+    with provenance.recording(tmp_path, "training", session()) as entry:
+        started = provenance.read_record(tmp_path)
+        assert started["sessions"][0]["ended"] is None  # a killed process leaves its start behind
+    if raised:  # a resumed run's process that ends otherwise
+        with pytest.raises(raised), provenance.recording(tmp_path, "training", session(), append=True):
+            raise raised()
+    record = provenance.read_record(tmp_path)
+    assert record["format_version"] == provenance.FORMAT_VERSION
+    assert [s["outcome"] for s in record["sessions"]] == ["finished"] + ([outcome] if raised else [])
+    assert record["sessions"][0]["started"] == entry["started"] <= record["sessions"][0]["ended"]
+
+
+def test_a_damaged_record_is_named(tmp_path):
+    assert provenance.read_record(tmp_path) is None
+    (tmp_path / provenance.RECORD_FILE).write_text("[1, 2]")
+    with pytest.raises(provenance.ProvenanceError, match=r"provenance.json: not a vpkit provenance record; restore "
+                                                         r"it or run again with --overwrite"):
+        provenance.read_record(tmp_path)
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_a_session_on_cuda_names_the_gpu_it_used():
+    import torch
+
+    entry = provenance.session("cuda", provenance.model_source("tiny-random"), provenance.data_source(None))
+    assert entry["device_name"] == torch.cuda.get_device_name() and entry["environment"]["devices"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vpkit import reproduce
+from vpkit import provenance, reproduce
 from vpkit.config import paper_config, resolve_for_model
 from vpkit.reproduce import ReproduceError
 from vpkit.runs import RunState, write_config, write_state
@@ -18,6 +18,7 @@ parameters:
   model: null
   data_root: demo
   experiments: [4, 10]
+  mul_residual: []
   epochs: 1
   batch_size: 8
   lr: 30
@@ -100,7 +101,7 @@ def test_profile_parameters_merge_overrides_and_resolve_paths(tmp_path, monkeypa
     assert parameters["out_dir"] == str(tmp_path / "out")
     assert parameters["figures_dir"] == str(tmp_path / "out" / "figures")
     assert parameters["data_root"] == "demo"
-    assert profile.parameters["mul_residual"] == [] == parameters["mul_residual"]  # left out: no variants
+    assert profile.parameters["mul_residual"] == [] == parameters["mul_residual"]
     again = reproduce.profile_parameters(profile, {"model": "weights", "mul_residual": [31, 22]}, "out")
     assert again["mul_residual"] == [22, 31]
 
@@ -121,15 +122,16 @@ def test_a_mul_residual_variant_left_out_by_experiments_is_said_once(tmp_path, m
 @pytest.mark.parametrize("change, message", [
     (("epochs: 1", "epochs: three"), r"parameters: epochs = 'three' must be int or null"),
     (("experiments: [4, 10]", "experiments: [4, 40]"), r"experiments = \[4, 40\]: give paper experiment numbers"),
-    (("experiments: [4, 10]", "experiments: [4, 10]\n  mul_residual: [22, 4]"),
+    (("mul_residual: []", "mul_residual: [22, 4]"),
      (r"parameters: mul_residual = \[22, 4\]: experiment 4 is add, not mul; give paper mul experiment numbers "
       r"22..33 to also train with prompt mode mul_residual \(e.g. \[22\]\), or \[\] for none$")),
-    (("experiments: [4, 10]", "experiments: [4, 10]\n  mul_residual: null"), r"mul_residual must be given"),
+    (("mul_residual: []", "mul_residual: null"), r"mul_residual must be given"),
     (("limit: 16", "limit: 2"), r"limit = 2 must be at least 3"),
     (("device: cpu", "device: tpu"), r"device = 'tpu': use cpu, cuda"),
     (("seed: 1", "seed: 1\n  colour: red"), r"unknown parameter\(s\) colour"),
     (("seed: 1", "seed: 1\n  out_dir: x"), r"parameters.out_dir is set by `vpkit reproduce --out`"),
     (("  seed: 1\n", ""), r"parameters.seed is missing"),
+    (("  mul_residual: []\n", ""), r"parameters.mul_residual is missing"),
     (("description: test", "descriptoin: test"), r"unknown key\(s\) descriptoin"),
     (("required: [model]", "required: [colour]"), r"'required' must list parameter names"),
 ])
@@ -236,6 +238,7 @@ def test_a_finished_run_with_other_settings_is_refused(synth_root, tmp_path):
     resolved, _ = resolve_for_model(config, 224, "cpu")
     run = tmp_path / "run"
     run.mkdir()
+    provenance.write_record(run, "training", [])
     write_config(run, resolved)
     write_state(run, RunState(config_hash=resolved.hash(), epoch=1, best_epoch=1, finished=True))
     reproduce.check_finished_run(config, run)  # same settings: reused
@@ -256,6 +259,7 @@ def test_a_stopped_run_or_a_setting_without_a_parameter_is_named_too(synth_root,
     recorded, _ = resolve_for_model(config.with_overrides({"prompt": {"delta": 0.5}}, source="test"), 224, "cpu")
     run = tmp_path / "run"
     run.mkdir()
+    provenance.write_record(run, "training", [])
     write_config(run, recorded)
     write_state(run, RunState(config_hash=recorded.hash(), epoch=1, best_epoch=1, finished=False))
     with pytest.raises(reproduce.RunSettingsError) as error:

@@ -2,6 +2,8 @@
 step, byte-identical between identical runs, and a failed start leaves nothing behind. Tiny model, 4 images."""
 
 import hashlib
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -12,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from vpkit import provenance
 from vpkit.config import paper_config
 from vpkit.data import DatasetError
 from vpkit.evaluate import load_trained_prompt
@@ -21,6 +24,7 @@ from vpkit.prompters import build_prompter
 from vpkit.runs import (
     RunFolderBusy,
     RunFolderError,
+    RunFormatError,
     collect_runs,
     prompt_checkpoint_metadata,
     read_run,
@@ -143,54 +147,51 @@ def test_a_moved_but_identical_dataset_is_accepted_with_a_note(data_root, scorer
 # ----------------------------------------------------------------------------- 3. the settings a run trained with
 
 
-def without_grad_clipping(config):
-    config.train.max_grad_norm = None  # with_overrides reads None as "keep the value"
-    return config
-
-
-def as_an_older_vpkit_left_it(run_dir):
-    """Make `run_dir` what a vpkit before train.max_grad_norm wrote: config.yaml without the key, and the config
-    hash in state.json and in every checkpoint taken without it."""
-    import json
-
-    import yaml
-
-    from vpkit.config import OPERATIONAL_FIELDS
-    from vpkit.runs import load_prompt_checkpoint, read_config
-
-    identity = read_config(run_dir).to_dict()
-    for section, names in OPERATIONAL_FIELDS.items():
-        for name in names:
-            identity[section].pop(name)
-    del identity["train"]["max_grad_norm"]
-    old_hash = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-    recorded = yaml.safe_load((run_dir / "config.yaml").read_text())
-    del recorded["train"]["max_grad_norm"]
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(recorded, sort_keys=False))
-    state = json.loads((run_dir / "state.json").read_text())
-    (run_dir / "state.json").write_text(json.dumps({**state, "config_hash": old_hash}))
-    for checkpoint in run_dir.glob("*.safetensors"):
-        state_dict, metadata = load_prompt_checkpoint(checkpoint)
-        save_prompt_checkpoint(checkpoint, state_dict, {**metadata, "config_hash": old_hash})
-
-
-def test_a_run_of_an_older_vpkit_is_refused_naming_the_setting_it_lacks(data_root, scorer, tmp_path):
-    run_dir = tmp_path / "run"
-    with pytest.raises(KeyboardInterrupt):  # vpkit before max_grad_norm did not clip
-        train(without_grad_clipping(quick_config(data_root)), run_dir, scorer=scorer,
-              callbacks=[stop_after_epoch(1)], progress=False)
-    as_an_older_vpkit_left_it(run_dir)
-    message = (r"holds a run started by an older vpkit: its config.yaml lacks train.max_grad_norm \(absent -> "
-               r"{}\), added since, so this vpkit cannot continue it \(it trained without gradient clipping\); use "
-               r"--overwrite to train it again with these settings, or another --out$")
-    with pytest.raises(RunFolderError, match=message.format("1.0")):  # before: "none visible"
-        train(quick_config(data_root), run_dir, resume=True, scorer=scorer, progress=False)
-    with pytest.raises(RunFolderError, match=message.format("None")):  # null does not match its hash either
-        train(without_grad_clipping(quick_config(data_root)), run_dir, resume=True, scorer=scorer, progress=False)
-    with pytest.raises(RunFolderError, match=r"\(it trained without gradient clipping\); other settings differ "
-                                             r"too \(train.lr: 60.0 -> 30.0\); use --overwrite"):
+def test_resuming_with_other_settings_is_refused_naming_them(data_root, scorer, tmp_path):
+    run_dir = partial_run(data_root, tmp_path / "run", scorer)
+    with pytest.raises(RunFolderError, match=r"run: holds a run of other settings \(train.lr: 60.0 -> 30.0\); use "
+                                             r"the same settings, another --out, or --overwrite to start again$"):
         train(quick_config(data_root, lr=30.0), run_dir, resume=True, scorer=scorer, progress=False)
     assert run_status(run_dir) == "partial"
+
+
+def test_the_run_folder_records_what_made_each_session_of_it(data_root, scorer, tmp_path):
+    run_dir = partial_run(data_root, tmp_path / "run", scorer)
+    stopped = provenance.read_record(run_dir)
+    assert (stopped["format_version"], stopped["kind"]) == (provenance.FORMAT_VERSION, "training")
+    [first] = stopped["sessions"]
+    assert first["outcome"] == "stopped" and first["ended"] >= first["started"]
+    assert (first["device"], first["device_name"], first["processes"]) == ("cpu", None, 1)
+    assert first["model"] == {"kind": "preset", "name": "tiny-random", "fingerprint": None}
+    assert first["data"] == {"dataset": "kadid", "root": str(data_root.resolve()), "archives": None}
+    assert first["environment"] == json.loads(json.dumps(provenance.environment_facts()))
+    train(quick_config(data_root), run_dir, resume=True, scorer=scorer, progress=False)
+    sessions = provenance.read_record(run_dir)["sessions"]
+    assert sessions[0] == first and sessions[1]["outcome"] == "finished" and len(sessions) == 2
+    train(quick_config(data_root), run_dir, overwrite=True, scorer=scorer, progress=False)
+    assert len(provenance.read_record(run_dir)["sessions"]) == 1  # a run trained again is a new record
+
+
+@pytest.mark.parametrize("change, said", [
+    (lambda path: path.unlink(), (r"made by an earlier vpkit \(no provenance.json; this vpkit \S+ reads run folder "
+                                 r"format 1\); run it again with --overwrite, or use the vpkit version that made it$")),
+    (lambda path: path.write_text(json.dumps({**json.loads(path.read_text()), "format_version": 0})),
+     r"made by an earlier vpkit \(format 0; .*\); run it again with --overwrite, or use vpkit \S+"),
+    (lambda path: path.write_text(json.dumps({**json.loads(path.read_text()), "format_version": 2})),
+     (r"made by a newer vpkit \(run folder format 2, this vpkit \S+ reads format 1\); use vpkit \S+.*, or run it "
+     r"again here with --overwrite$")),
+])
+def test_a_run_folder_of_another_format_is_refused_in_one_line(data_root, scorer, tmp_path, change, said):
+    run_dir = partial_run(data_root, tmp_path / "run", scorer)
+    change(run_dir / "provenance.json")
+    for resume in (True, False):  # continuing it, or being told how
+        with pytest.raises(RunFormatError, match=said):
+            train(quick_config(data_root), run_dir, resume=resume, scorer=scorer, progress=False)
+    with pytest.raises(RunFormatError, match=said):  # vpkit eval / score
+        load_trained_prompt(run_dir)
+    [row] = collect_runs(tmp_path).to_dict("records")  # vpkit runs
+    assert row["status"] == "other format" and re.search(said, row["problem"])
+    assert run_status(run_dir) == "partial"  # nothing touched
     train(quick_config(data_root), run_dir, overwrite=True, scorer=scorer, progress=False)
     assert run_status(run_dir) == "finished"
 
@@ -201,7 +202,6 @@ def test_settings_that_only_say_where_a_run_executes_are_not_named_as_difference
     old = paper_config(4)
     new = old.with_overrides({"train": {"lr": 30.0, "num_workers": 3, "device": "cpu"}, "dataset": {"root": "x"}})
     assert config_differences(old, new) == ["train.lr: 60.0 -> 30.0"]
-    assert config_differences(old, new, skip=["train.lr"]) == []
 
 
 # ----------------------------------------------------------------------------- 4. a run's own checkpoints

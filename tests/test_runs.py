@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from vpkit import provenance
 from vpkit.atomic import atomic_replace
 from vpkit.config import paper_config
 from vpkit.evaluate import load_trained_prompt
@@ -44,6 +45,7 @@ def small_config(number=4, image_size=64):
 def fake_run(run_dir, config, epochs=2, finished=True, test_srcc=0.5):
     """A run folder written through the runs API, as the training loop writes it."""
     prepare_run_dir(run_dir, resume=False, overwrite=False)
+    provenance.write_record(run_dir, "training", [])
     write_config(run_dir, config)
     rows = [
         {"epoch": e, "train_loss": 0.1 / e, "val_srcc": 0.1 * e, "val_plcc": 0.2 * e}
@@ -131,6 +133,11 @@ def test_import_prompt_makes_a_run_folder_that_loads_back(tmp_path):
     assert trained.prompter.spec() == paper_prompt.spec()
     assert torch.equal(trained.prompter.patch, paper_prompt.patch)
     assert trained.config == config and trained.metadata["imported_from"] == str(pth.resolve())
+    record = provenance.read_record(out)
+    assert (record["format_version"], record["kind"]) == (provenance.FORMAT_VERSION, "import")
+    [session] = record["sessions"]
+    assert session["outcome"] == "finished" and session["data"]["imported"] == [str(pth.resolve())]
+    assert session["model"] == {"kind": "preset", "name": "tiny-random", "fingerprint": None}
     with pytest.raises(RunFolderError, match="--overwrite"):
         import_prompt(pth, out, config)
 

@@ -37,7 +37,7 @@ TIMING_COLUMNS = ["train_seconds", "train_images_per_s", "train_data_wait_s"]
 def profile(tmp_path_factory, data_root):
     path = tmp_path_factory.mktemp("profile") / "tiny_sweep.yaml"
     parameters = {"model": "tiny-random", "data_root": str(data_root), "experiments": EXPERIMENTS, "epochs": 1,
-                  "batch_size": 4, "lr": None, "limit": 4, "device": "cpu", "seed": 42}
+                  "batch_size": 4, "lr": None, "limit": 4, "device": "cpu", "seed": 42, "mul_residual": []}
     slurm = {"partition": "gpu-long", "time": 720, "gpus_per_job": 1, "account": "iqa-lab"}
     path.write_text(yaml.safe_dump({"description": "test", "required": [], "parameters": parameters,
                                     "slurm": slurm}))

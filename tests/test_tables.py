@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vpkit import tables
+from vpkit import provenance, tables
 from vpkit.config import paper_config, resolve_for_model
 from vpkit.runs import TEST_FILE, RunState, write_config, write_json_atomic, write_metrics, write_state
 
@@ -30,6 +30,7 @@ def fake_run(runs_dir: Path, number: int, srcc: float, plcc: float, finished: bo
     config, _ = resolve_for_model(config, 224, "cpu")
     run = runs_dir / config.name
     run.mkdir(parents=True)
+    provenance.write_record(run, "training", [])
     write_config(run, config)
     write_metrics(run, [{"epoch": epoch, "train_loss": 0.1 / epoch, "val_srcc": srcc - 0.1 / epoch,
                          "val_plcc": plcc, "best": epoch == 2} for epoch in (1, 2)])
@@ -338,3 +339,21 @@ def test_add_mul_bars_show_the_fix_as_vpkits(runs_dir, paper):
     assert labels[:3] == ["add", "mul", "mul_residual (vpkit's fix)"] and "not a paper experiment" in ax.get_xlabel()
     heights = sorted(round(patch.get_height(), 2) for patch in ax.patches if patch.get_height() > 0)
     assert heights == [0.3, 0.4, 0.5, 0.6]  # add 4 and 10, mul 22, mul_residual 22
+
+
+def test_runs_side_by_side_that_differ_in_model_revision_or_vpkit_version_are_named(runs_dir, capsys):
+    results = tables.run_results(runs_dir)
+    entry = provenance.session("cpu", provenance.model_source("tiny-random"), provenance.data_source(None))
+    for run in results["run"]:
+        provenance.write_record(run, "training", [entry])
+    assert tables.provenance_differences(results) == []  # made alike: nothing to say
+    second = results["run"][1]
+    other = {**entry, "model": {"kind": "hub", "repo_id": "o/m", "commit": "c0ffee"},
+             "environment": {**entry["environment"], "vpkit": "0.0.9", "git": None}}
+    provenance.write_record(second, "training", [other])
+    lines = tables.provenance_differences(results)
+    assert lines[0].startswith("note: the runs side by side differ in model revision: tiny-random (")
+    assert f"o/m @ c0ffee ({results['name'][1]})" in lines[0]
+    assert "differ in vpkit version" in lines[1] and f"0.0.9 ({results['name'][1]})" in lines[1]
+    tables.note_provenance_differences(results)
+    assert capsys.readouterr().out == "\n".join(lines) + "\n"

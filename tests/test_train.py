@@ -55,6 +55,7 @@ def test_a_padding_prompt_trains_into_a_complete_run_folder(finished_run, data_r
         "trainer-state-02.pt",
         "data.json",
         "data-images.csv",
+        "provenance.json",
     } == names
 
     record = read_run(run_dir)

@@ -221,8 +221,8 @@ def test_reduce_overhead_trains_and_scores_through_inductor_on_the_cpu(tmp_path)
                                             ("reduce-overhead", "reduce-overhead"),
                                             ("max-autotune-no-cudagraphs", "max-autotune-no-cudagraphs")])
 def test_train_compile_is_on_off_or_a_torch_compile_mode(tmp_path, written, value):
-    """Older configs and run folders say true/false and mean what they meant; how a run executes is not in the
-    config hash, so a run folder made before modes existed resumes under any of them."""
+    """true is torch.compile's default mode; how a run executes is not in the config hash, so a run resumes
+    under any mode."""
     from vpkit.config import load_config, paper_config
 
     text = paper_config(4).to_yaml()

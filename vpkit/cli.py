@@ -315,22 +315,31 @@ def _add_runs(commands) -> None:
     )
     parser.add_argument("root", nargs="?", default="runs")
     parser.add_argument("--out", help="also write the table to this CSV file")
+    parser.add_argument(
+        "--provenance",
+        action="store_true",
+        help="what made each run instead of its results: vpkit, torch, CUDA, host, device, model and data source, "
+        "start and end (from its provenance.json)",
+    )
     parser.set_defaults(handler=_run_runs)
 
 
 def _run_runs(args) -> int:
     from vpkit.atomic import write_csv_atomic
+    from vpkit.provenance import provenance_table
     from vpkit.runs import collect_runs
 
     table = collect_runs(args.root)
     if table.empty:
         print(f"no run folders under {args.root}")
         return 0
+    if args.provenance:
+        table = provenance_table(table)
     shown = table.drop(columns=["run", "problem"], errors="ignore")
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    damaged = table[table["status"] == "damaged"] if "problem" in table else table.iloc[:0]
-    for problem in damaged["problem"] if len(damaged) else []:
-        print(f"damaged: {problem}")
+    unusable = table[table["problem"].notna()] if "problem" in table else pd.DataFrame(columns=["status", "problem"])
+    for status, problem in zip(unusable["status"], unusable["problem"]):  # damaged, or of another format
+        print(f"{status}: {problem}")
     if args.out:
         write_csv_atomic(args.out, table)
     return 0
@@ -372,8 +381,9 @@ def _add_eval(commands) -> None:
 
 
 def _run_eval(args) -> int:
+    from vpkit import provenance
     from vpkit.device import resolve_device
-    from vpkit.evaluate import evaluate_on_dataset, load_scorer_for, load_trained_prompt
+    from vpkit.evaluate import evaluate_on_dataset, load_scorer_for, load_trained_prompt, scorer_model
 
     if args.zero_shot == (args.source is not None):
         raise ValueError("give a run folder or checkpoint, or --zero-shot (not both)")
@@ -385,7 +395,10 @@ def _run_eval(args) -> int:
     root = args.data_root or (run.dataset.root if run and dataset == run.dataset.name else None)
     if dataset is None or root is None:
         raise ValueError("say which data to score: --dataset and --data-root")
-    scorer = load_scorer_for(trained, device, model=model_with_revision(args), dtype=args.dtype)
+    model = model_with_revision(args)
+    scorer = load_scorer_for(trained, device, model=model, dtype=args.dtype)
+    session = provenance.session(device, provenance.scorer_source(scorer, scorer_model(trained, model)),
+                                 provenance.data_source(root, dataset))
     same_data = run is not None and dataset == run.dataset.name
     metrics, predictions = evaluate_on_dataset(
         scorer,
@@ -410,6 +423,8 @@ def _run_eval(args) -> int:
 
         write_json_atomic(Path(args.out) / "metrics.json", metrics)
         write_csv_atomic(Path(args.out) / "predictions.csv", predictions)
+        session["prompt"] = metrics["source"]
+        provenance.write_record(args.out, "evaluation", [provenance.finish(session)])
     return 0
 
 

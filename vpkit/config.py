@@ -36,8 +36,6 @@ CHECKPOINTING_MODES = ("off", "full", "selective", "mixed")
 # train.compile: false (eager), true (torch.compile's default mode) or one of torch.compile's modes by name;
 # "reduce-overhead" replays CUDA graphs (no per-kernel launch cost), "max-autotune-no-cudagraphs" tunes kernels.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-# Values of older configs that still mean the same: train.checkpointing was an on/off flag (on = full).
-LEGACY_VALUES = {("train", "checkpointing"): {True: "full", False: "off"}}
 
 # The paper's prompts are sized in pixels of mPLUG-Owl2's 448 px input.
 PAPER_IMAGE_SIZE = 448
@@ -202,9 +200,10 @@ def _field_types(cls) -> dict[str, str]:
 
 def _check_value(source: str, section: str, name: str, annotation: str, value: Any) -> Any:
     where = f"{source}: {section}.{name}"
-    legacy = LEGACY_VALUES.get((section, name), {})
-    if isinstance(value, bool) and value in legacy:
-        value = legacy[value]
+    if (section, name) == ("train", "checkpointing") and isinstance(value, bool):
+        if value:
+            raise ConfigError(f"{where} = true is not allowed; choose one of: {', '.join(CHECKPOINTING_MODES)}")
+        value = "off"  # YAML reads a bare `off` as false
     if value is None:
         if "None" in annotation:
             return None

@@ -249,6 +249,27 @@ def limit_table(table, limit: int, seed: int, split: str | None = None):
     return limited
 
 
+def _recorded_model(trained: TrainedPrompt | None) -> dict:
+    """The model settings a trained prompt's run (or checkpoint) recorded."""
+    if trained is not None and trained.config is not None:
+        run_model = trained.config.model
+        return {
+            "model": run_model.name_or_path,
+            "dtype": run_model.dtype,
+            "normalisation": run_model.normalisation,
+            "score_type": run_model.score_type,
+        }
+    return trained.metadata if trained is not None else {}
+
+
+def scorer_model(trained: TrainedPrompt | None, model: str | None = None) -> str:
+    """The model `load_scorer_for` loads: `model` when given, else the one the prompt's run recorded."""
+    model = model or _recorded_model(trained).get("model")
+    if model is None:
+        raise ValueError("no model given: pass --model (tiny, tiny-random or a model folder)")
+    return model
+
+
 def load_scorer_for(
     trained: TrainedPrompt | None,
     device: str,
@@ -261,18 +282,8 @@ def load_scorer_for(
     from vpkit.models import load_scorer
     from vpkit.scoring import DEFAULT_SCORE_TYPE
 
-    recorded = trained.metadata if trained is not None else {}
-    if trained is not None and trained.config is not None:
-        run_model = trained.config.model
-        recorded = {
-            "model": run_model.name_or_path,
-            "dtype": run_model.dtype,
-            "normalisation": run_model.normalisation,
-            "score_type": run_model.score_type,
-        }
-    model = model or recorded.get("model")
-    if model is None:
-        raise ValueError("no model given: pass --model (tiny, tiny-random or a model folder)")
+    recorded = _recorded_model(trained)
+    model = scorer_model(trained, model)
     dtype = dtype or recorded.get("dtype") or "fp32"
     if not device.startswith("cuda"):
         dtype = "fp32"  # half precision is a CUDA feature here

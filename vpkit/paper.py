@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vpkit import provenance
 from vpkit.hub import Fetched, FetchError, fetch_file, fetch_url
 from vpkit.runs import (
     BEST_CHECKPOINT,
@@ -176,6 +177,7 @@ def import_prompt(
     overwrite: bool = False,
     all_checkpoints: bool = False,
     origin: str | None = None,
+    model_source: dict | None = None,
 ) -> Path:
     """Turn a released prompt into a run-like folder that `vpkit eval` and `vpkit score` use.
 
@@ -185,7 +187,9 @@ def import_prompt(
     `config` (an ExperimentConfig) says what the prompt is (prompt section, at prompt.image_size px)
     and which model and data it belongs to. The tensors are checked against that prompt shape.
     `all_checkpoints` also writes every checkpoint as epoch-NN.safetensors (NN from its trainer_state.json).
-    `origin` is recorded as where each checkpoint came from (default: its absolute path).
+    `origin` is recorded as where each checkpoint came from (default: its absolute path); provenance.json records
+    the import with those origins and the model the prompt belongs to (`model_source`, a provenance.model_source;
+    default: that of config.model).
     """
     from vpkit.prompters import build_prompter, load_prompt_state
 
@@ -211,6 +215,12 @@ def import_prompt(
             if not overwrite:
                 raise RunFolderError(f"{out_dir}: not empty; pass --overwrite to replace the run files there")
             clear_run_dir(out_dir)
+        entry = provenance.session(
+            None, model_source or provenance.model_source(config.model.name_or_path),
+            {"imported": [_origin_of(prompt.path, checkpoint, origin) for prompt in chosen],
+             "chosen_by": released.chosen_by},
+        )
+        provenance.write_record(out_dir, "import", [entry])  # first: the folder says what it is from the start
         write_config(out_dir, config)
         for prompt in chosen:
             metadata = prompt_checkpoint_metadata(
@@ -228,6 +238,7 @@ def import_prompt(
             config_hash=config.hash(), epoch=max(epochs), best_epoch=released.best.epoch or 0, finished=True
         )
         write_state(out_dir, state)
+        provenance.write_record(out_dir, "import", [provenance.finish(entry)])
     return out_dir
 
 

@@ -60,9 +60,6 @@ OUTPUT_PARAMETERS = ("out_dir", "figures_dir")
 # slurm: read by vpkit.sweep; released: a Hub repository of the paper's released prompts, imported and tested
 # (released_runs) instead of trained
 PROFILE_KEYS = ("description", "required", "parameters", "slurm", "released")
-# Parameters a profile may leave out, and the value they then take: added after profiles were first written,
-# so an older profile file keeps meaning what it meant (no mul_residual runs).
-PROFILE_DEFAULTS = {"mul_residual": []}
 MUL_RESIDUAL = "mul_residual"  # the prompt mode of vpkit's fix of the paper's mul
 
 
@@ -194,8 +191,6 @@ def load_profile(name_or_path: str | Path) -> Profile:
     parameters = data.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise ReproduceError(f"{path}: 'parameters' must be a mapping of notebook parameters to values")
-    left_out = {name: list(value) for name, value in PROFILE_DEFAULTS.items() if name not in parameters}
-    parameters = {**parameters, **left_out}
     outputs = sorted(set(parameters) & set(OUTPUT_PARAMETERS))
     if outputs:
         raise ReproduceError(f"{path}: parameters.{outputs[0]} is set by `vpkit reproduce --out`; remove it")

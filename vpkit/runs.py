@@ -12,6 +12,8 @@ A run folder holds
     predictions.csv        name, mos, label, score on the test split
     data.json              what the run trained on: dataset, root, layout, split, fingerprint of the image list
     data-images.csv        that image list: name, split, label of every image the run used
+    provenance.json        the folder's format version, and who made it: vpkit, torch, CUDA, host, device,
+                           the model's and the data's source, start and end of each session (vpkit.provenance)
     .vpkit.lock            the OS lock of the process that owns the folder (.vpkit-owner.json says who)
 
 `state.json` is written last in each epoch, so a run killed at any point resumes from the last epoch
@@ -40,6 +42,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open
 from safetensors.torch import save as safetensors_bytes
 
+from vpkit import __version__, provenance
 from vpkit.atomic import (
     _json_default,
     atomic_replace,
@@ -59,6 +62,7 @@ TEST_FILE = "test.json"
 PREDICTIONS_FILE = "predictions.csv"
 DATA_FILE = "data.json"
 DATA_IMAGES_FILE = "data-images.csv"
+PROVENANCE_FILE = provenance.RECORD_FILE
 RUN_FILES = (
     CONFIG_FILE,
     METRICS_CSV,
@@ -69,6 +73,7 @@ RUN_FILES = (
     PREDICTIONS_FILE,
     DATA_FILE,
     DATA_IMAGES_FILE,
+    PROVENANCE_FILE,
 )
 # What collect_runs reports of test.json (as test_<key>); None there is a metric that could not be computed,
 # and undefined_reason says why the test correlations could not be computed at all (e.g. constant scores).
@@ -87,6 +92,34 @@ class RunFolderError(RuntimeError):
 class RunFolderBusy(RunFolderError):
     """Another process owns the run folder."""
 
+
+class RunFormatError(RunFolderError):
+    """A run folder of another format version than this vpkit's (an earlier or a later vpkit made it)."""
+
+
+def check_run_format(run_dir: str | Path) -> None:
+    """Refuse a run folder that this vpkit did not write in its own format (provenance.FORMAT_VERSION): it is
+    never read as if it were one, nor converted."""
+    run_dir = Path(run_dir)
+    try:
+        record = provenance.read_record(run_dir)
+    except provenance.ProvenanceError as error:
+        raise RunFolderError(str(error)) from None
+    version = (record or {}).get("format_version")
+    if version == provenance.FORMAT_VERSION:
+        return
+    made_by = provenance.vpkit_label((((record or {}).get("sessions") or [{}])[-1]).get("environment") or {})
+    by = f"vpkit {made_by}" if made_by else "the vpkit version that made it"
+    if isinstance(version, int) and version > provenance.FORMAT_VERSION:
+        raise RunFormatError(
+            f"{run_dir}: made by a newer vpkit (run folder format {version}, this vpkit {__version__} reads "
+            f"format {provenance.FORMAT_VERSION}); use {by}, or run it again here with --overwrite"
+        )
+    found = "no " + PROVENANCE_FILE if record is None else f"format {version}"
+    raise RunFormatError(
+        f"{run_dir}: made by an earlier vpkit ({found}; this vpkit {__version__} reads run folder format "
+        f"{provenance.FORMAT_VERSION}); run it again with --overwrite, or use {by}"
+    )
 
 # ------------------------------------------------------------------------- owning a run folder
 
@@ -361,6 +394,8 @@ def run_dir_action(run_dir: str | Path, resume: bool, overwrite: bool) -> str:
     status = run_status(run_dir)
     if status == "new" or overwrite:
         return "new"
+    if status != "started":  # a started run is begun again, whoever started it
+        check_run_format(run_dir)
     if status == "finished":
         return "finished"
     if status == "partial":
@@ -456,40 +491,15 @@ def read_config(run_dir: str | Path):
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise RunFolderError(f"{path}: missing; {run_dir} is not a vpkit run folder")
+    check_run_format(run_dir)  # every reader of a run folder (resume, reuse, eval, tables) comes through here
     return config_from_dict(load_yaml_file(path), str(path))
 
 
-# Settings added to vpkit after runs were already recorded without them, and how those runs went without them.
-ADDED_SETTINGS = {"train.max_grad_norm": "it trained without gradient clipping"}
-
-
 def other_settings_message(run_dir: str | Path, recorded, config) -> str:
-    """Why the run recorded in `run_dir` (its config `recorded`) is not a run of `config`, and what to do.
-
-    A config.yaml from an older vpkit lacks settings added since: read back, they take today's defaults, and
-    its config hash, taken without them, matches no config of this vpkit; those settings are named as absent
-    rather than reported as unchanged."""
-    absent = absent_settings(run_dir)
-    changed = "; ".join(config_differences(recorded, config, skip=absent))
-    if not absent:
-        return (f"{run_dir}: holds a run of other settings ({changed or 'none visible (a different vpkit version?)'}); "
-                "use the same settings, another --out, or --overwrite to start again")
-    now = config.to_dict()
-    lacking = ", ".join(f"{key} (absent -> {now[key.split('.')[0]][key.split('.')[1]]!r})" for key in absent)
-    then = "; ".join(ADDED_SETTINGS[key] for key in absent if key in ADDED_SETTINGS)
-    return (f"{run_dir}: holds a run started by an older vpkit: its config.yaml lacks {lacking}, added since, "
-            f"so this vpkit cannot continue it" + (f" ({then})" if then else "")
-            + (f"; other settings differ too ({changed})" if changed else "")
-            + "; use --overwrite to train it again with these settings, or another --out")
-
-
-def absent_settings(run_dir: str | Path) -> list[str]:
-    """'section.key' of every setting a run folder's config.yaml does not record (an older vpkit wrote it)."""
-    from vpkit.config import ExperimentConfig, load_yaml_file
-
-    data = load_yaml_file(Path(run_dir) / CONFIG_FILE, RunFolderError)
-    return [f"{section}.{key}" for section, values in ExperimentConfig().to_dict().items() if isinstance(values, dict)
-            for key in values if key not in ((data or {}).get(section) or {})]
+    """Why the run recorded in `run_dir` (its config `recorded`) is not a run of `config`, and what to do."""
+    changed = "; ".join(config_differences(recorded, config))
+    return (f"{run_dir}: holds a run of other settings ({changed or 'none visible'}); "
+            "use the same settings, another --out, or --overwrite to start again")
 
 
 def changed_settings(old, new) -> list[tuple[str, str | None]]:
@@ -508,14 +518,14 @@ def changed_settings(old, new) -> list[tuple[str, str | None]]:
     return changed
 
 
-def config_differences(old, new, skip: Iterable[str] = ()) -> list[str]:
-    """'section.key: old -> new' for each setting in the config hash that differs (those in `skip` left out)."""
+def config_differences(old, new) -> list[str]:
+    """'section.key: old -> new' for each setting in the config hash that differs."""
     old_dict, new_dict = old.to_dict(), new.to_dict()
     lines = []
     for section, key in changed_settings(old, new):
         if key is None:
             lines.append(f"{section}: {old_dict.get(section)!r} -> {new_dict[section]!r}")
-        elif f"{section}.{key}" not in skip:
+        else:
             lines.append(f"{section}.{key}: {old_dict[section].get(key)!r} -> {new_dict[section][key]!r}")
     return lines
 
@@ -561,7 +571,7 @@ def write_data_record(run_dir: str | Path, record: dict, images: pd.DataFrame) -
 
 
 def read_data_record(run_dir: str | Path) -> dict | None:
-    """data.json of a run folder (None for runs made before vpkit recorded it)."""
+    """data.json of a run folder (None for one that records no data: an imported prompt)."""
     path = Path(run_dir) / DATA_FILE
     if not path.is_file():
         return None
@@ -703,12 +713,14 @@ def _summary_row(record: RunRecord) -> dict:
 
 
 def _summary_row_or_problem(path: Path) -> dict:
-    """A run's summary row; a damaged run folder gets status 'damaged' and the reason in `problem`, so one bad
-    folder does not hide the others."""
+    """A run's summary row; a damaged run folder gets status 'damaged' (one of another vpkit's format 'other
+    format') and the reason in `problem`, so one bad folder does not hide the others."""
     from vpkit.config import ConfigError
 
     try:
         return _summary_row(read_run(path))
+    except RunFormatError as error:
+        return {"run": str(path), "name": path.name, "status": "other format", "problem": str(error)}
     except (RunFolderError, ConfigError, OSError, UnicodeDecodeError) as error:
         return {"run": str(path), "name": path.name, "status": "damaged", "problem": str(error)}
 
@@ -721,7 +733,7 @@ def collect_runs(runs: str | Path | Iterable[str | Path]) -> pd.DataFrame:
         paths = [Path(path) for path in runs]
     rows = [_summary_row_or_problem(path) for path in paths]
     frame = pd.DataFrame(rows)
-    if not frame.empty and frame["number"].notna().any():
+    if "number" in frame and frame["number"].notna().any():  # only damaged folders: no number column
         frame = frame.sort_values(["number", "name"], na_position="last").reset_index(drop=True)
     return frame
 

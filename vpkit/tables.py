@@ -7,6 +7,7 @@
     residual = mul_residual_results("OUT/runs")  # vpkit's mul_residual runs of mul experiments, kept apart
     add_vs_mul_table(results, paper, residual) # addition against multiplication (and vpkit's fix beside it)
     methods_table(paper, results)              # the paper's comparison with other methods (+ our runs)
+    note_provenance_differences(results, residual)  # says when runs differ in model revision or vpkit version
 
 data/paper_results.csv has one row per published number: `kind` "experiment" (a paper experiment,
 `experiment` = its number in vpkit.config.PAPER_EXPERIMENTS) or "method" (a row of the paper's
@@ -162,6 +163,36 @@ def _result_rows(runs: pd.DataFrame, what: str) -> pd.DataFrame:
             "model": run["model"], "run": run["run"],
         })
     return pd.DataFrame(rows, columns=columns)
+
+
+def provenance_differences(*results: pd.DataFrame) -> list[str]:
+    """One line for each of the model revision and the vpkit version in which the runs of `results` (run_results
+    tables) differ, naming the runs of each value (from their provenance.json); [] when they agree."""
+    from vpkit.provenance import model_label, read_record, vpkit_label
+
+    facts: dict[str, dict[str, list[str]]] = {"model revision": {}, "vpkit version": {}}
+    for frame in results:
+        for run, name in zip(frame["run"], frame["name"]):
+            for session in (read_record(run) or {}).get("sessions", []):
+                for fact, value in (("model revision", model_label(session.get("model") or {})),
+                                    ("vpkit version", vpkit_label(session.get("environment") or {}))):
+                    names = facts[fact].setdefault(str(value), [])
+                    if name not in names:
+                        names.append(name)
+    return [f"note: the runs side by side differ in {fact}: "
+            + "; ".join(f"{value} ({_few_names(names)})" for value, names in by_value.items())
+            for fact, by_value in facts.items() if len(by_value) > 1]
+
+
+def note_provenance_differences(*results: pd.DataFrame) -> None:
+    """Print provenance_differences (nothing when the runs agree)."""
+    for line in provenance_differences(*results):
+        print(line)
+
+
+def _few_names(names: list[str], shown: int = 3) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def read_zero_shot(path: str | Path, score_type: str | None = None, missing_ok: bool = False) -> pd.DataFrame | None:

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from vpkit import distributed
+from vpkit import distributed, provenance
 from vpkit.config import ExperimentConfig, resolve_for_model
 from vpkit.device import autocast, resolve_device, to_model_input
 from vpkit.evaluate import PromptedScorer, correlation_metrics, limit_table, predict
@@ -51,7 +51,6 @@ from vpkit.runs import (
     prepare_run_dir,
     prompt_checkpoint_metadata,
     read_config,
-    read_data_record,
     read_metrics,
     read_state,
     run_dir_action,
@@ -127,8 +126,19 @@ def train(
             print(f"note: {note}")
 
         distributed.run_on_writer(prepare_run_dir, run_dir, resume=resume, overwrite=overwrite)  # only now
-        with deterministic_kernels(device, config.train.deterministic):
+        with _recording(run_dir, action, config, device, scorer), deterministic_kernels(device, config.train.deterministic):
             return _fit(config, run_dir, action, scorer, device, table, list(callbacks), progress)
+
+
+def _recording(run_dir: Path, action: str, config: ExperimentConfig, device: str, scorer):
+    """provenance.json of the run (rank 0 writes it): this process's session, added to those of a resumed run."""
+    if not distributed.is_writer():
+        return contextlib.nullcontext()
+    entry = provenance.session(
+        device, provenance.scorer_source(scorer, config.model.name_or_path),
+        provenance.data_source(config.dataset.root, config.dataset.name), processes=distributed.world().size,
+    )
+    return provenance.recording(run_dir, "training", entry, append=action == "resume")
 
 
 def _fit(config, run_dir, action, scorer, device, table, callbacks, progress) -> dict:
@@ -158,8 +168,7 @@ def _fit(config, run_dir, action, scorer, device, table, callbacks, progress) ->
         if distributed.is_writer():
             write_config(run_dir, config)
             write_state(run_dir, state)
-    if distributed.is_writer() and read_data_record(run_dir) is None:  # new, or made before data records
-        write_data_record(run_dir, data_record(table, config), data_images(table.frame))
+            write_data_record(run_dir, data_record(table, config), data_images(table.frame))
 
     with distributed.writer_first():  # rank 0 builds the prepared-image cache, the others then read it
         train_loader = _loader(config, table, "train", scorer.image_size, train=True, progress=progress)
@@ -376,8 +385,8 @@ def uses_fused_sgd(device: str | torch.device) -> bool:
 def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict) -> None:
     """`optimizer.load_state_dict(saved)`, keeping the implementation it was built with (fused or not).
 
-    torch copies every param-group setting from the saved state, "fused" and "foreach" too: a run saved before
-    the optimizer was fused (or on a device without the kernel) would otherwise resume unfused, and a fused
+    torch copies every param-group setting from the saved state, "fused" and "foreach" too: a run saved on a
+    device without the fused kernel (the CPU) and resumed on CUDA would otherwise resume unfused, and a fused
     optimizer's GradScaler hand-over then fails in the unfused step.
     """
     implementation = [{key: group[key] for key in ("fused", "foreach")} for group in optimizer.param_groups]

@@ -26,10 +26,10 @@ from tqdm.auto import tqdm
 
 from vpkit.atomic import write_json_atomic
 from vpkit.hub import FetchError, fetch_file, remote_size, require_free_space
+from vpkit.provenance import DOWNLOAD_RECORD
 
 from .specs import dataset_spec
 
-DOWNLOAD_RECORD = "vpkit-downloads.json"  # in ROOT: what vpkit unpacked there, from where, with which sha256
 UNPACK_PREFIX = ".vpkit-unpack-"
 LOCK_FILE = ".vpkit-download.lock"
 ARCHIVE_REPO = "chaofengc/IQA-PyTorch-Datasets"  # a Hub dataset repository

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from vpkit.hub import FetchError, fetch_model, is_hub_id
+from vpkit.provenance import model_source
 from vpkit.scoring import DEFAULT_SCORE_TYPE
 
 from .base import PAPER_QUERY, QualityScorer
@@ -22,7 +23,8 @@ def load_scorer(model: str | Path = "tiny", *, dtype: torch.dtype | str = "fp32"
     """A frozen scorer for `model`: "tiny" (the shipped pretrained toy), "tiny-random", a local folder holding an
     mPLUG-Owl2 or a llava-hf checkpoint (told apart by its config.json), or a Hugging Face Hub id ORG/NAME
     (ORG/NAME@REVISION pins a branch, tag or commit), fetched through vpkit.hub into the Hugging Face cache; a
-    local folder of that name wins. The scorer's `model_source` says where the weights came from.
+    local folder of that name wins. The scorer's `model_source` (vpkit.provenance.model_source) says where the weights
+    came from.
 
     `normalisation` defaults to "imagenet" for mPLUG-Owl2 models (the paper's code) and "clip" for LLaVA.
     `checkpointing`: "off", "full" (True), "selective" or "mixed" activation checkpointing
@@ -34,20 +36,22 @@ def load_scorer(model: str | Path = "tiny", *, dtype: torch.dtype | str = "fp32"
     options = {"score_type": score_type, "query": query, "checkpointing": checkpointing}
     if str(model) == TINY_RANDOM:
         vlm, tokenizer = build_tiny_model(seed=0)
-        return MPLUGOwl2Scorer(vlm.to(device=device, dtype=torch_dtype), tokenizer,
-                               normalisation=normalisation or "imagenet", **options)
+        scorer = MPLUGOwl2Scorer(vlm.to(device=device, dtype=torch_dtype), tokenizer,
+                                 normalisation=normalisation or "imagenet", **options)
+        scorer.model_source = model_source(TINY_RANDOM)
+        return scorer
+    name, hub = str(model), None
     if str(model) == "tiny":
         if not (TINY_ASSET_DIR / "config.json").is_file():
             raise FileNotFoundError(f"the pretrained tiny model is not installed at {TINY_ASSET_DIR}; use "
                                     f"load_scorer({TINY_RANDOM!r}) for the random-weight tiny model")
         model = TINY_ASSET_DIR
-    source = {"local_folder": str(Path(model).expanduser().resolve())}
     if is_hub_id(model):
         try:
             fetched = fetch_model(str(model))
         except FetchError as error:
             raise FetchError(f"model {str(model)!r} is no local folder, and as a Hub id: {error}") from None
-        model, source = fetched.path, fetched.source()
+        model, name, hub = fetched.path, str(fetched.path), fetched.source()
     folder = Path(model).expanduser()
     model_type = _model_type(folder)
     if model_type == "mplug_owl2":
@@ -59,7 +63,7 @@ def load_scorer(model: str | Path = "tiny", *, dtype: torch.dtype | str = "fp32"
     else:
         scorer = None
     if scorer is not None:
-        scorer.model_source = source
+        scorer.model_source = model_source(name, hub=hub)
         return scorer
     raise ValueError(f"{folder / 'config.json'}: field 'model_type' is {model_type!r}; supported: 'mplug_owl2' "
                      "(MAGAer13/mplug-owl2-llama2-7b layout) and 'llava' (llava-hf layout), or 'tiny' / "
