@@ -10,6 +10,7 @@ import torch
 import vpkit.models
 from vpkit import __version__, provenance
 from vpkit.cli import build_parser, main
+from vpkit.prompters import build_prompter
 from vpkit.runs import load_prompt_checkpoint, save_prompt_checkpoint
 
 
@@ -380,3 +381,59 @@ def test_a_model_folder_without_tokenizer_is_named(data_root, tmp_path, capsys):
     err = one_line_error(capsys, ["eval", "--zero-shot", "--model", str(model), "--dataset", "kadid",
                                   "--data-root", str(data_root), "--quiet"])
     assert f"error: {model}: no tokenizer files (tokenizer.json, tokenizer.model)" in err and "unexpected" not in err
+
+
+def test_any_file_the_unpickler_cannot_read_is_one_line_naming_it(tmp_path, capsys):
+    """Whatever torch's weights-only unpickler raises (KeyError on a text file's first byte, IndexError, EOFError,
+    UnicodeDecodeError, its UnpicklingError, with a warning about the pickle protocol first), one line names it."""
+    import pickle
+
+    contents = {
+        "text.pth": b"hello, this is a text file\n",  # before: "KeyError: 101 (unexpected here ...)"
+        "index.pth": b"\x80\x02)\x81.",
+        "unicode.pth": b"\x80\x02X\x02\x00\x00\x00\xff\xfe.",
+        "protocol4.pth": pickle.dumps({"pad_up": [1.0]}, protocol=4),  # a pickle, but not of tensors
+    }
+    for name, content in contents.items():
+        (tmp_path / name).write_bytes(content)
+        err = one_line_error(capsys, ["import-prompt", str(tmp_path / name), "--experiment", "4", "--out",
+                                      str(tmp_path / "imported")])
+        assert f"error: {tmp_path / name}: not a readable checkpoint of tensors" in err, name
+        assert not (tmp_path / "imported").exists()
+
+
+def test_a_checkpoint_whose_tensors_are_not_the_prompt_it_describes_is_named_with_the_fix(trained_run, tmp_path,
+                                                                                          capsys):
+    import shutil
+
+    run, _ = trained_run
+    _, metadata = load_prompt_checkpoint(run / "best.safetensors")  # padding 15 px at 224 px
+    others = {"size": build_prompter("padding", size=20, image_size=224),  # another size, the same metadata
+              "type": build_prompter("full", image_size=224)}  # metadata saying padding over a full prompt
+    for what, prompter in others.items():
+        copy = tmp_path / what
+        shutil.copytree(run, copy)
+        save_prompt_checkpoint(copy / "best.safetensors", prompter.state_dict(), metadata)
+        err = one_line_error(capsys, ["eval", str(copy), "--quiet"])  # before: "state dict: 'pad_up' has shape"
+        assert f"error: {copy / 'best.safetensors'}: " in err and "state dict" not in err, what
+        assert "not the prompt its metadata describes" in err
+        assert f"`vpkit train {copy / 'config.yaml'} --out {copy} --overwrite`" in err
+        assert f"`vpkit import-prompt {copy / 'best.safetensors'} --type TYPE --size N" in err
+        loose = tmp_path / f"{what}.safetensors"  # outside a run folder: no run to train again
+        shutil.copyfile(copy / "best.safetensors", loose)
+        err = one_line_error(capsys, ["eval", str(loose), "--data-root", "x", "--quiet"])
+        assert f"error: {loose}: " in err and "vpkit train" not in err and "vpkit import-prompt" in err
+
+
+def test_a_damaged_test_json_of_a_finished_run_is_named_when_its_command_runs_again(trained_run, tmp_path, capsys):
+    import shutil
+
+    run, args = trained_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    text = (copy / "test.json").read_text()
+    (copy / "test.json").write_text(text[:15])  # cut off mid-string, as a full disk leaves it
+    err = one_line_error(capsys, [*args[:-3], "--out", str(copy)])  # before: "Unterminated string starting at:"
+    assert f"error: {copy / 'test.json'}: damaged JSON" in err and "--overwrite" in err
+    assert main(["runs", str(copy)]) == 0  # before: KeyError: 'number' when every run is damaged
+    assert f"{copy / 'test.json'}: damaged JSON" in capsys.readouterr().out

@@ -144,6 +144,57 @@ def test_a_moved_but_identical_dataset_is_accepted_with_a_note(data_root, scorer
     )
 
 
+def other_pixels(root, names):
+    """Change one pixel of each image file `names` under `root` (a copy whose names, splits and labels stay)."""
+    import numpy as np
+    from PIL import Image
+
+    for name in names:
+        path = root / "kadid10k" / "images" / name
+        pixels = np.asarray(Image.open(path)).copy()
+        pixels[0, 0] ^= 1
+        Image.fromarray(pixels).save(path)
+
+
+def test_resume_and_rerun_on_other_pixels_are_refused_naming_the_files(data_root, scorer, tmp_path, capsys):
+    run_dir = partial_run(data_root, tmp_path / "run", scorer)
+    recorded = pd.read_csv(run_dir / "data-images.csv")
+    assert recorded["file_digest"].str.fullmatch(r"[0-9a-f]{32}").all()  # one fingerprint per image file
+    train_names = sorted(recorded.query("split == 'train'")["name"])
+    edited = copy_data(data_root, tmp_path / "edited")
+    other_pixels(edited, train_names[:2])
+    message = (rf"trained on other data \(2 of its {len(recorded)} image files hold other bytes than when it trained "
+               rf"\('{train_names[0]}', '{train_names[1]}'\)\); use the data it was trained on")
+    with pytest.raises(RunFolderError, match=message):  # before: "has the same images ..., so it is used"
+        train(quick_config(edited), run_dir, resume=True, scorer=scorer, progress=False)
+    assert run_status(run_dir) == "partial" and read_run(run_dir).state.epoch == 1  # nothing touched
+    train(quick_config(data_root), run_dir, resume=True, scorer=scorer, progress=False)
+    with pytest.raises(RunFolderError, match=message):  # a finished run is not reported as a result on it
+        train(quick_config(edited), run_dir, scorer=scorer, progress=False)
+    moved = copy_data(data_root, tmp_path / "moved")  # identical bytes elsewhere: used, with a note
+    capsys.readouterr()
+    train(quick_config(moved), run_dir, scorer=scorer, progress=False)
+    assert "has the same image files, splits and labels, so it is used" in capsys.readouterr().out
+
+
+def test_a_run_recorded_before_file_fingerprints_says_what_it_cannot_check(data_root, scorer, tmp_path, capsys):
+    import json
+
+    run_dir = partial_run(data_root, tmp_path / "run", scorer)
+    record = json.loads((run_dir / "data.json").read_text())  # as a vpkit before fingerprints wrote them
+    for key in ("file_digest", "files_fingerprint"):
+        del record[key]
+    (run_dir / "data.json").write_text(json.dumps(record))
+    images = pd.read_csv(run_dir / "data-images.csv")
+    images.drop(columns="file_digest").to_csv(run_dir / "data-images.csv", index=False)
+    capsys.readouterr()
+    train(quick_config(data_root), run_dir, resume=True, scorer=scorer, progress=False)
+    out = capsys.readouterr().out
+    assert "names, splits and labels are the ones it trained on (the run was recorded by a vpkit that did not " \
+           "fingerprint image files this way, so their contents cannot be compared; --overwrite trains it again" in out
+    assert "file_digest" not in pd.read_csv(run_dir / "data-images.csv")  # today's bytes are not vouched for
+
+
 # ----------------------------------------------------------------------------- 3. the settings a run trained with
 
 
@@ -194,6 +245,25 @@ def test_a_run_folder_of_another_format_is_refused_in_one_line(data_root, scorer
     assert run_status(run_dir) == "partial"  # nothing touched
     train(quick_config(data_root), run_dir, overwrite=True, scorer=scorer, progress=False)
     assert run_status(run_dir) == "finished"
+
+
+def test_a_config_yaml_edited_by_hand_is_named_as_such(data_root, scorer, tmp_path):
+    run_dir = partial_run(data_root, tmp_path / "run", scorer)
+    config_file = run_dir / "config.yaml"
+    config_file.write_text(config_file.read_text().replace("lr: 60.0", "lr: 30.0"))
+    message = (r"its config.yaml was changed after the run recorded it \(its settings hash to \w+, but the run and "
+               r"its checkpoints were made with \w+: edited by hand\?\), so what the run trained with is unknown; "
+               r"undo the edit to continue the run, or train it again with --overwrite")
+    with pytest.raises(RunFolderError, match=message):  # before: "other settings (none visible (...))"
+        train(quick_config(data_root, lr=30.0), run_dir, resume=True, scorer=scorer, progress=False)
+    with pytest.raises(RunFolderError, match=r"edited by hand.*the command differs from it too \(train.lr: 30.0 -> "
+                                             r"60.0\)"):
+        train(quick_config(data_root), run_dir, resume=True, scorer=scorer, progress=False)
+    config_file.write_text(config_file.read_text().replace("lr: 30.0", "lr: 60.0"))  # the edit undone
+    train(quick_config(data_root), run_dir, resume=True, scorer=scorer, progress=False)
+    config_file.write_text(config_file.read_text().replace("lr: 60.0", "lr: 30.0"))
+    with pytest.raises(RunFolderError, match=message):  # before: reported as a finished run at lr 30
+        train(quick_config(data_root, lr=30.0), run_dir, scorer=scorer, progress=False)
 
 
 def test_settings_that_only_say_where_a_run_executes_are_not_named_as_differences():
@@ -351,6 +421,29 @@ def test_a_failed_start_leaves_no_folder_and_the_fixed_command_needs_no_overwrit
         train(missing_model, run_dir, progress=False)
     assert not (tmp_path / "runs").exists()
     train(quick_config(data_root, epochs=1), run_dir, scorer=scorer, progress=False)
+    assert run_status(run_dir) == "finished"
+
+
+def test_a_cache_that_cannot_be_made_or_a_first_epoch_that_fails_leaves_no_run_folder(data_root, scorer, tmp_path,
+                                                                                       monkeypatch):
+    import vpkit.train
+
+    run_dir = tmp_path / "runs" / "exp04"
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(NotADirectoryError):
+        train(quick_config(data_root, cache_dir=str(blocker / "cache")), run_dir, scorer=scorer, progress=False)
+    assert not (tmp_path / "runs").exists()  # before: config.yaml, state.json, ... of a run that never started
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(vpkit.train, "train_one_epoch", out_of_memory)
+        with pytest.raises(RuntimeError, match="out of memory"):
+            train(quick_config(data_root), run_dir, scorer=scorer, progress=False)
+    assert not (tmp_path / "runs").exists()
+    train(quick_config(data_root, epochs=1), run_dir, scorer=scorer, progress=False)  # no --overwrite needed
     assert run_status(run_dir) == "finished"
 
 

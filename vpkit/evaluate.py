@@ -135,11 +135,12 @@ def checkpoint_path(source: str | Path) -> Path:
 
 def load_trained_prompt(source: str | Path, device: str = "cpu") -> TrainedPrompt:
     """Rebuild the prompter saved in a run folder or a vpkit .safetensors checkpoint."""
-    from vpkit.prompters import build_prompter, load_prompt_state
+    from vpkit.prompters import build_prompter
     from vpkit.runs import (
         CONFIG_FILE,
         RunFolderError,
         check_checkpoint_matches,
+        load_checkpoint_tensors,
         load_prompt_checkpoint,
         prompt_spec_of,
         read_config,
@@ -170,7 +171,7 @@ def load_trained_prompt(source: str | Path, device: str = "cpu") -> TrainedPromp
         is_center=spec.get("is_center", False),
         image_size=spec["image_size"],
     )
-    load_prompt_state(prompter, state)
+    load_checkpoint_tensors(prompter, path, state, run_dir if config is not None else None)
     return TrainedPrompt(prompter.to(device).eval(), metadata, config, path)
 
 

@@ -19,7 +19,7 @@ outside the learned region, so its ``mul`` blacks out everything the prompt does
 from __future__ import annotations
 
 import math
-import pickle
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -43,7 +43,12 @@ class PromptConfigError(ValueError):
 
 
 class PromptStateError(ValueError):
-    """A checkpoint does not fit the prompter it is loaded into."""
+    """A checkpoint does not fit the prompter it is loaded into. `what` is what is wrong (naming the file), `fix`
+    what to do (None when the message has none), so a caller that knows more can give its own fix."""
+
+    def __init__(self, what: str, fix: str | None = None):
+        super().__init__(f"{what}; {fix}" if fix else what)
+        self.what, self.fix = what, fix
 
 
 class VisualPrompter(nn.Module):
@@ -282,22 +287,22 @@ def render_prompt(prompter: VisualPrompter, amplify: float | str = 1.0) -> np.nd
     return (shown.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
 
 
-def load_prompt_state(prompter: VisualPrompter, source) -> VisualPrompter:
+def load_prompt_state(prompter: VisualPrompter, source, *, label: str | None = None) -> VisualPrompter:
     """Load prompt weights into ``prompter`` in place and return it.
 
     ``source`` is a state dict or a path to a ``.pth``/``.pt``/``.bin`` (torch) or ``.safetensors``
     file, such as the paper's ``visual_prompt.pth``. A ``visual_prompter.``/``module.`` prefix on
     every key is dropped. Raises :class:`PromptStateError` when the keys, shapes or values do not
-    fit, saying what the checkpoint holds.
+    fit, saying what the checkpoint holds; errors name ``label`` (default: the path, or "state dict").
     """
-    label = str(source) if isinstance(source, (str, Path)) else "state dict"
+    label = label or (str(source) if isinstance(source, (str, Path)) else "state dict")
     state = _strip_prefix(_read_state(source) if isinstance(source, (str, Path)) else source, label)
     expected = prompter.state_dict()
     if set(state) != set(expected):
         raise PromptStateError(
             f"{label}: holds {_guess_kind(state)} tensors {sorted(state)}, but the prompter is "
-            f"{prompter.describe()} and expects {sorted(expected)}; build the prompter with the "
-            "type the checkpoint was trained with")
+            f"{prompter.describe()} and expects {sorted(expected)}",
+            "build the prompter with the type the checkpoint was trained with")
     for name, want in expected.items():
         _check_tensor(label, name, state[name], want, prompter)
     with torch.no_grad():
@@ -319,8 +324,13 @@ def _read_state(path: str | Path) -> Mapping:
                                    "another format") from None
     if path.suffix in (".pth", ".pt", ".bin"):
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, AttributeError) as error:
+            with warnings.catch_warnings():  # torch's remarks on the pickle protocol: the file loads or is refused
+                warnings.simplefilter("ignore")
+                return torch.load(path, map_location="cpu", weights_only=True)
+        except OSError:
+            raise  # the file could not be read at all (permissions, a folder): the OS error names it
+        except Exception as error:  # noqa: BLE001 - whatever the unpickler raises on a file of other bytes
+            # (UnpicklingError, KeyError on an unknown opcode, IndexError, EOFError, UnicodeDecodeError, ...);
             # torch's own text here suggests loading arbitrary pickled objects, which a prompt never needs
             raise PromptStateError(
                 f"{path}: not a readable checkpoint of tensors ({type(error).__name__}); the file is damaged, "

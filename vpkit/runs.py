@@ -10,8 +10,9 @@ A run folder holds
     trainer-state-NN.pt    optimizer, grad-scaler and RNG states after epoch NN, for an exact resume
     test.json              test metrics of the best prompt
     predictions.csv        name, mos, label, score on the test split
-    data.json              what the run trained on: dataset, root, layout, split, fingerprint of the image list
-    data-images.csv        that image list: name, split, label of every image the run used
+    data.json              what the run trained on: dataset, root, layout, split, fingerprints of the image list
+                           and of the image files' bytes
+    data-images.csv        that image list: name, split, label and file_digest of every image the run used
     provenance.json        the folder's format version, and who made it: vpkit, torch, CUDA, host, device,
                            the model's and the data's source, start and end of each session (vpkit.provenance)
     .vpkit.lock            the OS lock of the process that owns the folder (.vpkit-owner.json says who)
@@ -328,6 +329,25 @@ def check_checkpoint_matches(path: str | Path, metadata: dict, prompt_spec: dict
         )
 
 
+def load_checkpoint_tensors(prompter, path: str | Path, state_dict: dict, run_dir: str | Path | None = None):
+    """Load the tensors of the prompt checkpoint `path` into `prompter`, which was built from what the file's
+    metadata (and its run `run_dir`, if any) say it holds. Tensors of another shape or type than that are refused
+    naming the file and what a command-line user can do about it."""
+    from vpkit.prompters import PromptStateError, load_prompt_state
+
+    try:
+        return load_prompt_state(prompter, state_dict, label=str(path))
+    except PromptStateError as error:
+        retrain = (f"put the run's own checkpoint back or train the run again (`vpkit train {Path(run_dir) / CONFIG_FILE}"
+                   f" --out {run_dir} --overwrite`), or " if run_dir is not None else "")
+        raise PromptStateError(
+            f"{error.what}: the file's tensors are not the prompt its metadata describes, so it was replaced or "
+            "damaged",
+            f"{retrain}import the tensors as what they are (`vpkit import-prompt {path} --type TYPE --size N "
+            "--image-size PX --out NEW_RUN`)",
+        ) from None
+
+
 # ------------------------------------------------------------------------- run state
 
 
@@ -498,8 +518,24 @@ def read_config(run_dir: str | Path):
 def other_settings_message(run_dir: str | Path, recorded, config) -> str:
     """Why the run recorded in `run_dir` (its config `recorded`) is not a run of `config`, and what to do."""
     changed = "; ".join(config_differences(recorded, config))
+    edited = edited_config_hash(run_dir, recorded)
+    if edited is not None:
+        return (f"{run_dir}: its config.yaml was changed after the run recorded it (its settings hash to "
+                f"{recorded.hash()}, but the run and its checkpoints were made with {edited}: edited by hand?), so "
+                "what the run trained with is unknown" + (f"; the command differs from it too ({changed})" if changed
+                                                          else "")
+                + "; undo the edit to continue the run, or train it again with --overwrite (or into another --out)")
     return (f"{run_dir}: holds a run of other settings ({changed or 'none visible'}); "
             "use the same settings, another --out, or --overwrite to start again")
+
+
+def edited_config_hash(run_dir: str | Path, recorded) -> str | None:
+    """The config hash a run recorded (state.json) when its config.yaml (read as `recorded`) no longer hashes to
+    it: the file was edited after the run started. None when it does, or with no state.json yet."""
+    state = read_state(run_dir)
+    if state is None or state.config_hash == recorded.hash():
+        return None
+    return state.config_hash
 
 
 def changed_settings(old, new) -> list[tuple[str, str | None]]:
@@ -533,24 +569,36 @@ def config_differences(old, new) -> list[str]:
 # ------------------------------------------------------------------------- what a run trained on
 
 SPLITS = ("train", "val", "test")
+NAMED_FILES = 3  # image files with other contents named in a refusal; the rest are counted
 
 
-def data_images(frame: pd.DataFrame) -> pd.DataFrame:
+def data_images(frame: pd.DataFrame, digests: list[str] | None = None) -> pd.DataFrame:
     """The image list that identifies a run's data: name, split, label, sorted (no paths: a moved copy of a
-    dataset is the same data)."""
-    return frame[["name", "split", "label"]].sort_values(["split", "name"]).reset_index(drop=True)
+    dataset is the same data), and with `digests` (vpkit.preflight.check_images, in `frame`'s row order) each
+    file's fingerprint as `file_digest`."""
+    columns = frame[["name", "split", "label"]]
+    if digests is not None:
+        columns = columns.assign(file_digest=list(digests))
+    return columns.sort_values(["split", "name"]).reset_index(drop=True)
 
 
 def images_fingerprint(images: pd.DataFrame) -> str:
-    lines = "".join(f"{name}\t{split}\t{float(label)!r}\n" for name, split, label in images.itertuples(index=False))
+    rows = images[["name", "split", "label"]].itertuples(index=False)
+    lines = "".join(f"{name}\t{split}\t{float(label)!r}\n" for name, split, label in rows)
     return hashlib.sha256(lines.encode()).hexdigest()[:16]
 
 
-def data_record(table, config) -> dict:
+def files_fingerprint(images: pd.DataFrame) -> str:
+    """One digest of every image file's contents (the `file_digest` column), by name."""
+    lines = "".join(f"{name}\t{digest}\n" for name, digest in sorted(zip(images["name"], images["file_digest"])))
+    return hashlib.sha256(lines.encode()).hexdigest()[:16]
+
+
+def data_record(table, config, digests: list[str] | None = None) -> dict:
     """What a run trains on: dataset, root, layout, split scheme, images per split and a fingerprint of the
-    image list (`data_images`) as a whole and per split."""
-    images = data_images(table.frame)
-    return {
+    image list (`data_images`) as a whole and per split; with `digests`, also of the files' contents."""
+    images = data_images(table.frame, digests)
+    record = {
         "dataset": table.dataset,
         "root": str(Path(config.dataset.root).expanduser().resolve()),
         "layout": table.layout,
@@ -563,6 +611,12 @@ def data_record(table, config) -> dict:
             split: images_fingerprint(images[images["split"] == split]) for split in SPLITS
         },
     }
+    if digests is not None:
+        from vpkit.preflight import FILE_DIGEST
+
+        record["file_digest"] = FILE_DIGEST
+        record["files_fingerprint"] = files_fingerprint(images)
+    return record
 
 
 def write_data_record(run_dir: str | Path, record: dict, images: pd.DataFrame) -> None:
@@ -583,7 +637,9 @@ def read_data_record(run_dir: str | Path) -> dict | None:
 
 def check_same_data(run_dir: str | Path, record: dict, images: pd.DataFrame) -> str | None:
     """Refuse to continue (or report) the run in `run_dir` on other data than it was trained on, listing the
-    difference. Returns a note when the data moved but is the same (images, splits, labels), else None."""
+    difference: other images, splits or labels, and (when both `record` and the run's record fingerprint the
+    files, see `data_record`) image files with other contents, counted and named. Returns a note when the data
+    moved but is the same, or when the run's record predates file fingerprints (what could not be checked)."""
     run_dir = Path(run_dir)
     recorded = read_data_record(run_dir)
     if recorded is None:
@@ -594,12 +650,42 @@ def check_same_data(run_dir: str | Path, record: dict, images: pd.DataFrame) -> 
             f"{run_dir}: trained on other data ({'; '.join(differences)}); use the data it was trained on "
             f"(dataset.root {recorded.get('root')}), another run folder (--out), or --overwrite to start again"
         )
+    files_checked = ("files_fingerprint" in recorded and "files_fingerprint" in record
+                     and recorded.get("file_digest") == record.get("file_digest"))  # digests of one kind
+    if files_checked and recorded["files_fingerprint"] != record["files_fingerprint"]:
+        raise RunFolderError(
+            f"{run_dir}: trained on other data ({_file_differences(run_dir, images)}); use the data it was trained "
+            f"on (dataset.root {recorded.get('root')}), another run folder (--out), or --overwrite to start again"
+        )
+    unchecked = "files_fingerprint" in record and not files_checked
+    not_checked = (" (the run was recorded by a vpkit that did not fingerprint image files this way, so their "
+                   "contents cannot be compared; --overwrite trains it again and records them)")
     if recorded.get("root") != record["root"]:
+        same = "image files" if files_checked else "images"
         return (
             f"{run_dir} was trained on the data at {recorded.get('root')}; the data at {record['root']} has the "
-            "same images, splits and labels, so it is used"
+            f"same {same}, splits and labels, so it is used" + (not_checked if unchecked else "")
         )
+    if unchecked:
+        return f"{run_dir}: the images' names, splits and labels are the ones it trained on{not_checked}"
     return None
+
+
+def _file_differences(run_dir: Path, images: pd.DataFrame) -> str:
+    """'2 of its 48 image files have other contents than when it trained (e.g. 'a.png', 'b.png')'."""
+    path = run_dir / DATA_IMAGES_FILE
+    old = pd.read_csv(path, dtype={"name": str, "file_digest": str}) if path.is_file() else None
+    if old is None or "file_digest" not in old:
+        return f"the contents of its image files differ ({path.name} does not say which)"
+    before = old.set_index("name")["file_digest"]
+    after = images.set_index("name")["file_digest"].reindex(before.index)
+    changed = before.index[(before != after).to_numpy()]
+    if not len(changed):
+        return f"the contents of its image files differ ({path.name} does not say which)"
+    named = ", ".join(repr(name) for name in changed[:NAMED_FILES])
+    more = f" and {len(changed) - NAMED_FILES} more" if len(changed) > NAMED_FILES else ""
+    return (f"{len(changed)} of its {len(before)} image files hold other bytes than when it trained "
+            f"({named}{more})")
 
 
 def _data_differences(run_dir: Path, recorded: dict, record: dict, images: pd.DataFrame) -> list[str]:
@@ -661,14 +747,24 @@ class RunRecord:
 
 def read_run(run_dir: str | Path) -> RunRecord:
     run_dir = Path(run_dir)
-    test_path = run_dir / TEST_FILE
     return RunRecord(
         path=run_dir,
         config=read_config(run_dir),
         state=read_state(run_dir),
         metrics=pd.DataFrame(read_metrics(run_dir)),
-        test=_json_or_error(test_path.read_text(), test_path) if test_path.is_file() else None,
+        test=read_test(run_dir),
     )
+
+
+def read_test(run_dir: str | Path) -> dict | None:
+    """test.json of a run folder (None when it has none); a damaged one is named, with the fix."""
+    path = Path(run_dir) / TEST_FILE
+    if not path.is_file():
+        return None
+    test = _json_or_error(path.read_text(), path)
+    if not isinstance(test, dict):
+        raise RunFolderError(f"{path}: damaged (not a JSON object); restore the file or rerun with --overwrite")
+    return test
 
 
 def read_predictions(run_dir: str | Path) -> pd.DataFrame:

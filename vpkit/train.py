@@ -13,7 +13,6 @@ ends exactly where an uninterrupted run would (data order, augmentation and RNG 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import random
@@ -31,7 +30,7 @@ from vpkit import distributed, provenance
 from vpkit.config import ExperimentConfig, resolve_for_model
 from vpkit.device import autocast, resolve_device, to_model_input
 from vpkit.evaluate import PromptedScorer, correlation_metrics, limit_table, predict
-from vpkit.preflight import check_run_data
+from vpkit.preflight import check_images, check_run_data
 from vpkit.runs import (
     BEST_CHECKPOINT,
     PREDICTIONS_FILE,
@@ -40,11 +39,14 @@ from vpkit.runs import (
     RunState,
     check_checkpoint_matches,
     check_same_data,
+    clear_run_dir,
     copy_checkpoint,
     data_images,
     data_record,
+    edited_config_hash,
     epoch_checkpoint_name,
     json_safe,
+    load_checkpoint_tensors,
     load_prompt_checkpoint,
     lock_run_dir,
     other_settings_message,
@@ -53,7 +55,9 @@ from vpkit.runs import (
     read_config,
     read_metrics,
     read_state,
+    read_test,
     run_dir_action,
+    run_status,
     save_prompt_checkpoint,
     torch_save_atomic,
     write_config,
@@ -83,7 +87,8 @@ def train(
     Each callback gets the epoch's metrics row (a dict) after the epoch is saved; an exception
     raised there stops the run, which `resume=True` continues later.
     The run folder belongs to this call while it runs (vpkit.runs.lock_run_dir). The data, the pre-flight
-    checks and the model come before anything in it changes, so a failed start leaves it as it was.
+    checks, the model and the image cache come before anything in it changes, so a failed start leaves it as it
+    was; a new run stopped before its first epoch is saved takes its files away again (no half-made run stays).
 
     Started by torchrun with several processes, each joins the process group here and trains its share of
     every batch (vpkit.distributed); only rank 0 owns and writes `run_dir`.
@@ -103,12 +108,17 @@ def train(
         if action != "new":
             _check_same_config(run_dir, config, device)
         table = _load_table(config)
-        if action != "new":
+        if action != "new":  # names, splits and labels first: no image file is read for that refusal
             distributed.run_on_writer(_check_same_data, run_dir, config, table)
+        if action == "finished":  # its files decoded when it trained: only their contents are compared now
+            digests = distributed.run_on_writer(check_images, table.frame["path"].tolist(), progress, decode=False)
+        else:
+            digests = distributed.run_on_writer(check_run_data, table, progress)  # its error is raised on every rank
+        if action != "new":
+            distributed.run_on_writer(_check_same_data, run_dir, config, table, digests)
         if action == "finished":
             distributed.run_on_writer(prepare_run_dir, run_dir, resume=resume, overwrite=overwrite)  # temp files
             return _report_finished(run_dir)
-        distributed.run_on_writer(check_run_data, table, progress)  # its error is raised on every rank
 
         if torch.device(device).type == "cpu":
             # Backward passes through the frozen model produce denormal floats that slow CPU kernels by 10-50x.
@@ -125,9 +135,20 @@ def train(
         for note in notes + more_notes:
             print(f"note: {note}")
 
+        with distributed.writer_first():  # rank 0 builds the prepared-image cache, the others then read it
+            loaders = (_loader(config, table, "train", scorer.image_size, train=True, progress=progress),
+                       _loader(config, table, "val", scorer.image_size, train=False, progress=progress))
+
         distributed.run_on_writer(prepare_run_dir, run_dir, resume=resume, overwrite=overwrite)  # only now
-        with _recording(run_dir, action, config, device, scorer), deterministic_kernels(device, config.train.deterministic):
-            return _fit(config, run_dir, action, scorer, device, table, list(callbacks), progress)
+        try:
+            with _recording(run_dir, action, config, device, scorer), \
+                    deterministic_kernels(device, config.train.deterministic):
+                return _fit(config, run_dir, action, scorer, device, table, digests, loaders, list(callbacks),
+                            progress)
+        except BaseException:
+            if action == "new" and distributed.is_writer() and run_status(run_dir) == "started":
+                clear_run_dir(run_dir)  # stopped before its first epoch was saved: no half-made run is left
+            raise
 
 
 def _recording(run_dir: Path, action: str, config: ExperimentConfig, device: str, scorer):
@@ -141,7 +162,7 @@ def _recording(run_dir: Path, action: str, config: ExperimentConfig, device: str
     return provenance.recording(run_dir, "training", entry, append=action == "resume")
 
 
-def _fit(config, run_dir, action, scorer, device, table, callbacks, progress) -> dict:
+def _fit(config, run_dir, action, scorer, device, table, digests, loaders, callbacks, progress) -> dict:
     from vpkit.prompters import build_prompter
 
     cfg = config.train
@@ -168,11 +189,9 @@ def _fit(config, run_dir, action, scorer, device, table, callbacks, progress) ->
         if distributed.is_writer():
             write_config(run_dir, config)
             write_state(run_dir, state)
-            write_data_record(run_dir, data_record(table, config), data_images(table.frame))
+            write_data_record(run_dir, data_record(table, config, digests), data_images(table.frame, digests))
 
-    with distributed.writer_first():  # rank 0 builds the prepared-image cache, the others then read it
-        train_loader = _loader(config, table, "train", scorer.image_size, train=True, progress=progress)
-        val_loader = _loader(config, table, "val", scorer.image_size, train=False, progress=progress)
+    train_loader, val_loader = loaders
     remaining = [] if state.stopped_early else range(state.epoch + 1, cfg.epochs + 1)
     epochs = tqdm(remaining, desc=config.name, disable=not progress, initial=state.epoch, total=cfg.epochs)
     for epoch in epochs:
@@ -462,10 +481,11 @@ def _load_table(config: ExperimentConfig):
     return table
 
 
-def _check_same_data(run_dir: Path, config: ExperimentConfig, table) -> None:
-    """Refuse to resume (or report as done) a run on other data than it was trained on; a moved copy is fine."""
-    note = check_same_data(run_dir, data_record(table, config), data_images(table.frame))
-    if note:
+def _check_same_data(run_dir: Path, config: ExperimentConfig, table, digests: list[str] | None = None) -> None:
+    """Refuse to resume (or report as done) a run on other data than it was trained on; a moved copy is fine.
+    Without `digests` only the image names, splits and labels are compared, and nothing is said."""
+    note = check_same_data(run_dir, data_record(table, config, digests), data_images(table.frame, digests))
+    if note and digests is not None:
         print(f"note: {note}")
 
 
@@ -595,8 +615,6 @@ def _save_epoch(
 
 def _restore(run_dir: Path, config, prompter, optimizer, scaler) -> tuple[RunState, list[dict]]:
     """Load the last finished epoch's prompt, optimizer, scaler and RNG states."""
-    from vpkit.prompters import load_prompt_state
-
     state = read_state(run_dir)
     if state.config_hash != config.hash():
         _refuse_other_config(run_dir, read_config(run_dir), config)
@@ -609,7 +627,7 @@ def _restore(run_dir: Path, config, prompter, optimizer, scaler) -> tuple[RunSta
     epoch_file = run_dir / epoch_checkpoint_name(state.epoch)
     state_dict, metadata = load_prompt_checkpoint(epoch_file)
     check_checkpoint_matches(epoch_file, metadata, prompter.spec(), state.config_hash)
-    load_prompt_state(prompter, state_dict)
+    load_checkpoint_tensors(prompter, epoch_file, state_dict, run_dir)
     saved = torch.load(trainer_file, map_location="cpu", weights_only=True)
     load_optimizer_state(optimizer, saved["optimizer"])
     scaler.load_state_dict(saved["scaler"])
@@ -624,8 +642,8 @@ def _check_same_config(run_dir: Path, config: ExperimentConfig, device: str) -> 
     """Refuse to resume (or report as done) a run folder that holds a run of other settings."""
     recorded = read_config(run_dir)
     expected, _ = resolve_for_model(config, recorded.prompt.image_size, device)
-    if expected.hash() != recorded.hash():
-        _refuse_other_config(run_dir, recorded, expected)
+    if expected.hash() != recorded.hash() or edited_config_hash(run_dir, recorded) is not None:
+        _refuse_other_config(run_dir, recorded, expected)  # an edited config.yaml no longer says what it ran with
 
 
 def _refuse_other_config(run_dir: Path, recorded: ExperimentConfig, config: ExperimentConfig) -> None:
@@ -637,8 +655,6 @@ def _refuse_other_config(run_dir: Path, recorded: ExperimentConfig, config: Expe
 
 def _test_best(run_dir: Path, config, table, model, prompter, state: RunState, device, progress) -> dict:
     """Score the test split with the best epoch's prompt; write predictions.csv and test.json."""
-    from vpkit.prompters import load_prompt_state
-
     if state.best_epoch == 0:
         raise RunFolderError(
             f"{run_dir}: no epoch had defined validation metrics, so there is no best prompt "
@@ -647,7 +663,7 @@ def _test_best(run_dir: Path, config, table, model, prompter, state: RunState, d
     distributed.barrier()  # rank 0 has written (or, resuming, restored) best.safetensors
     state_dict, metadata = load_prompt_checkpoint(run_dir / BEST_CHECKPOINT)
     check_checkpoint_matches(run_dir / BEST_CHECKPOINT, metadata, prompter.spec(), state.config_hash)
-    load_prompt_state(prompter, state_dict)
+    load_checkpoint_tensors(prompter, run_dir / BEST_CHECKPOINT, state_dict, run_dir)
     loader = _loader(config, table, "test", prompter.image_size, train=False, progress=progress)
     predictions = predict(model, loader, device, config.train.amp, progress, "test")
     mos = table.frame.set_index("name")["mos"]
@@ -695,11 +711,10 @@ def _test_summary(test: dict) -> str:
 
 
 def _report_finished(run_dir: Path) -> dict:
-    path = run_dir / TEST_FILE
-    if not path.is_file():
+    test = read_test(run_dir)  # a damaged test.json is named
+    if test is None:
         raise RunFolderError(
             f"{run_dir}: marked finished but {TEST_FILE} is missing; pass --overwrite to retrain"
         )
-    test = json.loads(path.read_text())
     print(f"{run_dir}: already finished ({_test_summary(test)}); pass --overwrite to train again")
     return test
