@@ -29,9 +29,11 @@ def check_datasets(root: str | Path, datasets: list[str] | None = None, *, layou
     failed, checked = False, 0
     for key in keys:
         spec = SPECS[key]
-        if not datasets and not [m for m in find_layouts(spec, root) if layout in ("auto", m.layout)]:
+        present = find_layouts(spec, root)
+        if not datasets and not [m for m in present if layout in ("auto", m.layout)]:
+            elsewhere = f"; the {present[0].layout} layout is there: use --layout auto" if present else ""
             out(f"{spec.title}: not found under {root} (e.g. no {looked_for(spec, root, layout)[0]}; "
-                f"--dataset {key} lists every path looked at)")
+                f"--dataset {key} lists every path looked at{elsewhere})")
             continue
         checked += 1
         with warnings.catch_warnings(record=True) as caught:
