@@ -362,3 +362,18 @@ def test_a_model_folder_without_tokenizer_is_named(data_root, tmp_path, capsys):
     err = one_line_error(capsys, ["eval", "--zero-shot", "--model", str(model), "--dataset", "kadid",
                                   "--data-root", str(data_root), "--quiet"])
     assert f"error: {model}: no tokenizer files (tokenizer.json, tokenizer.model)" in err and "unexpected" not in err
+
+
+def test_score_follows_symbolic_links_to_folders_without_looping(tmp_path):
+    from vpkit.cli import image_files
+
+    real = tmp_path / "real"
+    (real / "deeper").mkdir(parents=True)
+    for name in ("a.png", "deeper/b.jpg", "notes.txt"):
+        (real / name).write_bytes(b"x")
+    dataset = tmp_path / "kadid10k"
+    dataset.mkdir()
+    (dataset / "images").symlink_to(real, target_is_directory=True)  # as `ln -s /big/disk/images images`
+    (real / "deeper" / "up").symlink_to(real, target_is_directory=True)  # a loop back up
+    files, others = image_files([str(dataset)])
+    assert files == [dataset / "images" / "a.png", dataset / "images" / "deeper" / "b.jpg"] and others == 1
