@@ -377,3 +377,20 @@ def test_score_follows_symbolic_links_to_folders_without_looping(tmp_path):
     (real / "deeper" / "up").symlink_to(real, target_is_directory=True)  # a loop back up
     files, others = image_files([str(dataset)])
     assert files == [dataset / "images" / "a.png", dataset / "images" / "deeper" / "b.jpg"] and others == 1
+
+
+def test_score_says_which_images_carry_a_rotation_it_ignores(trained_run, data_root, tmp_path, capsys):
+    from PIL import Image
+
+    run, _ = trained_run
+    source = min((data_root / "kadid10k" / "images").glob("*.png"))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # viewers show it turned 90 degrees clockwise
+    with Image.open(source) as image:
+        image.convert("RGB").save(tmp_path / "phone.jpg", exif=exif)
+        image.convert("RGB").save(tmp_path / "plain.jpg")
+    assert main(["score", str(run), str(tmp_path / "phone.jpg"), str(tmp_path / "plain.jpg"), "--quiet"]) == 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"note: 1 image(s) carry an EXIF orientation that vpkit ignores: {tmp_path / 'phone.jpg'} "
+                          "(orientation 6); their pixels are used as stored")
+    assert len(err.splitlines()) == 1 and "plain.jpg" not in err

@@ -479,6 +479,18 @@ def write_scores_csv(path: str | Path, scores: pd.DataFrame) -> None:
     )
 
 
+def scored_image_notes(paths) -> list[str]:
+    """What the user should know about images that were scored: an EXIF rotation vpkit ignores (they were scored
+    as stored), a size over Pillow's warning limit."""
+    import dataclasses
+
+    from vpkit.data.images import describe_notes, image_notes, large_image_warnings_told
+
+    with large_image_warnings_told():
+        notes = [note for path in paths for note in image_notes(path)]
+    return describe_notes([dataclasses.replace(note, path=printable(note.path)) for note in notes])
+
+
 def _run_score(args) -> int:
     from vpkit.device import resolve_device
     from vpkit.evaluate import check_prompt_fits, load_scorer_for, load_trained_prompt, score_image_files
@@ -503,6 +515,8 @@ def _run_score(args) -> int:
     shown = scores[scores["error"] == ""][["path", "score"]].assign(path=lambda f: f["path"].map(printable))
     if len(shown):
         print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    for line in scored_image_notes(scores.loc[scores["error"] == "", "path"]):
+        print(f"note: {line}", file=sys.stderr)
     if others:
         print(f"({others} other file(s) in the folders are not images by their suffix and were not scored)")
     if args.out:

@@ -9,7 +9,7 @@ from functools import partial
 
 from tqdm.auto import tqdm
 
-from vpkit.data.images import image_problem
+from vpkit.data.images import image_problem, large_image_warnings_told
 from vpkit.metrics import MIN_SAMPLES
 
 RUN_SPLITS = ("train", "val", "test")
@@ -52,7 +52,7 @@ def split_problems(table) -> list[tuple[str, str]]:
 def check_images(paths: list[str], progress: bool = True) -> None:
     """Raise PreflightError naming the first few files that are missing, do not decode or hold pixels of no fixed
     range (what the loader would refuse mid-epoch), and how many."""
-    with ThreadPoolExecutor() as pool:  # PIL releases the GIL while it reads and decodes
+    with large_image_warnings_told(), ThreadPoolExecutor() as pool:  # PIL releases the GIL while it decodes
         fast_checks = pool.map(partial(image_problem, full=False), paths)
         results = list(tqdm(fast_checks, total=len(paths), desc="checking images", unit="img", leave=False,
                             disable=not progress or len(paths) < PROGRESS_FROM))
