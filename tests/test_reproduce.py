@@ -189,37 +189,29 @@ def test_every_override_is_checked_before_the_first_notebook(tmp_path, monkeypat
     assert not (tmp_path / "out").exists()
 
 
-HOLD_FOLDER = """
-import sys
-from vpkit.runs import lock_run_dir
-with lock_run_dir(sys.argv[1]):
-    print("holding", flush=True)
-    sys.stdin.read()
-"""
-
-
 def test_a_second_reproduction_into_one_folder_is_refused_at_once(tmp_path, monkeypatch, capsys):
     """The output folder belongs to one `vpkit reproduce`: a second one stops before any notebook (or demo data),
-    in one line naming the first process."""
-    import os
-    import subprocess
-    import sys
+    in one line naming the first process as it recorded itself."""
+    from filelock import FileLock
 
+    from vpkit.atomic import write_json_atomic
     from vpkit.cli import main
+    from vpkit.runs import LOCK_FILE, OWNER_FILE
 
     out = tmp_path / "out"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_FOLDER, str(out)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    out.mkdir()
+    first = FileLock(str(out / LOCK_FILE))  # as another process holds it (an OS lock: a second open refuses)
+    first.acquire()
+    write_json_atomic(out / OWNER_FILE, {"pid": 4242, "host": "node7", "command": "vpkit reproduce --out out",
+                                         "since": "2026-12-05 10:00:00 UTC"})
+    monkeypatch.setattr(reproduce, "run_notebooks", lambda *a, **k: pytest.fail("a notebook was started"))
     try:
-        assert holder.stdout.readline().strip() == "holding"
-        monkeypatch.setattr(reproduce, "run_notebooks", lambda *a, **k: pytest.fail("a notebook was started"))
         assert main(["reproduce", "--out", str(out)]) == 2
     finally:
-        holder.communicate("")
+        first.release()
     error = capsys.readouterr().err.strip()
-    assert len(error.splitlines()) == 1
-    assert f"{out}: in use by pid {holder.pid} on " in error and "since " in error
-    assert error.endswith("wait for it to finish, or give another --out")
+    assert error == (f"vpkit reproduce: error: {out}: in use by pid 4242 on node7 (`vpkit reproduce --out out`, "
+                     "since 2026-12-05 10:00:00 UTC); wait for it to finish, or give another --out")
     assert not (out / reproduce.DEMO_DATA_FOLDER).exists()
 
 

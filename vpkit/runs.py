@@ -101,8 +101,9 @@ def lock_run_dir(run_dir: str | Path, *,
 
     An OS file lock (`.vpkit.lock` inside the folder) that the OS releases when the process dies, so a killed
     run never leaves a stale lock. A second owner fails at once with RunFolderBusy naming the first (pid, host,
-    command, from `.vpkit-owner.json`) and `busy_fix`. The folder is made when missing; if the block then leaves nothing in it
-    (a start that failed before writing anything), the folders made here are removed again.
+    command, from `.vpkit-owner.json`) and what to do (`busy_fix`). The folder is made when missing; if the block
+    then leaves nothing in it (a start that failed before writing anything), the folders made here are removed
+    again.
     """
     run_dir = Path(run_dir)
     key = run_dir.absolute()
