@@ -9,7 +9,7 @@ from functools import partial
 
 from tqdm.auto import tqdm
 
-from vpkit.data.images import image_problem, large_image_warnings_told
+from vpkit.data.images import TOO_LARGE, image_problem, large_image_warnings_told
 from vpkit.metrics import MIN_SAMPLES
 
 RUN_SPLITS = ("train", "val", "test")
@@ -56,10 +56,14 @@ def check_images(paths: list[str], progress: bool = True) -> None:
         fast_checks = pool.map(partial(image_problem, full=False), paths)
         results = list(tqdm(fast_checks, total=len(paths), desc="checking images", unit="img", leave=False,
                             disable=not progress or len(paths) < PROGRESS_FROM))
+    errors = [error for _, error in results if error]
     bad = [f"{path} ({error})" for path, (_, error) in zip(paths, results) if error]
     if bad:
         more = f" and {len(bad) - NAMED} more" if len(bad) > NAMED else ""
+        large = any(error.startswith(TOO_LARGE) for error in errors)
+        fix = ("raise the pixel limit as said for intact large files, or replace them" if large else
+               "replace them")
         raise PreflightError(
             f"{len(bad)} of the run's {len(paths)} images cannot be read: {', '.join(bad[:NAMED])}{more}; "
-            "replace them with intact 8- or 16-bit copies (`vpkit data check ROOT --all-errors` lists every one)"
+            f"{fix} with intact 8- or 16-bit copies (`vpkit data check ROOT --all-errors` lists every one)"
         )

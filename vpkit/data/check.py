@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from .images import (
     MODE_NOTES,
+    TOO_LARGE,
     ImageNote,
     describe_notes,
     image_notes,
@@ -80,7 +81,7 @@ def _decode_with_notes(path: str) -> tuple[str | None, str | None, list[ImageNot
 
 
 def _fix(error: str, path: str) -> str:
-    if error.startswith("too large"):  # an intact file over Pillow's limit: the error says how to raise it
+    if error.startswith(TOO_LARGE):  # an intact file over Pillow's limit: the error says how to raise it
         return "raise the limit as said, or use a smaller copy of the image"
     return f"replace {path} with an intact 8-bit or 16-bit copy from the original release"
 

@@ -33,6 +33,7 @@ PIXEL_LIMIT_VARIABLE = "VPKIT_MAX_IMAGE_PIXELS"
 # EXIF orientation (tag 0x0112): 1 is as stored; 2-8 tell a viewer to mirror and/or turn the stored pixels.
 ORIENTATION_TAG = 0x0112
 NAMED_NOTES = 3  # files named in a note about several; the rest are counted
+TOO_LARGE = "too large"  # how a problem of an image over Pillow's limit starts (its fix differs: raise the limit)
 
 
 def apply_pixel_limit() -> None:
@@ -74,7 +75,7 @@ def too_large(error: Image.DecompressionBombError) -> str:
     limit = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else None
     size = f"{pixels:,} pixels" if pixels else "more pixels than the limit"
     setting = f"{PIXEL_LIMIT_VARIABLE}={pixels}" if pixels else f"{PIXEL_LIMIT_VARIABLE}=<pixels>"
-    return (f"too large: {size}, over Pillow's limit of {limit:,} (twice Image.MAX_IMAGE_PIXELS, its guard against "
+    return (f"{TOO_LARGE}: {size}, over Pillow's limit of {limit:,} (twice Image.MAX_IMAGE_PIXELS, its guard against "
             f"decompression bombs); if the file is intact, raise the limit: set {setting} in the environment "
             "(or none for no limit)")
 
