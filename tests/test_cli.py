@@ -437,3 +437,35 @@ def test_a_damaged_test_json_of_a_finished_run_is_named_when_its_command_runs_ag
     assert f"error: {copy / 'test.json'}: damaged JSON" in err and "--overwrite" in err
     assert main(["runs", str(copy)]) == 0  # before: KeyError: 'number' when every run is damaged
     assert f"{copy / 'test.json'}: damaged JSON" in capsys.readouterr().out
+
+
+def test_score_follows_symbolic_links_to_folders_without_looping(tmp_path):
+    from vpkit.cli import image_files
+
+    real = tmp_path / "real"
+    (real / "deeper").mkdir(parents=True)
+    for name in ("a.png", "deeper/b.jpg", "notes.txt"):
+        (real / name).write_bytes(b"x")
+    dataset = tmp_path / "kadid10k"
+    dataset.mkdir()
+    (dataset / "images").symlink_to(real, target_is_directory=True)  # as `ln -s /big/disk/images images`
+    (real / "deeper" / "up").symlink_to(real, target_is_directory=True)  # a loop back up
+    files, others = image_files([str(dataset)])
+    assert files == [dataset / "images" / "a.png", dataset / "images" / "deeper" / "b.jpg"] and others == 1
+
+
+def test_score_says_which_images_carry_a_rotation_it_ignores(trained_run, data_root, tmp_path, capsys):
+    from PIL import Image
+
+    run, _ = trained_run
+    source = min((data_root / "kadid10k" / "images").glob("*.png"))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # viewers show it turned 90 degrees clockwise
+    with Image.open(source) as image:
+        image.convert("RGB").save(tmp_path / "phone.jpg", exif=exif)
+        image.convert("RGB").save(tmp_path / "plain.jpg")
+    assert main(["score", str(run), str(tmp_path / "phone.jpg"), str(tmp_path / "plain.jpg"), "--quiet"]) == 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"note: 1 image(s) carry an EXIF orientation that vpkit ignores: {tmp_path / 'phone.jpg'} "
+                          "(orientation 6); their pixels are used as stored")
+    assert len(err.splitlines()) == 1 and "plain.jpg" not in err

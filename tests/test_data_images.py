@@ -288,3 +288,89 @@ def test_a_corrupt_image_read_by_a_loader_worker_is_named_in_one_line(kadid_tabl
     with pytest.raises(ImageError) as caught:
         collect(make_loader(kadid_table, "test", 24, 2, train=False, num_workers=1))
     assert str(caught.value).startswith(f"{bad}: cannot be read as an image") and "\n" not in str(caught.value)
+
+
+def save_turned_jpeg(path, orientation: int = 6, size=(40, 30)) -> None:
+    """A JPEG whose EXIF tells viewers to turn it (6: 90 degrees clockwise), as phone cameras write them."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    random_image(*size).save(path, format="JPEG", exif=exif)
+
+
+def test_exif_orientation_is_ignored_and_said(tmp_path):
+    """vpkit uses the stored pixels, as the paper's loader does; the note says so for the images it concerns."""
+    from vpkit.data.images import describe_notes, image_notes
+
+    save_turned_jpeg(tmp_path / "phone.jpg")
+    random_image(40, 30).save(tmp_path / "plain.jpg", format="JPEG")
+    with Image.open(tmp_path / "phone.jpg") as stored:
+        as_stored = prepare_image(stored.convert("RGB"), 16)
+    np.testing.assert_array_equal(prepare_image(tmp_path / "phone.jpg", 16), as_stored)  # not turned
+    assert image_notes(tmp_path / "plain.jpg") == []
+    notes = image_notes(tmp_path / "phone.jpg")
+    assert [(n.kind, n.detail) for n in notes] == [("orientation", "orientation 6")]
+    (line,) = describe_notes(notes * 5)
+    assert line.startswith("5 image(s) carry an EXIF orientation that vpkit ignores: ")
+    assert line.count("phone.jpg (orientation 6)") == 3 and " and 2 more; " in line and "paper's loader" in line
+
+
+def test_a_large_image_is_said_in_vpkits_words_and_its_limit_can_be_raised(tmp_path, monkeypatch):
+    import warnings
+
+    from vpkit.data import images
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow warns above 1,000 pixels, refuses above 2,000
+    random_image(40, 30).save(tmp_path / "large.png")  # 1,200 pixels: read, with vpkit's note
+    random_image(50, 48).save(tmp_path / "huge.png")  # 2,400 pixels: refused
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert prepare_image(tmp_path / "large.png", 16).shape == (16, 16, 3)
+        with images.large_image_warnings_told():
+            notes = images.image_notes(tmp_path / "large.png")
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]  # not Pillow's own
+    (line,) = images.describe_notes(notes)
+    assert "1 image(s) are over Pillow's Image.MAX_IMAGE_PIXELS (1,000 pixels) and were read anyway" in line
+    with pytest.raises(images.ImageError) as refused:
+        prepare_image(tmp_path / "huge.png", 16)
+    message = str(refused.value)
+    assert message.startswith(f"{tmp_path / 'huge.png'}: too large: 2,400 pixels, over Pillow's limit of 2,000")
+    assert "set VPKIT_MAX_IMAGE_PIXELS=2400 in the environment" in message and "intact copy" not in message
+    assert images.image_problem(tmp_path / "huge.png", full=True)[1].startswith("too large: 2,400 pixels")
+
+    for text, limit in (("3000", 3000), ("200_000_000", 200_000_000), ("none", None)):
+        monkeypatch.setenv(images.PIXEL_LIMIT_VARIABLE, text)
+        images.apply_pixel_limit()
+        assert Image.MAX_IMAGE_PIXELS == limit
+    assert prepare_image(tmp_path / "huge.png", 16).shape == (16, 16, 3)  # no limit
+    monkeypatch.setenv(images.PIXEL_LIMIT_VARIABLE, "lots")
+    with pytest.raises(ValueError, match=r"^VPKIT_MAX_IMAGE_PIXELS='lots': give a number of pixels"):
+        images.apply_pixel_limit()
+
+
+def test_data_check_warns_of_ignored_rotations_and_large_images_and_says_how_to_read_a_huge_one(tmp_path,
+                                                                                                 monkeypatch):
+    import warnings
+
+    from vpkit.data.check import check_datasets
+
+    frame = make_kadid(tmp_path, n_refs=1, n_types=1)
+    folder = tmp_path / "kadid10k" / "images"
+    names = frame["dist_img"].tolist()
+    save_turned_jpeg(folder / names[0], size=(20, 15))  # a JPEG under a .png name reads all the same
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    random_image(40, 30).save(folder / names[1], format="PNG")
+    lines: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_datasets(tmp_path, ["kadid"], count_check="off", all_errors=True, progress=False, out=lines.append)
+    assert not caught  # Pillow's own warning is not shown
+    assert not [line for line in lines if "cannot be read or used" in line]  # (the tiny splits are a problem)
+    warned = [line for line in lines if "WARNING" in line]
+    assert any(f"1 image(s) carry an EXIF orientation that vpkit ignores: {folder / names[0]}" in w for w in warned)
+    assert any("1 image(s) are over Pillow's Image.MAX_IMAGE_PIXELS (1,000 pixels)" in w for w in warned)
+    random_image(50, 48).save(folder / names[2], format="PNG")
+    lines.clear()
+    assert check_datasets(tmp_path, ["kadid"], count_check="off", all_errors=True, progress=False,
+                          out=lines.append) == 1
+    (error,) = [line for line in lines if "cannot be read or used" in line]
+    assert "too large: 2,400 pixels" in error and "Fix: raise the limit as said" in error

@@ -200,6 +200,25 @@ def test_auto_prefers_the_paper_layout_and_layout_can_be_forced(tmp_path):
         quiet_load("kadid", tmp_path, layout="pyiqa")
 
 
+def test_a_forced_layout_that_is_absent_names_the_layout_that_is_there(tmp_path):
+    make_kadid(tmp_path, "paper")
+    with pytest.raises(DatasetError) as error:
+        quiet_load("kadid", tmp_path, layout="pyiqa")
+    message = str(error.value)
+    assert len(message.splitlines()) == 1
+    assert f"but the paper layout is there ({tmp_path / 'kadid10k' / 'split_kadid10k.csv'})" in message
+    assert message.endswith("Fix: use layout auto (dataset.layout: auto in a config, --layout auto) or paper")
+
+
+def test_data_check_with_a_forced_layout_names_the_layout_that_is_there(tmp_path):
+    from vpkit.data.check import check_datasets
+
+    make_kadid(tmp_path, "paper")
+    lines = []
+    assert check_datasets(tmp_path, layout="pyiqa", decode_images=False, progress=False, out=lines.append) == 1
+    assert "KADID-10k: not found under" in lines[0] and "the paper layout is there: use --layout auto" in lines[0]
+
+
 def test_root_may_be_the_dataset_folder_itself(tmp_path):
     make_kadid(tmp_path, "paper")
     assert len(quiet_load("kadid", tmp_path / "kadid10k")) == 30

@@ -161,3 +161,55 @@ def test_cli_synth(tmp_path, capsys):
     frame = pd.read_csv(tmp_path / "kadid10k" / "split_kadid10k.csv")
     assert len(frame) == 12 and set(frame["dist_img"].str[4:6]) == {"10", "25"}
     assert main(["data", "synth", str(tmp_path), "--size", "big", "--quiet"]) == 2
+
+
+# The parent waits in its progress bar while the workers, their tasks done, sit idle: a Ctrl-C then reaches the
+# workers too (a terminal signals the whole process group), as it does at any moment of a real run.
+STOPPED_SYNTH = r"""
+import sys, time
+from pathlib import Path
+import vpkit.data.synth
+from vpkit.cli import main
+
+class WaitingBar:
+    def __init__(self, *args, **kwargs):
+        pass
+    def __enter__(self):
+        return self
+    def __exit__(self, *exc):
+        return False
+    def update(self, n):
+        Path(sys.argv[2]).write_text("waiting")
+        time.sleep(60)
+
+sys.modules["vpkit.data.synth.generate"].tqdm = WaitingBar
+sys.exit(main(["data", "synth", sys.argv[1], "--n-refs", "4", "--distortions", "jpeg", "--levels", "1",
+               "--size", "40x32", "--no-photos", "--workers", "2", "--quiet"]))
+"""
+
+
+def test_ctrl_c_stops_synth_with_one_line_and_no_worker_traceback(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    marker = tmp_path / "waiting"
+    child = subprocess.Popen([sys.executable, "-c", STOPPED_SYNTH, str(tmp_path / "out"), str(marker)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                             env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the workers finish the other (tiny) references and wait for more
+        os.killpg(child.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        _, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+    assert child.returncode == 130, err
+    assert err.strip() == ("vpkit data: stopped; nothing was written (files are replaced whole or not at all); "
+                           "run the command again")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())  # no set, no staging folder

@@ -1,4 +1,6 @@
 """vpkit.device: the device a run asks for, autocast, and loader batches turned into model input."""
+import re
+
 import pytest
 import torch
 
@@ -33,3 +35,24 @@ def test_uint8_batches_become_floats_in_0_1():
     images = torch.tensor([[0, 51, 255]], dtype=torch.uint8)
     out = to_model_input(images, "cpu")
     assert out.dtype == torch.float32 and torch.equal(out, torch.tensor([[0.0, 0.2, 1.0]]))
+
+
+@pytest.mark.parametrize("name", ["tpu", "xpu", "cuda:x", "CPU", "cuda:"])
+def test_a_device_vpkit_does_not_run_on_names_the_option_and_what_is_accepted(name):
+    with pytest.raises(ValueError, match=rf"^--device '{re.escape(name)}' is not a device vpkit runs on; "
+                                          r"use auto, cpu, cuda or cuda:N$"):
+        resolve_device(name)
+
+
+def test_train_device_is_checked_with_the_config(capsys):
+    """`vpkit train --device tpu` stops with vpkit's line (option, field, what is accepted), not torch's list."""
+    from vpkit.cli import main
+    from vpkit.config import ConfigError, config_from_dict
+
+    with pytest.raises(ConfigError, match=r"^x.yaml: train.device \(--device\) = 'tpu' is not a device vpkit"):
+        config_from_dict({"train": {"device": "tpu"}}, "x.yaml")
+    assert config_from_dict({"train": {"device": "cuda:1"}}).train.device == "cuda:1"
+    assert main(["train", "4", "--device", "tpu", "--out", "never-made"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == ("vpkit train: error: command line: train.device (--device) = 'tpu' is not a device vpkit "
+                     "runs on; use auto, cpu, cuda or cuda:N")

@@ -126,8 +126,10 @@ def test_a_mul_residual_variant_left_out_by_experiments_is_said_once(tmp_path, m
      (r"parameters: mul_residual = \[22, 4\]: experiment 4 is add, not mul; give paper mul experiment numbers "
       r"22..33 to also train with prompt mode mul_residual \(e.g. \[22\]\), or \[\] for none$")),
     (("mul_residual: []", "mul_residual: null"), r"mul_residual must be given"),
-    (("limit: 16", "limit: 2"), r"limit = 2 must be at least 3"),
-    (("device: cpu", "device: tpu"), r"device = 'tpu': use cpu, cuda"),
+    (("limit: 16", "limit: 2"), r"limit = 2 must be >= 3"),
+    (("lr: 30", "lr: .nan"), r"lr = nan must be a finite number"),
+    (("seed: 1", "seed: -1"), r"seed = -1 must be >= 0"),
+    (("device: cpu", "device: tpu"), r"device \(--device\) = 'tpu' is not a device vpkit runs on; use auto, cpu, cuda"),
     (("seed: 1", "seed: 1\n  colour: red"), r"unknown parameter\(s\) colour"),
     (("seed: 1", "seed: 1\n  out_dir: x"), r"parameters.out_dir is set by `vpkit reproduce --out`"),
     (("  seed: 1\n", ""), r"parameters.seed is missing"),
@@ -165,6 +167,81 @@ def test_command_line_mul_residual_is_checked_and_none_turns_it_off(tmp_path, ca
         reproduce._number_list("x", "--mul-residual")
 
 
+def test_parameter_bounds_are_the_configs_own(tmp_path, monkeypatch):
+    """One home for bounds: a notebook parameter that is a config setting is checked by vpkit.config's rule."""
+    from vpkit import config
+
+    monkeypatch.chdir(tmp_path)
+    profile = reproduce.load_profile("demo")
+    assert reproduce.profile_parameters(profile, {"epochs": 1}, "out")["epochs"] == 1
+    monkeypatch.setitem(config.BOUNDS, ("train", "epochs"), (2, True))
+    with pytest.raises(ReproduceError, match=r"epochs = 1 must be >= 2"):
+        reproduce.profile_parameters(profile, {"epochs": 1}, "out")
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--lr", "nan"], "lr = nan must be a finite number"),
+    (["--lr", "-1"], "lr = -1.0 must be > 0"),
+    (["--batch-size", "0"], "batch_size = 0 must be >= 1"),
+    (["--device", "tpu"], "'tpu' is not a device vpkit runs on; use auto, cpu, cuda or cuda:N"),
+    (["--data-root", "absent-folder"], "absent-folder is not a folder"),
+])
+def test_every_override_is_checked_before_the_first_notebook(tmp_path, monkeypatch, capsys, options, message):
+    from vpkit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(reproduce, "run_notebooks", lambda *a, **k: pytest.fail("a notebook was started"))
+    assert main(["reproduce", "--out", "out", *options]) == 2
+    error = capsys.readouterr().err
+    assert message in error and len(error.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_second_reproduction_into_one_folder_is_refused_at_once(tmp_path, monkeypatch, capsys):
+    """The output folder belongs to one `vpkit reproduce`: a second one stops before any notebook (or demo data),
+    in one line naming the first process as it recorded itself."""
+    from filelock import FileLock
+
+    from vpkit.atomic import write_json_atomic
+    from vpkit.cli import main
+    from vpkit.runs import LOCK_FILE, OWNER_FILE
+
+    out = tmp_path / "out"
+    out.mkdir()
+    first = FileLock(str(out / LOCK_FILE))  # as another process holds it (an OS lock: a second open refuses)
+    first.acquire()
+    write_json_atomic(out / OWNER_FILE, {"pid": 4242, "host": "node7", "command": "vpkit reproduce --out out",
+                                         "since": "2026-12-05 10:00:00 UTC"})
+    monkeypatch.setattr(reproduce, "run_notebooks", lambda *a, **k: pytest.fail("a notebook was started"))
+    try:
+        assert main(["reproduce", "--out", str(out)]) == 2
+    finally:
+        first.release()
+    error = capsys.readouterr().err.strip()
+    assert error == (f"vpkit reproduce: error: {out}: in use by pid 4242 on node7 (`vpkit reproduce --out out`, "
+                     "since 2026-12-05 10:00:00 UTC); wait for it to finish, or give another --out")
+    assert not (out / reproduce.DEMO_DATA_FOLDER).exists()
+
+
+def test_a_reproduction_owns_its_output_folder_while_it_runs(tmp_path, monkeypatch):
+    import json
+    import os
+
+    from vpkit.cli import main
+    from vpkit.runs import OWNER_FILE
+
+    seen = {}
+
+    def notebooks(parameters, out_dir, *args, **kwargs):
+        seen["owner"] = (Path(out_dir) / OWNER_FILE).read_text()
+        return {}
+
+    monkeypatch.setattr(reproduce, "run_notebooks", notebooks)
+    assert main(["reproduce", "--out", str(tmp_path / "out")]) == 0
+    assert json.loads(seen["owner"])["pid"] == os.getpid()
+    assert not (tmp_path / "out" / OWNER_FILE).exists()  # released after
+
+
 # ----------------------------------------------------------------------------- settings and experiments
 
 
@@ -172,7 +249,7 @@ def test_notebook_settings_check_everything_and_make_folders(synth_root, tmp_pat
     settings = settings_for(synth_root, tmp_path, device="auto")
     assert settings.device == "cpu" and settings.data_root == synth_root
     assert settings.runs_dir.is_dir() and settings.tables_dir.is_dir() and settings.figures_dir.is_dir()
-    with pytest.raises(ReproduceError, match="batch_size = 0 must be at least 1"):
+    with pytest.raises(ReproduceError, match="batch_size = 0 must be >= 1"):
         settings_for(synth_root, tmp_path, batch_size=0)
     with pytest.raises(ReproduceError, match="is not a folder"):
         settings_for(synth_root, tmp_path, data_root=str(tmp_path / "absent"))

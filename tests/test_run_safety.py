@@ -343,6 +343,28 @@ def test_images_the_loader_would_refuse_are_refused_before_any_epoch(tmp_path):
         check_images([str(good), str(floats)], progress=False)
 
 
+def test_an_image_over_pillows_limit_is_too_large_not_damaged_before_any_epoch(tmp_path, monkeypatch):
+    import warnings
+
+    import numpy as np
+    from PIL import Image
+
+    from vpkit.preflight import check_images
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 30)  # warns above 30 pixels, refuses above 60
+    large, huge = tmp_path / "large.png", tmp_path / "huge.png"
+    Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(large)  # 48 pixels: read
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(huge)  # 64 pixels: refused
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_images([str(large)], progress=False)
+    assert not caught  # Pillow's raw DecompressionBombWarning is not shown
+    with pytest.raises(PreflightError, match=rf"cannot be read: {huge} \(too large: 64 pixels, over Pillow's limit "
+                                             r"of 60 .* set VPKIT_MAX_IMAGE_PIXELS=64 .*\); raise the pixel limit as "
+                                             r"said for intact large files"):
+        check_images([str(huge)], progress=False)
+
+
 def test_an_empty_test_split_and_a_two_image_val_split_are_refused_before_any_epoch(data_root, scorer, tmp_path):
     no_test = copy_data(data_root, tmp_path / "no_test")
     edit_scores(no_test, lambda f: f.assign(split=f["split"].replace("test", "val")))

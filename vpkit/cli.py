@@ -451,17 +451,32 @@ def _add_score(commands) -> None:
 
 def image_files(paths: list[str]) -> tuple[list[Path], int]:
     """The files to score: each given path as it is (a missing one is reported when scoring), folders searched
-    recursively for image files (by suffix, sorted). Also returns how many other files the folders held."""
+    recursively for image files (by suffix, sorted; symbolic links followed). Also returns how many other files
+    the folders held."""
     files, others = [], 0
     for path in map(Path, paths):
         if not path.is_dir():
             files.append(path)
             continue
-        inside = sorted(p for p in path.rglob("*") if p.is_file())
+        inside = sorted(files_below(path))
         found = [p for p in inside if p.suffix.lower() in IMAGE_SUFFIXES]
         files.extend(found or [path])  # a folder without images is reported with the files not scored
         others += len(inside) - len(found)
     return files, others
+
+
+def files_below(folder: Path) -> list[Path]:
+    """Every file in `folder` and below, through symbolic links to folders too (a data set's images/ is often
+    one); each real folder is read once, so a link back up does not loop."""
+    seen, found = set(), []
+    for top, folders, names in os.walk(folder, followlinks=True):
+        status = os.stat(top)
+        if (status.st_dev, status.st_ino) in seen:
+            folders[:] = []  # reached again through a link: already read
+            continue
+        seen.add((status.st_dev, status.st_ino))
+        found.extend(path for path in (Path(top) / name for name in names) if path.is_file())
+    return found
 
 
 def printable(name: str) -> str:
@@ -495,6 +510,18 @@ def write_scores_csv(path: str | Path, scores: pd.DataFrame) -> None:
     )
 
 
+def scored_image_notes(paths) -> list[str]:
+    """What the user should know about images that were scored: an EXIF rotation vpkit ignores (they were scored
+    as stored), a size over Pillow's warning limit."""
+    import dataclasses
+
+    from vpkit.data.images import describe_notes, image_notes, large_image_warnings_told
+
+    with large_image_warnings_told():
+        notes = [note for path in paths for note in image_notes(path)]
+    return describe_notes([dataclasses.replace(note, path=printable(note.path)) for note in notes])
+
+
 def _run_score(args) -> int:
     from vpkit.device import resolve_device
     from vpkit.evaluate import check_prompt_fits, load_scorer_for, load_trained_prompt, score_image_files
@@ -519,6 +546,8 @@ def _run_score(args) -> int:
     shown = scores[scores["error"] == ""][["path", "score"]].assign(path=lambda f: f["path"].map(printable))
     if len(shown):
         print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    for line in scored_image_notes(scores.loc[scores["error"] == "", "path"]):
+        print(f"note: {line}", file=sys.stderr)
     if others:
         print(f"({others} other file(s) in the folders are not images by their suffix and were not scored)")
     if args.out:

@@ -198,8 +198,15 @@ def _field_types(cls) -> dict[str, str]:
     return {f.name: f.type for f in dataclasses.fields(cls)}
 
 
-def _check_value(source: str, section: str, name: str, annotation: str, value: Any) -> Any:
-    where = f"{source}: {section}.{name}"
+def check_field(where: str, section: str, name: str, value: Any) -> Any:
+    """One setting's value checked by the schema's rules (type, choices, bounds), for a caller that takes it under
+    another name (vpkit reproduce's notebook parameters); returns it normalised, or raises ConfigError naming
+    `where`."""
+    return _check_value(where, section, name, _field_types(SECTIONS[section])[name], value, where=where)
+
+
+def _check_value(source: str, section: str, name: str, annotation: str, value: Any, where: str | None = None) -> Any:
+    where = where or f"{source}: {section}.{name}"
     if (section, name) == ("train", "checkpointing") and isinstance(value, bool):
         if value:
             raise ConfigError(f"{where} = true is not allowed; choose one of: {', '.join(CHECKPOINTING_MODES)}")
@@ -210,6 +217,13 @@ def _check_value(source: str, section: str, name: str, annotation: str, value: A
         raise ConfigError(f"{where} must not be empty (null); expected {annotation}")
     if (section, name) == ("train", "compile"):
         return _check_compile(where, value)
+    if (section, name) == ("train", "device"):
+        from vpkit.device import device_problem
+
+        problem = device_problem(value)
+        if problem is not None:
+            raise ConfigError(f"{where} (--device) = {problem}")
+        return value
     if annotation.startswith("bool"):
         if not isinstance(value, bool):
             raise ConfigError(f"{where} = {value!r} must be true or false")

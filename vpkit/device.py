@@ -3,16 +3,31 @@ batches turned into model input on that device. Shared by training, evaluation a
 from __future__ import annotations
 
 import contextlib
+import re
 
 import torch
 
 AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+# The devices vpkit runs on (what --device, train.device and the notebooks' `device` accept): torch knows more
+# device types (xpu, mps, ...), but vpkit's precision and loader rules are written for the CPU and CUDA only.
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+DEVICE_NAMES = "auto, cpu, cuda or cuda:N"
+
+
+def device_problem(device) -> str | None:
+    """What is wrong with a device name (None when vpkit runs on it): the one rule every entry point looks up."""
+    if isinstance(device, str) and DEVICE_PATTERN.fullmatch(device):
+        return None
+    return f"{device!r} is not a device vpkit runs on; use {DEVICE_NAMES}"
 
 
 def resolve_device(device: str | None) -> str:
     """'auto' (or None) -> 'cuda' when available, else 'cpu'; anything else is checked and kept."""
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
+    problem = device_problem(device)
+    if problem is not None:
+        raise ValueError(f"--device {problem}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(
             f"device {device!r} was asked for but CUDA is not available here; use --device cpu"

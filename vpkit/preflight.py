@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from vpkit.data.images import image_problem
+from vpkit.data.images import TOO_LARGE, image_problem, large_image_warnings_told
 from vpkit.metrics import MIN_SAMPLES
 
 RUN_SPLITS = ("train", "val", "test")
@@ -62,16 +62,20 @@ def check_images(paths: list[str], progress: bool = True, *, decode: bool = True
     """The `file_digest` of every file in `paths`; PreflightError naming the first few files that are missing, do
     not decode or hold pixels of no fixed range (what the loader would refuse mid-epoch), and how many.
     `decode=False` only reads and fingerprints the files (a finished run's data, compared with what it recorded)."""
-    with ThreadPoolExecutor() as pool:  # PIL and hashlib release the GIL while they decode and hash
+    with large_image_warnings_told(), ThreadPoolExecutor() as pool:  # PIL, hashlib release the GIL
         checks = pool.map(partial(_read_and_check, decode=decode), paths)
         results = list(tqdm(checks, total=len(paths), desc="checking images", unit="img", leave=False,
                             disable=not progress or len(paths) < PROGRESS_FROM))
+    errors = [error for _, error in results if error]
     bad = [f"{path} ({error})" for path, (_, error) in zip(paths, results) if error]
     if bad:
         more = f" and {len(bad) - NAMED} more" if len(bad) > NAMED else ""
+        large = any(error.startswith(TOO_LARGE) for error in errors)
+        fix = ("raise the pixel limit as said for intact large files, or replace them" if large else
+               "replace them")
         raise PreflightError(
             f"{len(bad)} of the run's {len(paths)} images cannot be read: {', '.join(bad[:NAMED])}{more}; "
-            "replace them with intact 8- or 16-bit copies (`vpkit data check ROOT --all-errors` lists every one)"
+            f"{fix} with intact 8- or 16-bit copies (`vpkit data check ROOT --all-errors` lists every one)"
         )
     return [digest for digest, _ in results]
 

@@ -81,6 +81,9 @@ class RunSettingsError(ReproduceError):
 PARAMETER_OF_FIELD = {("model", "name_or_path"): "model", ("train", "epochs"): "epochs",
                       ("train", "batch_size"): "batch_size", ("train", "lr"): "lr", ("train", "limit"): "limit",
                       ("train", "seed"): "seed"}
+# Parameters that are config settings, checked by the config's rules (one home for bounds and devices).
+CONFIG_FIELD_OF_PARAMETER = {**{parameter: field for field, parameter in PARAMETER_OF_FIELD.items()},
+                             "device": ("train", "device")}
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -108,8 +111,14 @@ def check_parameters(values: dict, source: str) -> dict:
 
 
 def _check_value(where: str, name: str, value):
-    from vpkit.config import PAPER_EXPERIMENTS
+    from vpkit.config import PAPER_EXPERIMENTS, ConfigError, check_field
 
+    field = CONFIG_FIELD_OF_PARAMETER.get(name)
+    if field is not None:  # the config's own rules (type, bounds, finite numbers, devices), looked up
+        try:
+            return check_field(where, *field, value)
+        except ConfigError as error:
+            raise ReproduceError(str(error)) from None
     if name == "experiments":
         numbers = range(1, len(PAPER_EXPERIMENTS) + 1)
         bad = [n for n in value if isinstance(n, bool) or not isinstance(n, int) or n not in numbers]
@@ -119,17 +128,7 @@ def _check_value(where: str, name: str, value):
         return sorted(set(value))
     if name == "mul_residual":
         return _check_mul_residual(where, value)
-    if name in ("epochs", "batch_size") and value < 1:
-        raise ReproduceError(f"{where} = {value} must be at least 1")
-    if name == "limit" and value < 3:
-        raise ReproduceError(f"{where} = {value} must be at least 3 (correlations need 3 images) or null for all")
-    if name == "lr":
-        if value <= 0:
-            raise ReproduceError(f"{where} = {value} must be positive")
-        return float(value)
-    if name == "device" and not (value in ("cpu", "cuda", "auto") or value.startswith("cuda:")):
-        raise ReproduceError(f"{where} = {value!r}: use cpu, cuda, cuda:N or auto")
-    if name in ("model", "data_root", "out_dir", "figures_dir") and not value.strip():
+    if name in ("data_root", "out_dir", "figures_dir") and not value.strip():
         raise ReproduceError(f"{where} is empty")
     return value
 
@@ -222,8 +221,8 @@ def profile_parameters(profile: Profile, overrides: dict, out_dir: str | Path) -
     out_dir = Path(out_dir).expanduser().resolve()
     merged["out_dir"] = str(out_dir)
     merged["figures_dir"] = str(out_dir / "figures")
-    if merged["data_root"] != DEMO_DATA:
-        merged["data_root"] = str(Path(merged["data_root"]).expanduser().resolve())
+    if merged["data_root"] != DEMO_DATA:  # checked here, before any notebook runs
+        merged["data_root"] = str(existing_data_root(merged["data_root"]))
     if Path(merged["model"]).expanduser().exists():
         merged["model"] = str(Path(merged["model"]).expanduser().resolve())
     checked = check_parameters(merged, f"profile '{profile.name}' with command-line options")
@@ -283,14 +282,20 @@ def notebook_settings(*, progress: bool = True, device_here: bool = True, **para
     if values["data_root"] == DEMO_DATA:
         data_root = ensure_demo_data(out_dir / DEMO_DATA_FOLDER, progress=progress)
     else:
-        data_root = Path(values["data_root"]).expanduser().resolve()
-        if not data_root.is_dir():
-            raise ReproduceError(f"data_root {data_root} is not a folder; give the folder holding kadid10k/, "
-                                 f"koniq10k/, AGIQA-3K/ (see data/README.md), or '{DEMO_DATA}'")
+        data_root = existing_data_root(values["data_root"])
     return Settings(values["model"], data_root, values["experiments"], values["mul_residual"],
                     values["epochs"], values["batch_size"], values["lr"], values["limit"],
                     resolve_device(values["device"]) if device_here else values["device"], out_dir, figures_dir,
                     values["seed"])
+
+
+def existing_data_root(data_root: str) -> Path:
+    """The data_root parameter as an absolute folder; an error when it is not one."""
+    folder = Path(data_root).expanduser().resolve()
+    if not folder.is_dir():
+        raise ReproduceError(f"data_root {folder} is not a folder; give the folder holding kadid10k/, "
+                             f"koniq10k/, AGIQA-3K/ (see data/README.md), or '{DEMO_DATA}'")
+    return folder
 
 
 def ensure_demo_data(root: Path, progress: bool = True) -> Path:
@@ -720,6 +725,8 @@ def _run_reproduce(args) -> int:
         raise ReproduceError("vpkit reproduce runs the notebooks once, not under torchrun; to train each experiment "
                              "on several GPUs run `vpkit sweep --gpus 0,1,2,3 --gpus-per-experiment 4` first "
                              "(same profile and --out), then vpkit reproduce")
+    from vpkit.runs import lock_run_dir
+
     profile = load_profile(args.profile)
     out_dir = Path(args.out) if args.out else Path("reproduce") / profile.name
     overrides = profile_overrides(args)
@@ -729,18 +736,21 @@ def _run_reproduce(args) -> int:
         overrides["model"] = with_revision(overrides["model"] or profile.parameters.get("model") or "", args.revision)
     parameters = profile_parameters(profile, overrides, out_dir)
     only = args.only.split(",") if args.only else None
-    print(f"vpkit reproduce: profile {profile.name} -> {parameters['out_dir']}")
-    if profile.released:
-        settings = notebook_settings(**parameters)
-        tested = released_runs(settings, profile.released)
-        if not tested:
-            raise ReproduceError(f"{profile.released}: its released archive holds none of experiments "
-                                 f"{settings.experiments}; choose others with --experiments")
-        parameters["experiments"] = tested  # the notebooks then report these runs and train nothing
-        print(f"  the paper's released prompts of {profile.released}: experiments {', '.join(map(str, tested))}")
-    print("  " + ", ".join(f"{k}={v}" for k, v in parameters.items() if k not in OUTPUT_PARAMETERS))
-    started = time.perf_counter()
-    seconds = run_notebooks(parameters, parameters["out_dir"], args.notebooks or NOTEBOOKS_DIR, only, args.verbose)
+    # One reproduction per output folder: a second one would build the same demo data and train the same runs
+    # beside this one. The run folders inside keep their own locks (a notebook opened by hand, vpkit sweep).
+    with lock_run_dir(parameters["out_dir"], busy_fix="wait for it to finish, or give another --out"):
+        print(f"vpkit reproduce: profile {profile.name} -> {parameters['out_dir']}")
+        if profile.released:
+            settings = notebook_settings(**parameters)
+            tested = released_runs(settings, profile.released)
+            if not tested:
+                raise ReproduceError(f"{profile.released}: its released archive holds none of experiments "
+                                     f"{settings.experiments}; choose others with --experiments")
+            parameters["experiments"] = tested  # the notebooks then report these runs and train nothing
+            print(f"  the paper's released prompts of {profile.released}: experiments {', '.join(map(str, tested))}")
+        print("  " + ", ".join(f"{k}={v}" for k, v in parameters.items() if k not in OUTPUT_PARAMETERS))
+        started = time.perf_counter()
+        seconds = run_notebooks(parameters, parameters["out_dir"], args.notebooks or NOTEBOOKS_DIR, only, args.verbose)
     total = time.perf_counter() - started
     print(f"done: {len(seconds)} notebook(s) in {total:.1f} s wall time; runs/, tables/, figures/ and the "
           f"executed notebooks/ are in {parameters['out_dir']}")

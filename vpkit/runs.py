@@ -128,13 +128,15 @@ _held: dict[Path, int] = {}  # run folders this process owns -> nesting depth (a
 
 
 @contextlib.contextmanager
-def lock_run_dir(run_dir: str | Path) -> Iterator[Path]:
+def lock_run_dir(run_dir: str | Path, *,
+                 busy_fix: str = "wait for it to finish, or use another run folder (--out)") -> Iterator[Path]:
     """Own `run_dir` while the block runs: nothing else may write it meanwhile.
 
     An OS file lock (`.vpkit.lock` inside the folder) that the OS releases when the process dies, so a killed
     run never leaves a stale lock. A second owner fails at once with RunFolderBusy naming the first (pid, host,
-    command, from `.vpkit-owner.json`). The folder is made when missing; if the block then leaves nothing in it
-    (a start that failed before writing anything), the folders made here are removed again.
+    command, from `.vpkit-owner.json`) and what to do (`busy_fix`). The folder is made when missing; if the block
+    then leaves nothing in it (a start that failed before writing anything), the folders made here are removed
+    again.
     """
     run_dir = Path(run_dir)
     key = run_dir.absolute()
@@ -150,10 +152,7 @@ def lock_run_dir(run_dir: str | Path) -> Iterator[Path]:
     try:
         lock.acquire()
     except Timeout:
-        raise RunFolderBusy(
-            f"{run_dir}: in use by {_owner_text(run_dir)}; wait for it to finish, or use another run folder "
-            "(--out)"
-        ) from None
+        raise RunFolderBusy(f"{run_dir}: in use by {_owner_text(run_dir)}; {busy_fix}") from None
     try:
         write_json_atomic(run_dir / OWNER_FILE, _owner_record())
         _held[key] = 1

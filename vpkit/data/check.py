@@ -5,12 +5,19 @@ import warnings
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .images import MODE_NOTES, image_problem
+from .images import (
+    MODE_NOTES,
+    TOO_LARGE,
+    ImageNote,
+    describe_notes,
+    image_notes,
+    image_problem,
+    large_image_warnings_told,
+)
 from .layouts import find_layouts, looked_for
 from .problems import Problem, csv_line
 from .specs import SPECS, dataset_spec
@@ -29,9 +36,11 @@ def check_datasets(root: str | Path, datasets: list[str] | None = None, *, layou
     failed, checked = False, 0
     for key in keys:
         spec = SPECS[key]
-        if not datasets and not [m for m in find_layouts(spec, root) if layout in ("auto", m.layout)]:
+        present = find_layouts(spec, root)
+        if not datasets and not [m for m in present if layout in ("auto", m.layout)]:
+            elsewhere = f"; the {present[0].layout} layout is there: use --layout auto" if present else ""
             out(f"{spec.title}: not found under {root} (e.g. no {looked_for(spec, root, layout)[0]}; "
-                f"--dataset {key} lists every path looked at)")
+                f"--dataset {key} lists every path looked at{elsewhere})")
             continue
         checked += 1
         with warnings.catch_warnings(record=True) as caught:
@@ -39,28 +48,42 @@ def check_datasets(root: str | Path, datasets: list[str] | None = None, *, layou
             table, problems = build_table(key, root, layout, split, seed, count_check=count_check)
         if table is not None:
             problems += split_size_problems(table)
-        modes = None
+        modes, notes = None, []
         if table is not None and decode_images:
-            bad_images, modes = decode_report(table, progress)
+            bad_images, modes, found = decode_report(table, progress)
             problems += bad_images
+            notes = describe_notes(found)
         failed |= bool(problems)
-        _report(spec.title, root, table, problems, [str(w.message) for w in caught], all_errors, out, modes)
+        _report(spec.title, root, table, problems, [str(w.message) for w in caught] + notes, all_errors, out, modes)
     if checked == 0:
         out(f"no dataset found under {root}; see data/README.md for the layouts vpkit reads")
         return 1
     return 1 if failed else 0
 
 
-def decode_report(table: IQATable, progress: bool = True) -> tuple[list[Problem], Counter]:
-    """Decode every image in full: (a Problem for each unusable one, how many images of each PIL mode were found)."""
+def decode_report(table: IQATable, progress: bool = True) -> tuple[list[Problem], Counter, list[ImageNote]]:
+    """Decode every image in full: (a Problem for each unusable one, how many images of each PIL mode were found,
+    notes on usable ones: an EXIF orientation vpkit ignores, a size over Pillow's warning limit)."""
     paths = table.frame["path"].tolist()
-    with ThreadPoolExecutor(max_workers=available_cpus()) as pool:
-        results = list(tqdm(pool.map(partial(image_problem, full=True), paths), total=len(paths), desc=f"decoding {table.dataset}",
+    with large_image_warnings_told(), ThreadPoolExecutor(max_workers=available_cpus()) as pool:
+        results = list(tqdm(pool.map(_decode_with_notes, paths), total=len(paths), desc=f"decoding {table.dataset}",
                             unit="img", disable=not progress))
-    problems = [Problem(table.csv_path, f"image {name!r} cannot be read or used: {error}",
-                        f"replace {path} with an intact 8-bit or 16-bit copy from the original release", csv_line(pos))
-                for pos, (name, path, (_, error)) in enumerate(zip(table.frame["name"], paths, results)) if error]
-    return problems, Counter(mode for mode, _ in results if mode is not None)
+    problems = [Problem(table.csv_path, f"image {name!r} cannot be read or used: {error}", _fix(error, path),
+                        csv_line(pos))
+                for pos, (name, path, (_, error, _)) in enumerate(zip(table.frame["name"], paths, results)) if error]
+    notes = [note for _, error, found in results if not error for note in found]
+    return problems, Counter(mode for mode, _, _ in results if mode is not None), notes
+
+
+def _decode_with_notes(path: str) -> tuple[str | None, str | None, list[ImageNote]]:
+    mode, error = image_problem(path, full=True)
+    return mode, error, [] if error else image_notes(path)
+
+
+def _fix(error: str, path: str) -> str:
+    if error.startswith(TOO_LARGE):  # an intact file over Pillow's limit: the error says how to raise it
+        return "raise the limit as said, or use a smaller copy of the image"
+    return f"replace {path} with an intact 8-bit or 16-bit copy from the original release"
 
 
 def split_size_problems(table: IQATable) -> list[Problem]:

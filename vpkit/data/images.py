@@ -2,6 +2,11 @@
 that comes after the visual prompt is added."""
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +26,36 @@ MODE_NOTES = {**{mode: "16-bit grey, scaled to 8 bits" for mode in SIXTEEN_BIT_M
               "RGBa": "alpha dropped", "P": "palette", "1": "1-bit", "CMYK": "converted by PIL"}
 
 
+# Pillow refuses an image of more than twice Image.MAX_IMAGE_PIXELS pixels (its guard against decompression bombs)
+# and warns above it. An intact large photograph needs a higher limit: this variable sets Image.MAX_IMAGE_PIXELS
+# when vpkit is imported (a number of pixels, or "none" for no limit), in every process vpkit starts.
+PIXEL_LIMIT_VARIABLE = "VPKIT_MAX_IMAGE_PIXELS"
+# EXIF orientation (tag 0x0112): 1 is as stored; 2-8 tell a viewer to mirror and/or turn the stored pixels.
+ORIENTATION_TAG = 0x0112
+NAMED_NOTES = 3  # files named in a note about several; the rest are counted
+TOO_LARGE = "too large"  # how a problem of an image over Pillow's limit starts (its fix differs: raise the limit)
+
+
+def apply_pixel_limit() -> None:
+    """Set Pillow's Image.MAX_IMAGE_PIXELS from $VPKIT_MAX_IMAGE_PIXELS, when that is set."""
+    text = os.environ.get(PIXEL_LIMIT_VARIABLE, "").strip()
+    if not text:
+        return
+    if text.lower() == "none":
+        Image.MAX_IMAGE_PIXELS = None
+        return
+    try:
+        limit = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise ValueError(f"{PIXEL_LIMIT_VARIABLE}={text!r}: give a number of pixels (e.g. 200000000) or none")
+    Image.MAX_IMAGE_PIXELS = limit
+
+
+apply_pixel_limit()
+
+
 class ImageError(ValueError):
     """An image file cannot be used (unreadable, or pixels of unknown range); names the file and the fix."""
 
@@ -33,16 +68,41 @@ class ImageError(ValueError):
         super().__init__(message)
 
 
+def too_large(error: Image.DecompressionBombError) -> str:
+    """What Pillow's refusal of a large image means, and how to raise the limit (for an intact file)."""
+    found = re.search(r"\((\d+) pixels\)", str(error))
+    pixels = int(found.group(1)) if found else None
+    limit = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else None
+    size = f"{pixels:,} pixels" if pixels else "more pixels than the limit"
+    setting = f"{PIXEL_LIMIT_VARIABLE}={pixels}" if pixels else f"{PIXEL_LIMIT_VARIABLE}=<pixels>"
+    return (f"{TOO_LARGE}: {size}, over Pillow's limit of {limit:,} (twice Image.MAX_IMAGE_PIXELS, its guard against "
+            f"decompression bombs); if the file is intact, raise the limit: set {setting} in the environment "
+            "(or none for no limit)")
+
+
+@contextlib.contextmanager
+def large_image_warnings_told() -> object:
+    """Pillow's DecompressionBombWarning (an image over Image.MAX_IMAGE_PIXELS, read anyway) kept quiet while the
+    block opens images: vpkit says it itself (`image_notes`). Enter it in the main thread around a thread pool,
+    not in each thread (the warning filters are one for the whole process)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+
+
 def open_rgb(path_or_pil: str | Path | Image.Image) -> Image.Image:
     """An RGB PIL image from a path or a PIL image: 8-bit modes converted by PIL (palette, grey, alpha dropped,
-    CMYK), 16-bit grey scaled to 8 bits; an unreadable file or pixels of unknown range raise `ImageError`."""
+    CMYK), 16-bit grey scaled to 8 bits; an unreadable file or pixels of unknown range raise `ImageError`.
+    The pixels are taken as stored: an EXIF orientation is not applied (as the paper's loader does)."""
     if isinstance(path_or_pil, Image.Image):
         return to_rgb(path_or_pil, "image")
     try:
-        with Image.open(path_or_pil) as opened:
+        with large_image_warnings_told(), Image.open(path_or_pil) as opened:
             converted = to_rgb(opened, str(path_or_pil))  # converts while the file is still open
             return opened.copy() if converted is opened else converted
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:  # PIL's decode failures
+    except Image.DecompressionBombError as error:
+        raise ImageError(f"{path_or_pil}: {too_large(error)}") from None
+    except (OSError, SyntaxError, ValueError) as error:  # PIL's decode failures
         if isinstance(error, ImageError):
             raise
         raise ImageError(f"{path_or_pil}: cannot be read as an image ({type(error).__name__}: {error}); "
@@ -98,9 +158,58 @@ def image_problem(path: str | Path, *, full: bool) -> tuple[str | None, str | No
         return None, "missing"
     except ImageError as error:
         return mode, str(error).removeprefix(f"{path}: ")
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:  # PIL's decode failures
+    except Image.DecompressionBombError as error:
+        return mode, too_large(error)
+    except (OSError, SyntaxError, ValueError) as error:  # PIL's decode failures
         return mode, f"{type(error).__name__}: {error}"
     return mode, None
+
+
+@dataclass(frozen=True)
+class ImageNote:
+    """Something about a usable image that the user should know: `kind` "orientation" (an EXIF rotation vpkit
+    does not apply) or "large" (over Image.MAX_IMAGE_PIXELS, read anyway); `detail` says how much."""
+
+    path: str
+    kind: str
+    detail: str
+
+
+def image_notes(path: str | Path) -> list[ImageNote]:
+    """Notes on one image file from its header (nothing decoded; none for a file that does not open). Call it inside
+    `large_image_warnings_told`."""
+    try:
+        with Image.open(path) as image:
+            notes = []
+            orientation = image.getexif().get(ORIENTATION_TAG, 1)
+            if orientation not in (None, 1):
+                notes.append(ImageNote(str(path), "orientation", f"orientation {orientation}"))
+            pixels = image.width * image.height
+            if Image.MAX_IMAGE_PIXELS and pixels > Image.MAX_IMAGE_PIXELS:
+                notes.append(ImageNote(str(path), "large", f"{pixels / 1e6:.1f} megapixels"))
+            return notes
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return []  # image_problem says what is wrong with it
+
+
+def describe_notes(notes: list[ImageNote]) -> list[str]:
+    """One line per kind of note: how many images, the first few by name, what vpkit does and what to do."""
+    lines = []
+    for kind in ("orientation", "large"):
+        found = [note for note in notes if note.kind == kind]
+        if not found:
+            continue
+        named = ", ".join(f"{note.path} ({note.detail})" for note in found[:NAMED_NOTES])
+        more = f" and {len(found) - NAMED_NOTES} more" if len(found) > NAMED_NOTES else ""
+        if kind == "orientation":
+            lines.append(f"{len(found)} image(s) carry an EXIF orientation that vpkit ignores: {named}{more}; their "
+                         "pixels are used as stored, as the paper's loader does, while viewers show them turned or "
+                         "mirrored; to rate them as seen, save them upright (e.g. PIL.ImageOps.exif_transpose)")
+        else:
+            lines.append(f"{len(found)} image(s) are over Pillow's Image.MAX_IMAGE_PIXELS ({Image.MAX_IMAGE_PIXELS:,} "
+                         f"pixels) and were read anyway: {named}{more}; images over twice that are refused "
+                         f"(set {PIXEL_LIMIT_VARIABLE} to a larger number of pixels for intact large files)")
+    return lines
 
 
 def prepare_image(path_or_pil: str | Path | Image.Image, size: int, method: str = "resize_crop") -> np.ndarray:

@@ -188,6 +188,13 @@ def locate(spec: DatasetSpec, root: Path, layout: str = "auto") -> LayoutMatch:
         return matches[0]
     paths = looked_for_text(spec, root, layout)
     what = f"{spec.title} score file" + ("" if layout == "auto" else f" for the {layout} layout")
+    others = find_layouts(spec, root) if layout != "auto" else []
+    if others:  # the data is there, in another layout than the one asked for
+        found = others[0]
+        raise DatasetError([Problem(root, f"no {what} found (looked for: {paths}), but the {found.layout} layout "
+                                    f"is there ({found.csv_path})",
+                                    f"use layout auto (dataset.layout: auto in a config, --layout auto) or "
+                                    f"{found.layout}")])
     raise DatasetError([Problem(root, f"no {what} found (looked for: {paths})",
                                 f"put {spec.title} under {root} in one of the layouts described in "
                                 "data/README.md, or pass the right root")])

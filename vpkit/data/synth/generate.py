@@ -4,10 +4,13 @@ OUT/kadid10k/images/I01.png, I01_10_03.png, ... and OUT/kadid10k/split_kadid10k.
 from __future__ import annotations
 
 import json
+import multiprocessing
+import multiprocessing.pool
 import os
 import shutil
+import signal
+import threading
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -122,11 +125,31 @@ def _write_images(folder: Path, refs: list[Reference], ref_names: list[str], nam
                 rows += result
                 bar.update(per_ref)
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for result in pool.map(_distort_reference, tasks):
+            # Leaving the block (done, an error, Ctrl-C) terminates the workers, so none writes into the staging
+            # folder after the caller has removed it.
+            with _worker_pool(workers) as pool:
+                for result in pool.imap(_distort_reference, tasks):
                     rows += result
                     bar.update(per_ref)
     return rows
+
+
+def _worker_pool(workers: int) -> multiprocessing.pool.Pool:
+    """Worker processes that ignore Ctrl-C: a terminal sends SIGINT to every process of the group, and a worker
+    that took it would print its own KeyboardInterrupt traceback beside (often before) the parent's one line. The
+    parent alone stops, and terminates them. SIGINT is ignored while they start, so they are born ignoring it
+    (fork and spawn keep an ignored signal), and the initializer covers a forkserver's."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        return multiprocessing.Pool(workers, initializer=_ignore_ctrl_c)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return multiprocessing.Pool(workers, initializer=_ignore_ctrl_c)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _ignore_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _distort_reference(task: tuple) -> list[tuple]:
