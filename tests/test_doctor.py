@@ -18,15 +18,19 @@ def test_quick_cpu_doctor_checks_every_cpu_path_and_reports_json(capsys):
     names = [path["name"] for path in report["paths"]]
     assert names == [spec.name for spec in doctor.planned_paths("cpu", quick=True)]
     assert names[0].startswith("defaults (fp32 weights, no autocast, SGD, clipping at 1,")
-    assert {"bf16 weights, bf16 autocast", "checkpointing full", "checkpointing selective", "checkpointing mixed",
+    assert {"bf16 weights, bf16 autocast", "fp16 weights, fp16 autocast, GradScaler (a GPU run's default, on the CPU)",
+            "checkpointing full", "checkpointing selective", "checkpointing mixed",
             "resume after step 1 from the run-folder files"} <= set(names)
     for path in report["paths"]:
         assert path["ok"] and path["update_difference"] <= path["update_tolerance"], path
         assert path["score_difference"] <= path["score_tolerance"], path
     fp32 = [p for p in report["paths"] if p["precision"] == "fp32"]
     assert all(p["update_difference"] == 0 for p in fp32)  # checkpointing and resume change no number on a CPU
-    bf16 = next(p for p in report["paths"] if p["precision"] == "bf16")
-    assert 0 < bf16["update_difference"]  # really ran in bf16
+    for precision in ("bf16", "fp16"):
+        half = next(p for p in report["paths"] if p["precision"] == precision)
+        assert 0 < half["update_difference"], half  # really ran in half precision
+    fp16 = next(p for p in report["paths"] if p["precision"] == "fp16")
+    assert fp16["details"]["grad_scaler_scale"] == 65536.0 and fp16["details"]["optimizer_fused"] is False
     environment = report["environment"]
     assert environment["torch"] == torch.__version__
     assert set(environment["caches"]) == {"torch.compile cache", "Hugging Face cache"}
@@ -94,7 +98,8 @@ def test_doctor_for_cuda_without_cuda_is_one_line(capsys):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_doctor_on_the_gpu_passes_every_path(capsys):
-    assert main(["doctor", "--device", "cuda", "--json"]) == 0, capsys.readouterr()
+    # --quick: the compiled paths take most of a minute; benchmarks/gpu_checks.sh runs the full doctor first
+    assert main(["doctor", "--device", "cuda", "--quick", "--json"]) == 0, capsys.readouterr()
     report = json.loads(capsys.readouterr().out)
     assert all(path["ok"] for path in report["paths"])
     default = report["paths"][0]
