@@ -397,6 +397,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def _run_doctor(args) -> int:
+    from vpkit.atomic import json_safe
     from vpkit.device import resolve_device
     from vpkit.provenance import environment_facts
 
@@ -412,8 +413,9 @@ def _run_doctor(args) -> int:
         results = check_paths(device, quick=args.quick, progress=not args.json)
     failed = [result for result in results if not result.ok]
     if args.json:
-        print(json.dumps({"environment": facts, "device": device, "quick": args.quick, "ok": not failed,
-                          "paths": [dataclasses.asdict(result) for result in results]}, indent=1))
+        report = {"environment": facts, "device": device, "quick": args.quick, "ok": not failed,
+                  "paths": [dataclasses.asdict(result) for result in results]}
+        print(json.dumps(json_safe(report), indent=1, allow_nan=False))  # a diverged path's NaN as null
     else:
         for result in results:
             print(result.line())
