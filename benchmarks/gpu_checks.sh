@@ -30,9 +30,12 @@ trap finish EXIT
   "$python" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 } 2>&1 | tee "$out/summary.txt"
 
-# vpkit as a package (the console script, its metadata) where the image lets pip install it offline
-"$python" -m pip install -q --no-deps --no-build-isolation --no-index -e . > "$work/pip_install.log" 2>&1 \
-  || echo "vpkit not installed by pip (pip_install.log); running it from PYTHONPATH" | tee -a "$out/summary.txt"
+# vpkit as a package (its metadata: the doctor's extras line) on a bare GPU image, offline; an environment that
+# already has vpkit installed is left as it is
+if ! "$python" -c "import importlib.metadata as m; m.version('vpkit')" 2>/dev/null; then
+  "$python" -m pip install -q --no-deps --no-build-isolation --no-index -e . > "$work/pip_install.log" 2>&1 \
+    || echo "vpkit not installed by pip (pip_install.log); running it from PYTHONPATH" | tee -a "$out/summary.txt"
+fi
 
 doctor_args=${DOCTOR_ARGS:---device cuda}
 echo "== 1. vpkit doctor $doctor_args --json (limit $(limit 150)s)" | tee -a "$out/summary.txt"
