@@ -56,7 +56,7 @@ def normalise(picture: np.ndarray, folder: Path) -> torch.Tensor:
     """[1, 3, H, W] float32 model input from an HWC uint8 picture, as the reference's processor computes it."""
     mean, std = clip_statistics(folder)
     chw = picture.transpose(2, 0, 1).astype(np.float64) / 255.0
-    return torch.from_numpy(((chw - mean) / std).astype(np.float32)).unsqueeze(0)
+    return torch.from_numpy(np.ascontiguousarray((chw - mean) / std, dtype=np.float32)).unsqueeze(0)
 
 
 def unnormalise(processed: torch.Tensor, folder: Path) -> np.ndarray:
