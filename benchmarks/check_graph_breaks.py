@@ -9,7 +9,7 @@ training (gradients to the prompt, autocast as `vpkit train` runs it) and for ev
 mode. No weights, no GPU.
 
     python benchmarks/check_graph_breaks.py                     # 2 layers per stack, every checkpointing mode
-    python benchmarks/check_graph_breaks.py --tokenizer ../shared/golden/llama2_tokenizer   # LLaMA-2's ids
+    python benchmarks/check_graph_breaks.py --tokenizer tests/fixtures/llama2_tokenizer   # LLaMA-2's ids
 
 Exit status 1 if any setting breaks its graph (the reasons are printed).
 """

@@ -5,6 +5,7 @@
 # cold then warm, one real epoch, the lean checkpointing modes. A step cut by its limit still leaves each finished
 # batch size's table in its log. Output: $OUT/*.log and $OUT/*.json (or ./gpu_out).
 #   bash benchmarks/gpu_session.sh            (device tool: run with timeout_s 580; the limits sum to 565 s)
+#   DEADLINE=$(( $(date +%s) + 300 )) bash benchmarks/gpu_session.sh   (no step past it; benchmarks/gpu_checks.sh)
 set -u
 out=${OUT:-gpu_out}
 mkdir -p "$out"
@@ -17,6 +18,11 @@ python -c "import torch, transformers; print('torch', torch.__version__, 'transf
   | tee -a "$out/gpu.log"
 step() {  # step NAME SECONDS ARGS...: one benchmark call (bench_train.py unless BENCH says) with its own limit
   local name=$1 limit=$2 bench=${BENCH:-benchmarks/bench_train.py}; shift 2
+  if [ -n "${DEADLINE:-}" ]; then  # a caller's end time (epoch seconds): no step runs past it
+    local left=$((DEADLINE - $(date +%s)))
+    if [ "$left" -lt 20 ]; then echo "== $name: skipped, ${left}s left before DEADLINE"; return; fi
+    if [ "$left" -lt "$limit" ]; then limit=$left; fi
+  fi
   echo "== $name (limit ${limit}s): python $bench $*"
   timeout "$limit" python "$bench" "$@" --out "$out/$name.json" > "$out/$name.log" 2>&1
   echo "exit $?"; tail -n 16 "$out/$name.log"

@@ -1,4 +1,4 @@
-"""Shared fixtures: the golden conformance vectors live beside the project, in ../shared/golden."""
+"""Shared fixtures; the conformance vectors ship with the tests, in tests/fixtures/ (each set with its README)."""
 import os
 from pathlib import Path
 
@@ -17,7 +17,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-GOLDEN_ROOT = REPO_ROOT.parent / "shared" / "golden"
+FIXTURES_ROOT = REPO_ROOT / "tests" / "fixtures"
 
 
 @pytest.fixture(scope="session")
@@ -41,10 +41,8 @@ def repo_script():
 
 @pytest.fixture(scope="session")
 def golden_dir() -> Path:
-    path = GOLDEN_ROOT / "mplug_owl2_tiny"
-    if not (path / "vectors.safetensors").is_file():
-        pytest.skip(f"conformance vectors not found at {path} (they ship beside the project, not inside it)")
-    return path
+    """The mPLUG-Owl2 conformance vectors (tests/fixtures/mplug_owl2_tiny/README.md says what made them)."""
+    return FIXTURES_ROOT / "mplug_owl2_tiny"
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""The paper's query and score words with the real LLaMA-2 tokenizer (../shared/golden/llama2_tokenizer).
+"""The paper's query and score words with the real LLaMA-2 tokenizer (tests/fixtures/llama2_tokenizer, whose README
+says where the tokenizer file and the expected ids came from).
 
 expected.json holds what the original mPLUG-Owl2 code (transformers 4.31, slow LlamaTokenizer) builds. A checkpoint
 folder is the tokenizer.model plus a tokenizer_config.json; vpkit must build the same ids for every
@@ -9,13 +10,13 @@ import json
 import shutil
 
 import pytest
-from conftest import GOLDEN_ROOT
+from conftest import FIXTURES_ROOT
 
 from vpkit.models import MPLUGOwl2ForCausalLM, tiny_config
 from vpkit.models.query import PAPER_PROMPT, MPLUGOwl2Scorer, load_tokenizer, tokenize_with_image
 from vpkit.scoring import word_token_id
 
-SOURCE = GOLDEN_ROOT / "llama2_tokenizer"
+SOURCE = FIXTURES_ROOT / "llama2_tokenizer"
 ADDED_BOS = {"__type": "AddedToken", "content": "<s>", "lstrip": False, "normalized": True, "rstrip": False,
              "single_word": False}
 # tokenizer_config.json variants: what the MAGAer13 checkpoint era wrote, and what other tools write.
@@ -36,10 +37,7 @@ CONFIG_VARIANTS = {
 
 @pytest.fixture(scope="module")
 def expected():
-    path = SOURCE / "expected.json"
-    if not (SOURCE / "tokenizer.model").is_file() or not path.is_file():
-        pytest.skip(f"LLaMA-2 tokenizer vectors not found at {SOURCE} (they ship beside the project, not inside it)")
-    return json.loads(path.read_text())
+    return json.loads((SOURCE / "expected.json").read_text())
 
 
 @pytest.fixture(scope="module")

@@ -129,3 +129,32 @@ def test_a_session_on_cuda_names_the_gpu_it_used():
 
     entry = provenance.session("cuda", provenance.model_source("tiny-random"), provenance.data_source(None))
     assert entry["device_name"] == torch.cuda.get_device_name() and entry["environment"]["devices"]
+
+
+def test_machine_facts_add_the_cache_folders_with_free_space_and_the_extras(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    (tmp_path / "hf").mkdir()
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "compile" / "cache"))  # not made yet
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(provenance.importlib.metadata, "requires", lambda name: [
+        "torch>=2.4", 'jupyterlab>=4.0; extra == "notebooks"', 'surely-not-installed-pkg>=1; extra == "notebooks"',
+        'submitit>=1.5; extra == "cluster"', 'pytest>=8; extra == "dev"'])
+    facts = json.loads(json.dumps(provenance.environment_facts(machine=True)))
+    compile_cache, hub = facts["caches"]["torch.compile cache"], facts["caches"]["Hugging Face cache"]
+    assert compile_cache["path"] == str(tmp_path / "compile" / "cache") and compile_cache["exists"] is False
+    assert hub == {**hub, "path": str(tmp_path / "hf"), "exists": True, "writable": True}
+    assert compile_cache["free_gib"] > 0 and hub["free_gib"] > 0  # the nearest existing folder's file system
+    extras = facts["extras"]
+    assert set(extras) == set(provenance.CHECKED_EXTRAS)  # dev is not a user's extra
+    assert extras["notebooks"]["surely-not-installed-pkg"] is None
+    assert extras["notebooks"]["jupyterlab"] == provenance.package_version("jupyterlab")
+    assert "caches" not in provenance.environment_facts()  # a run folder records no machine state
+
+
+def test_extras_are_unknown_when_vpkit_is_not_installed(monkeypatch):
+    def not_installed(name):
+        raise provenance.importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(provenance.importlib.metadata, "requires", not_installed)
+    assert provenance.extras_installed() == dict.fromkeys(provenance.CHECKED_EXTRAS)

@@ -7,6 +7,7 @@ vpkit eval RUN --dataset koniq ...        test a trained prompt (also cross-data
 vpkit score RUN a.jpg b.png --out s.csv   score your own images
 vpkit import-prompt visual_prompt.pth ... the paper's released prompts -> a run folder
 vpkit data ...                            dataset checks and the synthetic demo set
+vpkit doctor --device cuda                this machine for a bug report, and every training path checked
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_import_prompt(commands)
     _add_data(commands)
     _register_optional(commands, "vpkit.sweep")  # `vpkit sweep`: many experiments, local GPUs or Slurm
+    _register_optional(commands, "vpkit.doctor")  # `vpkit doctor`: this machine and every training path
     # --- `vpkit reproduce` (papermill over the notebooks, profiles demo|paper) is registered here by
     # --- vpkit.reproduce when that module exists; keep this the last command added.
     _add_reproduce(commands)

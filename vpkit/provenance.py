@@ -1,7 +1,8 @@
 """What produced a result: the software and hardware of this process (vpkit's version and commit, Python,
 torch, transformers, CUDA, cuDNN, devices), the model and the data it read, and when it ran.
 
-`vpkit doctor` prints the environment; every folder vpkit writes results into (a training run, an imported
+`vpkit doctor` prints the environment (with this machine's state: cache folders and their free space,
+which optional extras are installed); every folder vpkit writes results into (a training run, an imported
 prompt, `vpkit eval --out`) holds `provenance.json`:
 
     {"format_version": 1, "kind": "training" | "import" | "evaluation",
@@ -19,7 +20,10 @@ import contextlib
 import hashlib
 import importlib.metadata
 import json
+import os
 import platform
+import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -85,10 +89,55 @@ def devices() -> list[dict]:
     return found
 
 
-def environment_facts() -> dict:
-    """The software and hardware of this process, as plain JSON-ready values."""
+# The extras of pyproject.toml a user may be missing (dev only runs the tests).
+CHECKED_EXTRAS = ("notebooks", "synth", "cluster")
+
+
+def extras_installed(extras: tuple[str, ...] = CHECKED_EXTRAS) -> dict:
+    """{extra: {package: installed version or None}} for vpkit's optional extras, from vpkit's own package
+    metadata; {extra: None} where vpkit is not installed (run from a source folder without `pip install -e`)."""
+    try:
+        requirements = importlib.metadata.requires("vpkit") or []
+    except importlib.metadata.PackageNotFoundError:
+        return dict.fromkeys(extras)
+    found: dict = {extra: {} for extra in extras}
+    for requirement in requirements:
+        name, _, marker = requirement.partition(";")
+        extra = re.search(r"""extra\s*==\s*["']([^"']+)["']""", marker)
+        if extra and extra.group(1) in found:
+            package = re.match(r"[A-Za-z0-9._-]+", name.strip()).group(0)
+            found[extra.group(1)][package] = package_version(package)
+    return found
+
+
+def cache_folders() -> dict:
+    """{what: {path, exists, free_gib}} for the folders vpkit's runs fill: torch.compile's cache and the Hugging
+    Face cache (model downloads). Free space is that of the file system the folder is (or would be) on."""
+    from huggingface_hub import constants
+
+    from vpkit.compile_cache import default_compile_cache_dir
+
+    folders = {"torch.compile cache": default_compile_cache_dir(), "Hugging Face cache": Path(constants.HF_HUB_CACHE)}
+    return {name: _folder_state(path) for name, path in folders.items()}
+
+
+def _folder_state(path: Path) -> dict:
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent  # the folder is made on first use; its file system is the nearest parent's
+    try:
+        free = round(shutil.disk_usage(existing).free / 2**30, 1)
+    except OSError:
+        free = None
+    return {"path": str(path), "exists": path.is_dir(), "writable": os.access(existing, os.W_OK),
+            "free_gib": free}
+
+
+def environment_facts(machine: bool = False) -> dict:
+    """The software and hardware of this process, as plain JSON-ready values; with `machine`, also this machine's
+    cache folders (free space) and installed extras, which a bug report needs and a run folder does not."""
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
-    return {
+    facts = {
         "vpkit": vpkit.__version__,
         "git": git_state(),
         "python": platform.python_version(),
@@ -102,6 +151,9 @@ def environment_facts() -> dict:
         "cuda_available": torch.cuda.is_available(),
         "devices": devices(),
     }
+    if machine:
+        facts.update(caches=cache_folders(), extras=extras_installed())
+    return facts
 
 
 # ----------------------------------------------------------------------------- the model and the data

@@ -125,7 +125,7 @@ def train(
             torch.set_flush_denormal(True)
         config, notes = resolve_for_model(config, config.prompt.image_size, device)  # precision first
         if scorer is None:
-            scorer = _load_scorer(config, device)
+            scorer = load_run_scorer(config, device)
         elif torch.device(scorer.device).type != torch.device(device).type:
             raise ValueError(
                 f"the scorer given is on {scorer.device} but train.device resolves to {device}; "
@@ -163,26 +163,12 @@ def _recording(run_dir: Path, action: str, config: ExperimentConfig, device: str
 
 
 def _fit(config, run_dir, action, scorer, device, table, digests, loaders, callbacks, progress) -> dict:
-    from vpkit.prompters import build_prompter
-
     cfg = config.train
     _seed_everything(cfg.seed)
-    prompter = build_prompter(
-        config.prompt.type,
-        size=config.prompt.size,
-        mode=config.prompt.mode,
-        delta=config.prompt.delta,
-        is_center=config.prompt.is_center,
-        image_size=scorer.image_size,
-        generator=torch.Generator().manual_seed(cfg.seed),
-    ).to(device)
-    optimizer = build_optimizer(prompter.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
-    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=cfg.amp == "fp16")
-    model = PromptedScorer(scorer.eval(), prompter, compile_model=cfg.compile,  # for training and scoring
-                           compile_cache_dir=cfg.compile_cache_dir)
+    prompter, optimizer, scaler, model = training_parts(config, scorer, device)
 
     if action == "resume":
-        state, rows = _restore(run_dir, config, prompter, optimizer, scaler)
+        state, rows = restore_epoch(run_dir, config, prompter, optimizer, scaler)
         print(f"resuming {run_dir} after epoch {state.epoch} (best so far: epoch {state.best_epoch})")
     else:
         state, rows = RunState(config_hash=config.hash()), []
@@ -223,7 +209,7 @@ def _fit(config, run_dir, action, scorer, device, table, digests, loaders, callb
         state.epoch = epoch
         state.stopped_early = state.bad_epochs >= cfg.patience
         if distributed.is_writer():
-            _save_epoch(run_dir, config, state, rows, prompter, optimizer, scaler)
+            save_epoch(run_dir, config, state, rows, prompter, optimizer, scaler)
         distributed.barrier()  # the epoch is on disk before any rank goes on (or reads best.safetensors)
         epochs.set_postfix(loss=f"{loss:.4f}", val_srcc=f"{val['srcc']:.3f}", best=state.best_epoch)
         for callback in callbacks:
@@ -233,6 +219,29 @@ def _fit(config, run_dir, action, scorer, device, table, digests, loaders, callb
             break
 
     return _test_best(run_dir, config, table, model, prompter, state, device, progress)
+
+
+def training_parts(config: ExperimentConfig, scorer, device: str):
+    """What trains in a run of `config`: the prompt (drawn from `train.seed`), its SGD, the gradient scaler (on for
+    fp16 autocast) and the prompted model, for training and scoring (compiled as `train.compile` says). A run
+    builds them here, and so does `vpkit doctor`, so that it checks the same parts."""
+    from vpkit.prompters import build_prompter
+
+    cfg = config.train
+    prompter = build_prompter(
+        config.prompt.type,
+        size=config.prompt.size,
+        mode=config.prompt.mode,
+        delta=config.prompt.delta,
+        is_center=config.prompt.is_center,
+        image_size=scorer.image_size,
+        generator=torch.Generator().manual_seed(cfg.seed),
+    ).to(device)
+    optimizer = build_optimizer(prompter.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
+    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=cfg.amp == "fp16")
+    model = PromptedScorer(scorer.eval(), prompter, compile_model=cfg.compile,
+                           compile_cache_dir=cfg.compile_cache_dir)
+    return prompter, optimizer, scaler, model
 
 
 # ----------------------------------------------------------------------------- one epoch
@@ -457,7 +466,8 @@ def _validation_metrics(predictions: pd.DataFrame, epoch: int) -> dict:
 # ----------------------------------------------------------------------------- data and model
 
 
-def _load_scorer(config: ExperimentConfig, device: str):
+def load_run_scorer(config: ExperimentConfig, device: str):
+    """The frozen scorer `config.model` names, on `device`, with `train.checkpointing`."""
     from vpkit.models import load_scorer
 
     model = config.model
@@ -585,7 +595,7 @@ def _trainer_state_name(epoch: int) -> str:
     return f"trainer-state-{epoch:02d}.pt"
 
 
-def _save_epoch(
+def save_epoch(
     run_dir: Path, config, state: RunState, rows: list[dict], prompter, optimizer, scaler
 ) -> None:
     """Save one finished epoch; state.json goes last, so it only ever names fully saved epochs."""
@@ -613,7 +623,7 @@ def _save_epoch(
             old.unlink()
 
 
-def _restore(run_dir: Path, config, prompter, optimizer, scaler) -> tuple[RunState, list[dict]]:
+def restore_epoch(run_dir: Path, config, prompter, optimizer, scaler) -> tuple[RunState, list[dict]]:
     """Load the last finished epoch's prompt, optimizer, scaler and RNG states."""
     state = read_state(run_dir)
     if state.config_hash != config.hash():
