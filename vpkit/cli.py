@@ -46,9 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_score(commands)
     _add_import_prompt(commands)
     _add_data(commands)
-    _register_optional(commands, "vpkit.sweep")  # `vpkit sweep`: many experiments, local GPUs or Slurm
-    # --- `vpkit reproduce` (papermill over the notebooks, profiles demo|paper) is registered here by
-    # --- vpkit.reproduce when that module exists; keep this the last command added.
+    _register(commands, "vpkit.sweep")  # `vpkit sweep`: many experiments, local GPUs or Slurm
     _add_reproduce(commands)
     return parser
 
@@ -590,22 +588,19 @@ def _import_experiment(args, inferred: tuple[int, str] | None) -> int | None:
 # ----------------------------------------------------------------------------- data, reproduce
 
 
-def _register_optional(commands, module_name: str) -> None:
-    """Let `module_name` add its commands, when that module exists (a broken one still raises)."""
+def _register(commands, module_name: str) -> None:
+    """Let `module_name` add the command it owns (its options and handler live there)."""
     import importlib
-    import importlib.util
 
-    if importlib.util.find_spec(module_name) is not None:
-        importlib.import_module(module_name).register(commands)
+    importlib.import_module(module_name).register(commands)
 
 
 def _add_data(commands) -> None:
-    _register_optional(commands, "vpkit.data.cli")  # `vpkit data check|synth`, owned by vpkit.data
+    _register(commands, "vpkit.data.cli")  # `vpkit data check|synth`, owned by vpkit.data
 
 
 def _add_reproduce(commands) -> None:
-    # RESERVED: `vpkit reproduce` is added by the lead in vpkit/reproduce.py (a `register(commands)` there).
-    _register_optional(commands, "vpkit.reproduce")
+    _register(commands, "vpkit.reproduce")  # `vpkit reproduce`: papermill over the notebooks, profiles demo|paper
 
 
 def _rounded(metrics: dict) -> dict:

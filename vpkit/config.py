@@ -45,8 +45,11 @@ PAPER_IMAGE_SIZE = 448
 PAPER_MODEL_PATH = "models/mplug-owl2-llama2-7b"
 PAPER_DATA_ROOT = "data"
 
-# Fields that only say where/how fast a run executes; they are left out of the config hash so that
-# a run can be resumed on another device or with another worker count.
+# Fields that only say where/how fast a run executes; they are left out of the config hash so that a run can be
+# resumed on another device of the same kind (another GPU, another CPU machine) or with another worker count.
+# The precision is in the hash: resolve_for_model turns fp16 into fp32 off CUDA, so an experiment that asks
+# for fp16 (the paper's, e.g. experiment 4) hashes differently on CPU and on CUDA, and a run of it started on
+# a GPU cannot be continued on a CPU (it would compute in another precision) and vice versa.
 OPERATIONAL_FIELDS = {
     "train": ("device", "num_workers", "cache_dir", "compile", "checkpointing", "deterministic", "compile_cache_dir"),
     "dataset": ("root",),

@@ -12,8 +12,8 @@ from .table import COUNT_CHECKS
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add `data` with its `check` and `synth` sub-commands; each sets func (and the same as handler,
-    which vpkit's main CLI calls) to a function of the namespace returning the exit code."""
+    """Add `data` with its `check` and `synth` sub-commands; each sets `handler` (what vpkit's main CLI calls)
+    to a function of the namespace returning the exit code."""
     data = subparsers.add_parser("data", help="check datasets on disk; generate the synthetic demo set")
     commands = data.add_subparsers(dest="data_command", metavar="{check,synth}", required=True)
 
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     check.add_argument("--all-errors", action="store_true", help="list every problem, not just the first")
     check.add_argument("--no-decode", action="store_true", help="do not open every image (faster)")
     check.add_argument("--quiet", action="store_true", help="no progress bars")
-    check.set_defaults(func=run_check, handler=run_check)
+    check.set_defaults(handler=run_check)
 
     synth = commands.add_parser("synth", help="generate the synthetic KADID-style demo set in OUT/kadid10k/")
     synth.add_argument("out", help="output root; the set is written to OUT/kadid10k/")
@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     synth.add_argument("--no-photos", action="store_true", help="procedural references only")
     synth.add_argument("--workers", type=int, help="processes (default: up to 4)")
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
-    synth.set_defaults(func=run_synth, handler=run_synth)
+    synth.set_defaults(handler=run_synth)
     return data
 
 
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vpkit.data.cli", description="vpkit dataset tools")
     register(parser.add_subparsers(dest="command", metavar="data", required=True))
     args = parser.parse_args(argv)
-    return args.func(args)
+    return args.handler(args)
 
 
 if __name__ == "__main__":
