@@ -279,6 +279,27 @@ def test_table_figures_are_png_files_even_without_runs(runs_dir, paper, tmp_path
             assert image.format == "PNG" and image.width > 100 and image.height > 100, name
 
 
+def test_a_figure_reaches_the_disk_before_it_replaces_the_old_one(tmp_path, monkeypatch):
+    import os
+
+    import matplotlib.pyplot as plt
+
+    from vpkit import atomic, plots
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")),
+                                                       real_fsync(fd)))
+    target = tmp_path / "figure.png"
+    target.write_bytes(b"the previous figure")
+    fig = plt.figure()
+    plots.save_figure(fig, target)
+    plt.close(fig)
+    assert target.read_bytes().startswith(b"\x89PNG")
+    assert len(synced) == 1 and Path(synced[0]).parent == tmp_path and Path(synced[0]).name.startswith(".figure.png.")
+    assert list(tmp_path.iterdir()) == [target]  # no temporary file left
+
+
 def test_table_figures_show_the_papers_number_and_the_difference(runs_dir, paper):
     from vpkit import plots
 

@@ -21,12 +21,12 @@ from typing import Any
 import yaml
 
 from vpkit.atomic import write_text_atomic
+from vpkit.data.images import METHODS as PREPROCESS_METHODS
+from vpkit.data.splits import SPLIT_KINDS
 from vpkit.prompters import PROMPT_MODES, PROMPT_TYPES
 from vpkit.scoring import DEFAULT_SCORE_TYPE, SCORE_TYPES
 
 DATASETS = ("kadid", "koniq", "agiqa")
-SPLIT_SCHEMES = ("paper", "random", "content")
-PREPROCESS_METHODS = ("resize_crop", "stretch", "pad")
 DTYPES = ("fp32", "fp16", "bf16")
 AMP_MODES = ("none", "fp16", "bf16")
 NORMALISATIONS = ("imagenet", "clip")
@@ -164,7 +164,7 @@ SECTIONS = {
 
 CHOICES = {
     ("dataset", "name"): DATASETS,
-    ("dataset", "split"): SPLIT_SCHEMES,
+    ("dataset", "split"): SPLIT_KINDS,
     ("dataset", "preprocess"): PREPROCESS_METHODS,
     ("model", "dtype"): DTYPES,
     ("model", "normalisation"): NORMALISATIONS,

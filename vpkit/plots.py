@@ -7,14 +7,14 @@ Jupyter, showing is skipped and the PNG is still written.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+
+from vpkit.atomic import atomic_replace
 
 DATASET_TITLES = {"kadid": "KADID-10k", "koniq": "KonIQ-10k", "agiqa": "AGIQA-3K"}
 DATASET_ORDER = ("kadid", "koniq", "agiqa")
@@ -41,18 +41,10 @@ def figure_png(fig) -> bytes:
 
 
 def save_figure(fig, path: str | Path) -> Path:
-    """Write `fig` as a PNG at `path` atomically (temp file + rename); returns the path."""
+    """Write `fig` as a PNG at `path` atomically (vpkit.atomic: temp file, fsync, rename); returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        Path(tmp).write_bytes(figure_png(fig))
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a figure is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    png = figure_png(fig)
+    atomic_replace(path, lambda tmp: Path(tmp).write_bytes(png))
     return path
 
 
