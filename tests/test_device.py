@@ -28,3 +28,19 @@ def test_uint8_batches_become_floats_in_0_1():
     images = torch.tensor([[0, 51, 255]], dtype=torch.uint8)
     out = to_model_input(images, "cpu")
     assert out.dtype == torch.float32 and torch.equal(out, torch.tensor([[0.0, 0.2, 1.0]]))
+
+
+def test_half_precision_is_used_on_cuda_only_and_bf16_is_kept():
+    from vpkit.device import amp_on, model_dtype_on
+
+    assert [model_dtype_on(device, "fp16") for device in ("cpu", "mps", "cuda", "cuda:1")] == ["fp32", "fp32", "fp16", "fp16"]
+    assert [amp_on(device, "fp16") for device in ("cpu", "cuda:0")] == ["none", "fp16"]
+    assert model_dtype_on("cpu", "bf16") == "bf16" and amp_on("cpu", "bf16") == "bf16"
+    assert model_dtype_on("cpu", "fp32") == "fp32" and amp_on("cpu", "none") == "none"
+
+
+def test_evaluation_loads_the_model_in_the_precision_training_would_use_here():
+    from vpkit.evaluate import load_scorer_for
+
+    assert load_scorer_for(None, "cpu", model="tiny-random", dtype="fp16").dtype == torch.float32
+    assert load_scorer_for(None, "cpu", model="tiny-random", dtype="bf16").dtype == torch.bfloat16

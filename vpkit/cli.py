@@ -147,16 +147,14 @@ PROMPT_LABELS = {"border": "padding", "center": "centre patch", "top_left": "top
 def experiments_table(image_size: int = 448) -> pd.DataFrame:
     """The 33 experiments: number, name, dataset, prompt, size, mode, batch, epochs, trainable parameters."""
     from vpkit.config import PAPER_EXPERIMENTS, PAPER_IMAGE_SIZE, paper_config, scaled_prompt_size
-    from vpkit.prompters import build_prompter, num_trainable_parameters
+    from vpkit.prompters import num_trainable_parameters, prompter_from_config
 
     rows = []
     for exp in PAPER_EXPERIMENTS:
         config = paper_config(exp.number)
         prompt = config.prompt
         size = None if prompt.size is None else scaled_prompt_size(prompt.size, PAPER_IMAGE_SIZE, image_size)
-        prompter = build_prompter(
-            prompt.type, size=size, mode=prompt.mode, is_center=prompt.is_center, image_size=image_size
-        )
+        prompter = prompter_from_config(prompt, size=size, image_size=image_size)
         rows.append(
             {
                 "number": exp.number,

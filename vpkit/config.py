@@ -23,6 +23,7 @@ import yaml
 from vpkit.atomic import write_text_atomic
 from vpkit.data.images import METHODS as PREPROCESS_METHODS
 from vpkit.data.splits import SPLIT_KINDS
+from vpkit.device import amp_on, model_dtype_on
 from vpkit.prompters import PROMPT_MODES, PROMPT_TYPES
 from vpkit.scoring import DEFAULT_SCORE_TYPE, SCORE_TYPES
 
@@ -646,15 +647,15 @@ def resolve_for_model(
             prompt.size = new_size
         prompt.image_size = image_size
     resolved.train.device = device
-    if not device.startswith("cuda"):
-        if resolved.model.dtype == "fp16":
-            notes.append("model dtype fp16 -> fp32 (half precision is used on CUDA only)")
-            resolved.model.dtype = "fp32"
-        if resolved.train.amp == "fp16":
-            notes.append("amp fp16 -> none (autocast fp16 is used on CUDA only)")
-            resolved.train.amp = "none"
-        if resolved.train.compile:
-            notes.append("compile -> off (torch.compile of the scorer is used on CUDA only)")
-            resolved.train.compile = False
+    dtype, amp = model_dtype_on(device, resolved.model.dtype), amp_on(device, resolved.train.amp)
+    if dtype != resolved.model.dtype:
+        notes.append(f"model dtype {resolved.model.dtype} -> {dtype} (half precision is used on CUDA only)")
+        resolved.model.dtype = dtype
+    if amp != resolved.train.amp:
+        notes.append(f"amp {resolved.train.amp} -> {amp} (autocast fp16 is used on CUDA only)")
+        resolved.train.amp = amp
+    if not device.startswith("cuda") and resolved.train.compile:
+        notes.append("compile -> off (torch.compile of the scorer is used on CUDA only)")
+        resolved.train.compile = False
     checked = config_from_dict(resolved.to_dict(), source=f"{config.name} (resolved)")
     return checked, notes

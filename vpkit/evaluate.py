@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from vpkit.compile_cache import use_compile_cache
-from vpkit.device import autocast, to_model_input
+from vpkit.device import autocast, model_dtype_on, to_model_input
 
 
 class PromptedScorer(torch.nn.Module):
@@ -135,7 +135,7 @@ def checkpoint_path(source: str | Path) -> Path:
 
 def load_trained_prompt(source: str | Path, device: str = "cpu") -> TrainedPrompt:
     """Rebuild the prompter saved in a run folder or a vpkit .safetensors checkpoint."""
-    from vpkit.prompters import build_prompter, load_prompt_state
+    from vpkit.prompters import load_prompt_state, prompter_from_config
     from vpkit.runs import (
         CONFIG_FILE,
         RunFolderError,
@@ -162,14 +162,7 @@ def load_trained_prompt(source: str | Path, device: str = "cpu") -> TrainedPromp
             "and image size); import a paper checkpoint with `vpkit import-prompt` first, or use the run's own "
             "checkpoint"
         )
-    prompter = build_prompter(
-        spec["type"],
-        size=spec.get("size"),
-        mode=spec.get("mode", "add"),
-        delta=spec.get("delta", 1.0),
-        is_center=spec.get("is_center", False),
-        image_size=spec["image_size"],
-    )
+    prompter = prompter_from_config(spec)
     load_prompt_state(prompter, state)
     return TrainedPrompt(prompter.to(device).eval(), metadata, config, path)
 
@@ -273,9 +266,7 @@ def load_scorer_for(
     model = model or recorded.get("model")
     if model is None:
         raise ValueError("no model given: pass --model (tiny, tiny-random or a model folder)")
-    dtype = dtype or recorded.get("dtype") or "fp32"
-    if not device.startswith("cuda"):
-        dtype = "fp32"  # half precision is a CUDA feature here
+    dtype = model_dtype_on(device, dtype or recorded.get("dtype") or "fp32")
     return load_scorer(
         model,
         dtype=dtype,

@@ -229,6 +229,18 @@ def build_prompter(type: str, size: int | None = None, mode: str = "add", delta:
     return ReplacePadPrompter(size, image_size, delta, generator)
 
 
+PROMPTER_ARGUMENTS = ("size", "mode", "delta", "is_center", "image_size")
+
+
+def prompter_from_config(prompt, generator: torch.Generator | None = None, **overrides) -> VisualPrompter:
+    """The prompter a prompt config describes: a `prompt` section (vpkit.config.PromptConfig) or a prompter
+    spec as a checkpoint records it (a dict; absent keys take build_prompter's defaults). `overrides` replace
+    its values (e.g. image_size=the model's input size)."""
+    fields = prompt if isinstance(prompt, Mapping) else vars(prompt)
+    arguments = {key: fields[key] for key in PROMPTER_ARGUMENTS if key in fields} | overrides
+    return build_prompter(fields["type"], generator=generator, **arguments)
+
+
 def _check_common(prompt_type: str, mode: str, delta: float, image_size: int) -> None:
     if prompt_type not in PROMPT_TYPES:
         hint = f" (did you mean {_TYPE_HINTS[prompt_type]}?)" if prompt_type in _TYPE_HINTS else ""

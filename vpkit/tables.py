@@ -396,11 +396,9 @@ def _sorted(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _parameters(prompt) -> int:
-    from vpkit.prompters import build_prompter, num_trainable_parameters
+    from vpkit.prompters import num_trainable_parameters, prompter_from_config
 
-    return num_trainable_parameters(build_prompter(prompt.type, size=prompt.size, mode=prompt.mode,
-                                                   delta=prompt.delta, is_center=prompt.is_center,
-                                                   image_size=prompt.image_size))
+    return num_trainable_parameters(prompter_from_config(prompt))
 
 
 def _paper_parameters(number: int) -> int:

@@ -40,6 +40,7 @@ from vpkit.runs import (
     RunState,
     check_checkpoint_matches,
     check_same_data,
+    compare_with_run,
     copy_checkpoint,
     data_images,
     data_record,
@@ -50,7 +51,6 @@ from vpkit.runs import (
     other_settings_message,
     prepare_run_dir,
     prompt_checkpoint_metadata,
-    read_config,
     read_data_record,
     read_metrics,
     read_state,
@@ -132,19 +132,12 @@ def train(
 
 
 def _fit(config, run_dir, action, scorer, device, table, callbacks, progress) -> dict:
-    from vpkit.prompters import build_prompter
+    from vpkit.prompters import prompter_from_config
 
     cfg = config.train
     _seed_everything(cfg.seed)
-    prompter = build_prompter(
-        config.prompt.type,
-        size=config.prompt.size,
-        mode=config.prompt.mode,
-        delta=config.prompt.delta,
-        is_center=config.prompt.is_center,
-        image_size=scorer.image_size,
-        generator=torch.Generator().manual_seed(cfg.seed),
-    ).to(device)
+    prompter = prompter_from_config(config.prompt, torch.Generator().manual_seed(cfg.seed),
+                                    image_size=scorer.image_size).to(device)
     optimizer = build_optimizer(prompter.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
     scaler = torch.amp.GradScaler(torch.device(device).type, enabled=cfg.amp == "fp16")
     model = PromptedScorer(scorer.eval(), prompter, compile_model=cfg.compile,  # for training and scoring
@@ -588,9 +581,8 @@ def _restore(run_dir: Path, config, prompter, optimizer, scaler) -> tuple[RunSta
     """Load the last finished epoch's prompt, optimizer, scaler and RNG states."""
     from vpkit.prompters import load_prompt_state
 
+    _check_same_config(run_dir, config, config.train.device, config.prompt.image_size)  # `config` is resolved
     state = read_state(run_dir)
-    if state.config_hash != config.hash():
-        _refuse_other_config(run_dir, read_config(run_dir), config)
     trainer_file = run_dir / _trainer_state_name(state.epoch)
     if not trainer_file.is_file():
         raise RunFolderError(
@@ -611,16 +603,12 @@ def _restore(run_dir: Path, config, prompter, optimizer, scaler) -> tuple[RunSta
     return state, rows
 
 
-def _check_same_config(run_dir: Path, config: ExperimentConfig, device: str) -> None:
-    """Refuse to resume (or report as done) a run folder that holds a run of other settings."""
-    recorded = read_config(run_dir)
-    expected, _ = resolve_for_model(config, recorded.prompt.image_size, device)
-    if expected.hash() != recorded.hash():
-        _refuse_other_config(run_dir, recorded, expected)
-
-
-def _refuse_other_config(run_dir: Path, recorded: ExperimentConfig, config: ExperimentConfig) -> None:
-    raise RunFolderError(other_settings_message(run_dir, recorded, config))
+def _check_same_config(run_dir: Path, config: ExperimentConfig, device: str, image_size: int | None = None) -> None:
+    """Refuse to resume (or report as done) a run folder that holds a run of other settings (`image_size`: see
+    vpkit.runs.compare_with_run)."""
+    comparison = compare_with_run(run_dir, config, device, image_size)
+    if not comparison.same:
+        raise RunFolderError(other_settings_message(run_dir, comparison.recorded, comparison.expected))
 
 
 # ----------------------------------------------------------------------------- the end
