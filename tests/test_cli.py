@@ -109,7 +109,7 @@ def test_train_writes_a_run_and_reports_it_finished_the_second_time(trained_run,
 
 def test_eval_scores_any_split_of_the_data_and_zero_shot(trained_run, data_root, tmp_path, capsys):
     run, _ = trained_run
-    assert main(["eval", str(run), "--split", "test", "--quiet", "--out", str(tmp_path / "eval")]) == 0
+    assert main(["eval", str(run), "--subset", "test", "--quiet", "--out", str(tmp_path / "eval")]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert (
         metrics["n_images"] == 6
@@ -123,7 +123,7 @@ def test_eval_scores_any_split_of_the_data_and_zero_shot(trained_run, data_root,
     )
     capsys.readouterr()
 
-    assert main(["eval", str(run), "--split", "all", "--limit", "5", "--quiet"]) == 0
+    assert main(["eval", str(run), "--subset", "all", "--limit", "5", "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out)["n_images"] == 5
     assert (
         main(
@@ -136,7 +136,7 @@ def test_eval_scores_any_split_of_the_data_and_zero_shot(trained_run, data_root,
                 "kadid",
                 "--data-root",
                 str(data_root),
-                "--split",
+                "--subset",
                 "val",
                 "--quiet",
             ]
@@ -362,3 +362,11 @@ def test_a_model_folder_without_tokenizer_is_named(data_root, tmp_path, capsys):
     err = one_line_error(capsys, ["eval", "--zero-shot", "--model", str(model), "--dataset", "kadid",
                                   "--data-root", str(data_root), "--quiet"])
     assert f"error: {model}: no tokenizer files (tokenizer.json, tokenizer.model)" in err and "unexpected" not in err
+
+
+def test_the_split_scheme_and_the_subset_of_images_have_their_own_options():
+    parser = build_parser()
+    assert parser.parse_args(["train", "4", "--split-scheme", "content"]).split_scheme == "content"
+    evaluated = parser.parse_args(["eval", "run", "--subset", "all", "--split-scheme", "random"])
+    assert (evaluated.subset, evaluated.split_scheme) == ("all", "random")
+    assert parser.parse_args(["data", "check", "root", "--split-scheme", "random"]).split_scheme == "random"

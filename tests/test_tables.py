@@ -160,10 +160,11 @@ def _number(cell: str) -> float:
 @pytest.mark.skipif(not PAPER_TEXT.is_file(), reason="the paper's text (../shared/paper/) is not here")
 def test_csv_agrees_with_the_papers_text(paper):
     from vpkit.config import PAPER_EXPERIMENTS
+    from vpkit.vocabulary import SHAPES
 
     text = PAPER_TEXT.read_text(errors="replace")
     experiments = paper[paper["kind"] == "experiment"].set_index("experiment")
-    position = {name: key for key, name in tables.PAPER_PROMPT_NAMES.items()}
+    position = {shape.paper_title: key for key, shape in SHAPES.items()}
     checked = 0
     for label, size, *srccs in _markdown_table(text, "Performance Across Visual Prompt Types"):
         size = None if size in ("—", "") or not size.endswith("px") else int(size[:-2])

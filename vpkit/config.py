@@ -22,12 +22,12 @@ import yaml
 
 from vpkit.atomic import write_text_atomic
 from vpkit.data.images import METHODS as PREPROCESS_METHODS
+from vpkit.data.specs import DATASETS
 from vpkit.data.splits import SPLIT_KINDS
 from vpkit.device import amp_on, model_dtype_on
-from vpkit.prompters import PROMPT_MODES, PROMPT_TYPES
 from vpkit.scoring import DEFAULT_SCORE_TYPE, SCORE_TYPES
+from vpkit.vocabulary import PROMPT_MODES, PROMPT_TYPES, SHAPES
 
-DATASETS = ("kadid", "koniq", "agiqa")
 DTYPES = ("fp32", "fp16", "bf16")
 AMP_MODES = ("none", "fp16", "bf16")
 NORMALISATIONS = ("imagenet", "clip")
@@ -333,25 +333,19 @@ class PaperExperiment:
     dataset: str
     prompt_type: str
     size: int | None
-    position: str  # "border", "center", "top_left" or "whole"
+    position: str  # a key of vpkit.vocabulary.SHAPES: "border", "center", "top_left" or "whole"
     mode: str
 
     @property
     def paper_name(self) -> str:
         """The experiment name used in the paper's repository."""
-        shape = {
-            "border": f"padding_{self.size}px",
-            "center": f"patch_center_{self.size}px",
-            "top_left": f"patch_topLeft_{self.size}px",
-            "whole": "fullOverlay",
-        }[self.position]
+        shape = SHAPES[self.position].paper_name_part.format(size=self.size)
         return f"SGD_mplug2_exp_{self.number:02d}_{self.dataset}_{shape}_{self.mode}"
 
     @property
     def name(self) -> str:
         size = "" if self.size is None else f"_{self.size}px"
-        shape = {"border": "padding", "center": "center_patch", "top_left": "topleft_patch", "whole": "full"}
-        return f"exp_{self.number:02d}_{self.dataset}_{shape[self.position]}{size}_{self.mode}"
+        return f"exp_{self.number:02d}_{self.dataset}_{SHAPES[self.position].name_part}{size}_{self.mode}"
 
 
 PAPER_EXPERIMENTS: tuple[PaperExperiment, ...] = tuple(
@@ -426,7 +420,7 @@ def paper_config(number: int, mode: str | None = None) -> ExperimentConfig:
             "type": exp.prompt_type,
             "size": exp.size,
             "mode": exp.mode,
-            "is_center": exp.position == "center",
+            "is_center": SHAPES[exp.position].is_center,
         },
         "train": dict(settings),
     }

@@ -305,7 +305,7 @@ def evaluate_on_dataset(
     if table.rows(split).empty:
         raise ValueError(
             f"{dataset} at {root}: no images in split '{split}' ({table.split_counts()}); "
-            "use --split all to score every image"
+            "use --subset all to score every image"
         )
     if limit is not None:
         table = limit_table(table, limit, seed, split=split)

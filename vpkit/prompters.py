@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-PROMPT_TYPES = ("padding", "fixed_patch", "full", "replace_pad")
-PROMPT_MODES = ("add", "mul", "mul_residual")
+from vpkit.vocabulary import PROMPT_MODES, PROMPT_TYPES, shape_of
+
 INIT_STD = 0.01  # small start keeps tanh in its linear zone (the paper's initialisation)
 
 # Names the paper's README uses for the same shapes; only used to suggest the right spelling.
@@ -190,8 +190,7 @@ class FixedPatchPrompter(VisualPrompter):
         return {"patch": (slice(top, top + self.size), slice(left, left + self.size))}
 
     def describe(self) -> str:
-        where = "centre" if self.is_center else "top-left"
-        return f"{where} patch {self.size} px, {self.mode}"
+        return f"{shape_of(self.prompt_type, self.is_center).label} {self.size} px, {self.mode}"
 
 
 class FullPrompter(VisualPrompter):

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from vpkit.data.specs import DATASETS as DATASET_ORDER
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 PROFILES_DIR = REPO_ROOT / "configs" / "profiles"
@@ -37,7 +39,6 @@ KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 DEMO_DATA = "demo"  # data_root value meaning "the generated synthetic set, made if absent"
 DEMO_DATA_FOLDER = "demo_data"  # where it is made, inside out_dir
 FAMILIES = ("padding", "fixed_patch", "full")  # the three training notebooks, by prompt type
-DATASET_ORDER = ("kadid", "koniq", "agiqa")
 
 # name -> (allowed types, may be null). The order is the notebooks' parameters cell.
 PARAMETERS: dict[str, tuple[tuple[type, ...], bool]] = {

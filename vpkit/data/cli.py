@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     check.add_argument("--dataset", action="append", choices=sorted(SPECS),
                        help="check only this dataset (repeatable); an absent one is then an error")
     check.add_argument("--layout", default="auto", choices=("auto", *LAYOUTS))
-    check.add_argument("--split", default="paper", choices=SPLIT_KINDS)
+    check.add_argument("--split-scheme", default="paper", choices=SPLIT_KINDS, help="train/val/test split scheme")
     check.add_argument("--seed", type=int, default=42, help="seed of a generated split")
     check.add_argument("--counts", default="warn", choices=COUNT_CHECKS,
                        help="when the image count differs from the full dataset")
@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run_check(args: argparse.Namespace) -> int:
     from .check import check_datasets
 
-    return check_datasets(args.root, args.dataset, layout=args.layout, split=args.split, seed=args.seed,
+    return check_datasets(args.root, args.dataset, layout=args.layout, split=args.split_scheme, seed=args.seed,
                           count_check=args.counts, all_errors=args.all_errors, decode_images=not args.no_decode,
                           progress=not args.quiet)
 
