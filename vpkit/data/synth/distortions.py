@@ -361,8 +361,9 @@ PRETRAIN_DISTORTIONS: tuple[str, ...] = ("gaussian_blur", "white_noise", "jpeg",
 DEMO_DISTORTIONS: tuple[str, ...] = (
     "lens_blur", "multiplicative_noise", "jpeg2000", "high_sharpen", "jitter",
 )
-# The earlier toy (pretraining recipe `colour`): six brightness and colour types, checked on five other global
-# statistics types (mean shift, saturation 2, contrast change, quantisation, colour block).
+# The pretraining recipe `colour` (a toy that knows no blur, noise or compression): six brightness and colour
+# types, checked on five other global statistics types (mean shift, saturation 2, contrast change, quantisation,
+# colour block).
 COLOUR_PRETRAIN_DISTORTIONS: tuple[str, ...] = (
     "brighten", "darken", "color_shift", "color_saturation_1", "color_quantization", "color_diffusion",
 )
