@@ -5,8 +5,8 @@
     python scripts/pretrain_tiny.py --device cuda   # on a GPU (float32; the card names the GPU)
 
 Deterministic for a seed on one machine and thread count (CPU float32); on a GPU close but not bit-exact.
-What it does and why is in vpkit/models/tiny_pretrain.py; the card it writes says exactly how the weights were
-made.
+What it does is in vpkit/models/tiny_pretrain.py, what was measured in docs/tiny_model_findings.md; the card
+it writes says exactly how the weights were made.
 """
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ from vpkit.models.tiny_pretrain import RECIPES, PretrainSettings, fixed_check_im
 RECIPE_DATA = {
     "colour": (("six **brightness and colour** types only (`COLOUR_PRETRAIN_DISTORTIONS`: brighten, darken, colour shift, "
                "saturation 1, colour quantisation, colour diffusion)"),
-               ("It has **not** learned blur,\nnoise or compression (attempts and measurements: the docstring of "
-               "`vpkit/models/tiny_pretrain.py`).")),
+               ("It has **not** learned blur,\nnoise or compression (attempts and measurements: "
+               "`docs/tiny_model_findings.md`).")),
     "structural": (("four **structural** types (`PRETRAIN_DISTORTIONS`: Gaussian blur, white noise, JPEG, "
                    "pixelation; the vision encoder's patch embedding is a fixed DCT filter bank whitened on "
                    "training patches)"),

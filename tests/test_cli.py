@@ -110,7 +110,7 @@ def test_train_writes_a_run_and_reports_it_finished_the_second_time(trained_run,
 
 def test_eval_scores_any_split_of_the_data_and_zero_shot(trained_run, data_root, tmp_path, capsys):
     run, _ = trained_run
-    assert main(["eval", str(run), "--split", "test", "--quiet", "--out", str(tmp_path / "eval")]) == 0
+    assert main(["eval", str(run), "--subset", "test", "--quiet", "--out", str(tmp_path / "eval")]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert (
         metrics["n_images"] == 6
@@ -127,7 +127,7 @@ def test_eval_scores_any_split_of_the_data_and_zero_shot(trained_run, data_root,
     )
     capsys.readouterr()
 
-    assert main(["eval", str(run), "--split", "all", "--limit", "5", "--quiet"]) == 0
+    assert main(["eval", str(run), "--subset", "all", "--limit", "5", "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out)["n_images"] == 5
     assert (
         main(
@@ -140,7 +140,7 @@ def test_eval_scores_any_split_of_the_data_and_zero_shot(trained_run, data_root,
                 "kadid",
                 "--data-root",
                 str(data_root),
-                "--split",
+                "--subset",
                 "val",
                 "--quiet",
             ]
@@ -469,3 +469,11 @@ def test_score_says_which_images_carry_a_rotation_it_ignores(trained_run, data_r
     assert err.startswith(f"note: 1 image(s) carry an EXIF orientation that vpkit ignores: {tmp_path / 'phone.jpg'} "
                           "(orientation 6); their pixels are used as stored")
     assert len(err.splitlines()) == 1 and "plain.jpg" not in err
+
+
+def test_the_split_scheme_and_the_subset_of_images_have_their_own_options():
+    parser = build_parser()
+    assert parser.parse_args(["train", "4", "--split-scheme", "content"]).split_scheme == "content"
+    evaluated = parser.parse_args(["eval", "run", "--subset", "all", "--split-scheme", "random"])
+    assert (evaluated.subset, evaluated.split_scheme) == ("all", "random")
+    assert parser.parse_args(["data", "check", "root", "--split-scheme", "random"]).split_scheme == "random"

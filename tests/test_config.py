@@ -237,3 +237,16 @@ def test_damaged_yaml_names_the_file_and_the_line(tmp_path):
     path.write_bytes(b"\xff\xfe binary")
     with pytest.raises(ConfigError, match="not a text file"):
         load_config(path)
+
+
+def test_each_paper_experiment_is_named_drawn_and_labelled_from_its_one_shape():
+    from vpkit.config import PAPER_EXPERIMENTS, paper_config
+    from vpkit.prompters import prompter_from_config
+    from vpkit.vocabulary import SHAPES, shape_of
+
+    assert {exp.position for exp in PAPER_EXPERIMENTS} == set(SHAPES)
+    for exp in PAPER_EXPERIMENTS:
+        shape, prompt = SHAPES[exp.position], paper_config(exp.number).prompt
+        assert shape_of(prompt.type, prompt.is_center) is shape  # the config draws the shape it is named after
+        assert f"_{shape.name_part}" in exp.name and shape.paper_name_part.format(size=exp.size) in exp.paper_name
+        assert prompter_from_config(prompt).describe().startswith(shape.label)

@@ -166,10 +166,10 @@ def test_register_adds_data_check_and_synth(tmp_path, capsys):
     register(parser.add_subparsers(dest="command"))
     make_kadid(tmp_path)
     args = parser.parse_args(["data", "check", str(tmp_path), "--dataset", "kadid", "--counts", "off", "--quiet"])
-    assert args.func(args) == 0
+    assert args.handler(args) == 0
     assert "KADID-10k: OK" in capsys.readouterr().out
     synth = parser.parse_args(["data", "synth", str(tmp_path / "out"), "--small"])
-    assert callable(synth.func) and synth.small
+    assert callable(synth.handler) and synth.small
 
 
 def test_synth_help_states_the_real_defaults(capsys):

@@ -56,3 +56,19 @@ def test_train_device_is_checked_with_the_config(capsys):
     error = capsys.readouterr().err.strip()
     assert error == ("vpkit train: error: command line: train.device (--device) = 'tpu' is not a device vpkit "
                      "runs on; use auto, cpu, cuda or cuda:N")
+
+
+def test_half_precision_is_used_on_cuda_only_and_bf16_is_kept():
+    from vpkit.device import amp_on, model_dtype_on
+
+    assert [model_dtype_on(device, "fp16") for device in ("cpu", "mps", "cuda", "cuda:1")] == ["fp32", "fp32", "fp16", "fp16"]
+    assert [amp_on(device, "fp16") for device in ("cpu", "cuda:0")] == ["none", "fp16"]
+    assert model_dtype_on("cpu", "bf16") == "bf16" and amp_on("cpu", "bf16") == "bf16"
+    assert model_dtype_on("cpu", "fp32") == "fp32" and amp_on("cpu", "none") == "none"
+
+
+def test_evaluation_loads_the_model_in_the_precision_training_would_use_here():
+    from vpkit.evaluate import load_scorer_for
+
+    assert load_scorer_for(None, "cpu", model="tiny-random", dtype="fp16").dtype == torch.float32
+    assert load_scorer_for(None, "cpu", model="tiny-random", dtype="bf16").dtype == torch.bfloat16

@@ -46,6 +46,106 @@ def test_a_batch_the_ranks_cannot_share_is_refused(monkeypatch):
     distributed.check_global_batch(32, 68)  # a last batch of 4: one image per rank
 
 
+class FakeGroup:
+    """Two ranks as a process group of `backend` sees them, standing in for torch.distributed: a tensor
+    collective refuses a tensor on another device than the backend takes (NCCL: CUDA only, as the real NCCL
+    refuses a CPU tensor), and a barrier or an object collective refuses to run unless this rank's GPU is
+    the current one (where torch puts their tensors under NCCL). The other rank holds the same values.
+    This process is rank 0 on GPU 1, so a hard-coded cuda:0 would show."""
+
+    def __init__(self, backend):
+        self.backend, self.current_gpu, self.bound, self.log = backend, None, None, []
+
+    def device(self):
+        return torch.device("cuda", self.current_gpu) if self.backend == "nccl" else torch.device("cpu")
+
+    def check(self, name, device):
+        assert torch.device(device) == self.device(), f"{self.backend} {name} got a tensor on {device}"
+        self.log.append((name, torch.device(device)))
+
+    def init_process_group(self, backend, timeout=None, device_id=None):
+        assert backend == self.backend
+        self.bound = device_id
+
+    def all_reduce(self, tensor, op=None):
+        self.check("all_reduce", tensor.device)
+        tensor.mul_(2)
+
+    def broadcast_object_list(self, objects, src=0, device=None):
+        self.check("broadcast_object_list", device or self.device())  # rank 0 sends: its list stays
+
+    def all_gather_object(self, shards, obj):
+        self.check("all_gather_object", self.device())
+        shards[:] = [obj, obj]
+
+    def barrier(self):
+        self.check("barrier", self.bound or self.device())
+
+    def install(self, monkeypatch):
+        monkeypatch.setenv("RANK", "0")
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        monkeypatch.setenv("LOCAL_RANK", "1")
+        initialized = []
+        for name in ("all_reduce", "broadcast_object_list", "all_gather_object", "barrier"):
+            monkeypatch.setattr(distributed.dist, name, getattr(self, name))
+        monkeypatch.setattr(distributed.dist, "init_process_group",
+                            lambda *a, **k: (self.init_process_group(*a, **k), initialized.append(True)))
+        monkeypatch.setattr(distributed.dist, "destroy_process_group", initialized.clear)
+        monkeypatch.setattr(distributed.dist, "is_initialized", lambda: bool(initialized))
+        monkeypatch.setattr(distributed.dist, "get_rank", lambda: 0)
+        monkeypatch.setattr(distributed.dist, "get_world_size", lambda: 2)
+        monkeypatch.setattr(distributed.dist, "get_backend", lambda: self.backend)
+        monkeypatch.setattr(torch.cuda, "set_device", lambda device: setattr(self, "current_gpu",
+                                                                             torch.device(device).index))
+        monkeypatch.setattr(torch.cuda, "current_device", lambda: self.current_gpu)
+
+
+def exercise_every_collective(device: str) -> dict:
+    """Each collective distributed.py issues, as one training step and epoch end of rank 0 would."""
+    results = {}
+    with distributed.process_group(device) as rank_device:
+        results["device"] = rank_device
+        prompt = torch.nn.Parameter(torch.full((3,), 0.5, device=rank_device))
+        prompt.grad = torch.tensor([1.0, 2.0, 4.0], device=rank_device)
+        distributed.average_gradients([prompt])
+        results["grad"] = prompt.grad
+        with distributed.writer_first():
+            pass
+        results["writer"] = distributed.run_on_writer(lambda: "made by rank 0")
+        distributed.barrier()
+        frame = pd.DataFrame({"name": ["a", "b"], "score": [0.1, 0.2]})
+        results["gathered"] = distributed.gather_predictions(frame)
+        results["sums"] = distributed.sum_over_ranks(3.0, 2.0)
+    return results
+
+
+def test_every_collective_on_a_cpu_gloo_group_gets_cpu_tensors_and_right_numbers(monkeypatch):
+    group = FakeGroup("gloo")
+    group.install(monkeypatch)
+    results = exercise_every_collective("cpu")
+    assert results["device"] == "cpu"
+    assert results["grad"].tolist() == [1.0, 2.0, 4.0]  # the mean of two equal gradients
+    assert results["writer"] == "made by rank 0"
+    assert list(results["gathered"]["name"]) == ["a", "a", "b", "b"]  # positions 0, 1, 2, 3 of two ranks
+    assert results["sums"] == (6.0, 4.0)
+    assert {name for name, _ in group.log} == {"all_reduce", "broadcast_object_list", "all_gather_object", "barrier"}
+
+
+def test_every_collective_on_a_cuda_nccl_group_gets_tensors_on_this_ranks_gpu(monkeypatch):
+    # NCCL takes only CUDA tensors; fake tensors carry a CUDA device on this CPU machine but hold no numbers,
+    # so this test checks the device of every collective and the gloo test above checks the arithmetic.
+    from torch._subclasses.fake_tensor import DataDependentOutputException, FakeTensorMode
+
+    group = FakeGroup("nccl")
+    group.install(monkeypatch)
+    with FakeTensorMode(), pytest.raises(DataDependentOutputException):  # raised by sum_over_ranks' .tolist()
+        exercise_every_collective("cuda")
+    assert group.bound == torch.device("cuda", 1)
+    gpu = torch.device("cuda", 1)
+    assert group.log == [("all_reduce", gpu), ("broadcast_object_list", gpu), ("broadcast_object_list", gpu),
+                         ("barrier", gpu), ("all_gather_object", gpu), ("all_reduce", gpu)]
+
+
 def torchrun(*args, check=True):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(WORKER), *map(str, args)]

@@ -296,3 +296,16 @@ def test_describe_and_spec_round_trip():
         assert rebuilt.describe() == label
         assert {k: v.shape for k, v in rebuilt.state_dict().items()} == \
                {k: v.shape for k, v in prompter.state_dict().items()}
+
+
+def test_a_prompter_from_a_config_or_a_checkpoint_spec_is_the_one_build_prompter_makes():
+    from vpkit.config import PromptConfig
+    from vpkit.prompters import prompter_from_config
+
+    config = PromptConfig(type="fixed_patch", size=30, mode="mul", is_center=True, image_size=448)
+    expected = build_prompter("fixed_patch", size=15, mode="mul", is_center=True, image_size=224)
+    assert prompter_from_config(config, size=15, image_size=224).spec() == expected.spec()
+    assert prompter_from_config(expected.spec()).spec() == expected.spec()  # as a checkpoint records it
+    assert prompter_from_config({"type": "full", "image_size": 224}).spec() == build_prompter("full", image_size=224).spec()
+    seeded = [prompter_from_config(config, torch.Generator().manual_seed(3)) for _ in range(2)]
+    torch.testing.assert_close(seeded[0].state_dict(), seeded[1].state_dict())

@@ -486,3 +486,21 @@ def test_a_failed_start_in_an_existing_empty_folder_keeps_the_folder_empty(data_
         train(quick_config(tmp_path / "nowhere"), run_dir, scorer=scorer, progress=False)
     assert [p.name for p in run_dir.iterdir()] in ([], [".vpkit.lock"])  # the lock file is hidden and ignored
     assert run_status(run_dir) == "new"
+
+
+def test_a_folder_holds_the_same_run_when_the_settings_resolved_for_its_device_and_model_match(tmp_path):
+    from vpkit import provenance
+    from vpkit.config import paper_config, resolve_for_model
+    from vpkit.runs import compare_with_run, write_config
+
+    asked = paper_config(4)  # 30 px padding at 448 px, fp16
+    recorded, _ = resolve_for_model(asked, 224, "cpu")  # as a tiny-model run on a CPU recorded it: 15 px, fp32
+    provenance.write_record(tmp_path, "training", [])  # a folder of this vpkit's format
+    write_config(tmp_path, recorded)
+    assert compare_with_run(tmp_path, asked, "cpu").same
+    assert compare_with_run(tmp_path, asked.with_overrides({"train": {"num_workers": 7}}), "cpu").same
+    on_gpu = compare_with_run(tmp_path, asked, "cuda")  # fp16 there: another precision, another run
+    assert not on_gpu.same and on_gpu.changed() == [("model", "dtype"), ("train", "amp")]
+    assert not compare_with_run(tmp_path, asked, "cpu", image_size=448).same  # a model of another input size
+    slower = compare_with_run(tmp_path, asked.with_overrides({"train": {"lr": 30.0}}), "cpu")
+    assert not slower.same and slower.changed() == [("train", "lr")]

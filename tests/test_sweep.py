@@ -261,6 +261,9 @@ def test_a_run_finished_on_a_gpu_counts_as_finished_for_a_sweep_asking_auto(prof
     recorded["train"].update(device="cuda", amp="fp16")  # as `vpkit train` records a run it trained on a GPU
     recorded["model"]["dtype"] = "fp16"
     (tmp_path / "runs" / name / "config.yaml").write_text(yaml.safe_dump(recorded))
+    state = json.loads((tmp_path / "runs" / name / "state.json").read_text())
+    state["config_hash"] = load_config(tmp_path / "runs" / name / "config.yaml").hash()  # the hash it ran under
+    (tmp_path / "runs" / name / "state.json").write_text(json.dumps(state))
     command = ["sweep", "--profile", str(profile), "--out", str(tmp_path), "--experiments", "4", "--slurm", "--dry-run"]
     assert main([*command, "--device", "auto"]) == 0  # the jobs would resolve auto on GPU nodes: the same run
     assert "0 experiment(s) to train, 1 already finished" in capsys.readouterr().out

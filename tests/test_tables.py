@@ -165,10 +165,11 @@ def _number(cell: str) -> float:
                     "data/paper_results.csv against it")
 def test_csv_agrees_with_the_papers_text(paper):
     from vpkit.config import PAPER_EXPERIMENTS
+    from vpkit.vocabulary import SHAPES
 
     text = PAPER_TEXT.read_text(errors="replace")
     experiments = paper[paper["kind"] == "experiment"].set_index("experiment")
-    position = {name: key for key, name in tables.PAPER_PROMPT_NAMES.items()}
+    position = {shape.paper_title: key for key, shape in SHAPES.items()}
     checked = 0
     for label, size, *srccs in _markdown_table(text, "Performance Across Visual Prompt Types"):
         size = None if size in ("—", "") or not size.endswith("px") else int(size[:-2])
@@ -288,6 +289,27 @@ def test_table_figures_are_png_files_even_without_runs(runs_dir, paper, tmp_path
         path = plots.publish(fig, tmp_path / "figures" / name)
         with Image.open(path) as image:
             assert image.format == "PNG" and image.width > 100 and image.height > 100, name
+
+
+def test_a_figure_reaches_the_disk_before_it_replaces_the_old_one(tmp_path, monkeypatch):
+    import os
+
+    import matplotlib.pyplot as plt
+
+    from vpkit import atomic, plots
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")),
+                                                       real_fsync(fd)))
+    target = tmp_path / "figure.png"
+    target.write_bytes(b"the previous figure")
+    fig = plt.figure()
+    plots.save_figure(fig, target)
+    plt.close(fig)
+    assert target.read_bytes().startswith(b"\x89PNG")
+    assert len(synced) == 1 and Path(synced[0]).parent == tmp_path and Path(synced[0]).name.startswith(".figure.png.")
+    assert list(tmp_path.iterdir()) == [target]  # no temporary file left
 
 
 def test_table_figures_show_the_papers_number_and_the_difference(runs_dir, paper):

@@ -24,6 +24,10 @@ from pathlib import Path
 import pandas as pd
 
 from vpkit import __version__
+from vpkit.data.images import METHODS as PREPROCESS_METHODS
+from vpkit.data.specs import DATASETS, SPLIT_NAMES
+from vpkit.data.splits import SPLIT_KINDS
+from vpkit.vocabulary import PROMPT_MODES, PROMPT_TYPES, SHAPES
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -47,10 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_score(commands)
     _add_import_prompt(commands)
     _add_data(commands)
-    _register_optional(commands, "vpkit.sweep")  # `vpkit sweep`: many experiments, local GPUs or Slurm
-    _register_optional(commands, "vpkit.doctor")  # `vpkit doctor`: this machine and every training path
-    # --- `vpkit reproduce` (papermill over the notebooks, profiles demo|paper) is registered here by
-    # --- vpkit.reproduce when that module exists; keep this the last command added.
+    _register(commands, "vpkit.sweep")  # `vpkit sweep`: many experiments, local GPUs or Slurm
+    _register(commands, "vpkit.doctor")  # `vpkit doctor`: this machine and every training path
     _add_reproduce(commands)
     return parser
 
@@ -145,28 +147,23 @@ def _add_experiments(commands) -> None:
     parser.set_defaults(handler=_run_experiments)
 
 
-PROMPT_LABELS = {"border": "padding", "center": "centre patch", "top_left": "top-left patch", "whole": "full"}
-
-
 def experiments_table(image_size: int = 448) -> pd.DataFrame:
     """The 33 experiments: number, name, dataset, prompt, size, mode, batch, epochs, trainable parameters."""
     from vpkit.config import PAPER_EXPERIMENTS, PAPER_IMAGE_SIZE, paper_config, scaled_prompt_size
-    from vpkit.prompters import build_prompter, num_trainable_parameters
+    from vpkit.prompters import num_trainable_parameters, prompter_from_config
 
     rows = []
     for exp in PAPER_EXPERIMENTS:
         config = paper_config(exp.number)
         prompt = config.prompt
         size = None if prompt.size is None else scaled_prompt_size(prompt.size, PAPER_IMAGE_SIZE, image_size)
-        prompter = build_prompter(
-            prompt.type, size=size, mode=prompt.mode, is_center=prompt.is_center, image_size=image_size
-        )
+        prompter = prompter_from_config(prompt, size=size, image_size=image_size)
         rows.append(
             {
                 "number": exp.number,
                 "name": config.name,
                 "dataset": exp.dataset,
-                "prompt": PROMPT_LABELS[exp.position],
+                "prompt": SHAPES[exp.position].label,
                 "size": "-" if size is None else size,
                 "mode": prompt.mode,
                 "batch": config.train.batch_size,
@@ -194,13 +191,8 @@ def _add_train(commands) -> None:
                         "model.name_or_path)")
     parser.add_argument("--revision", help="the Hub revision (branch, tag or commit) of --model")
     parser.add_argument("--data-root", help="dataset root folder (overrides dataset.root)")
-    parser.add_argument(
-        "--split",
-        dest="split_scheme",
-        choices=("paper", "random", "content"),
-        help="train/val/test split scheme",
-    )
-    parser.add_argument("--preprocess", choices=("resize_crop", "stretch", "pad"))
+    parser.add_argument("--split-scheme", choices=SPLIT_KINDS, help="train/val/test split scheme")
+    parser.add_argument("--preprocess", choices=PREPROCESS_METHODS)
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--eval-batch-size", type=int)
@@ -365,16 +357,16 @@ def _add_eval(commands) -> None:
     parser = commands.add_parser("eval", help="score a dataset split with a trained prompt (or --zero-shot)")
     parser.add_argument("source", nargs="?", help="a run folder or a prompt .safetensors checkpoint")
     parser.add_argument("--zero-shot", action="store_true", help="no prompt: the frozen model alone")
-    parser.add_argument("--dataset", choices=("kadid", "koniq", "agiqa"), help="default: the run's dataset")
+    parser.add_argument("--dataset", choices=DATASETS, help="default: the run's dataset")
     parser.add_argument("--data-root", help="default: the run's dataset root")
     parser.add_argument(
-        "--split",
+        "--subset",
         default="test",
-        choices=("train", "val", "test", "all"),
-        help="which images (all = the whole dataset, e.g. for cross-dataset tests)",
+        choices=(*SPLIT_NAMES, "all"),
+        help="which images: one split of --split-scheme, or all (the whole dataset, e.g. for cross-dataset tests)",
     )
-    parser.add_argument("--split-scheme", choices=("paper", "random", "content"), help="default: the run's")
-    parser.add_argument("--preprocess", choices=("resize_crop", "stretch", "pad"))
+    parser.add_argument("--split-scheme", choices=SPLIT_KINDS, help="default: the run's")
+    parser.add_argument("--preprocess", choices=PREPROCESS_METHODS)
     parser.add_argument("--limit", type=int, help="score at most N images")
     parser.add_argument("--cache-dir")
     parser.add_argument("--out", help="write metrics.json and predictions.csv into this folder")
@@ -407,7 +399,7 @@ def _run_eval(args) -> int:
         trained.prompter if trained else None,
         dataset,
         root,
-        args.split,
+        args.subset,
         split_scheme=args.split_scheme or (run.dataset.split if same_data else "paper"),
         layout=run.dataset.layout if same_data else "auto",
         method=args.preprocess or _recorded_preprocess(trained),
@@ -446,7 +438,7 @@ def _add_score(commands) -> None:
     parser.add_argument("source", help="a run folder or a prompt .safetensors checkpoint")
     parser.add_argument("images", nargs="+", help="image files or folders of images")
     parser.add_argument("--out", help="write path,score to this CSV file")
-    parser.add_argument("--preprocess", choices=("resize_crop", "stretch", "pad"))
+    parser.add_argument("--preprocess", choices=PREPROCESS_METHODS)
     _add_model_options(parser)
     parser.set_defaults(handler=_run_score, batch_size=8)
 
@@ -593,14 +585,14 @@ def _add_import_prompt(commands) -> None:
         action="store_true",
         help="also import every checkpoint-NNNN as epoch-NN.safetensors (an experiment folder)",
     )
-    parser.add_argument("--type", choices=("padding", "fixed_patch", "full", "replace_pad"))
+    parser.add_argument("--type", choices=PROMPT_TYPES)
     parser.add_argument("--size", type=int, help="prompt size in pixels at --image-size")
-    parser.add_argument("--mode", choices=("add", "mul", "mul_residual"))
+    parser.add_argument("--mode", choices=PROMPT_MODES)
     parser.add_argument("--delta", type=float)
     parser.add_argument("--is-center", action="store_true", default=None, help="centre patch (fixed_patch)")
     parser.add_argument("--image-size", type=int, help="input size the prompt was trained at (default 448)")
     parser.add_argument(
-        "--dataset", choices=("kadid", "koniq", "agiqa"), help="the dataset it was trained on"
+        "--dataset", choices=DATASETS, help="the dataset it was trained on"
     )
     parser.add_argument("--model", help="the model it belongs to (default: the paper's mPLUG-Owl2 folder)")
     parser.add_argument("--out", required=True, help="the run folder to create")
@@ -700,22 +692,19 @@ def _import_experiment(args, inferred: tuple[int, str] | None) -> int | None:
 # ----------------------------------------------------------------------------- data, reproduce
 
 
-def _register_optional(commands, module_name: str) -> None:
-    """Let `module_name` add its commands, when that module exists (a broken one still raises)."""
+def _register(commands, module_name: str) -> None:
+    """Let `module_name` add the command it owns (its options and handler live there)."""
     import importlib
-    import importlib.util
 
-    if importlib.util.find_spec(module_name) is not None:
-        importlib.import_module(module_name).register(commands)
+    importlib.import_module(module_name).register(commands)
 
 
 def _add_data(commands) -> None:
-    _register_optional(commands, "vpkit.data.cli")  # `vpkit data check|synth`, owned by vpkit.data
+    _register(commands, "vpkit.data.cli")  # `vpkit data check|synth`, owned by vpkit.data
 
 
 def _add_reproduce(commands) -> None:
-    # RESERVED: `vpkit reproduce` is added by the lead in vpkit/reproduce.py (a `register(commands)` there).
-    _register_optional(commands, "vpkit.reproduce")
+    _register(commands, "vpkit.reproduce")  # `vpkit reproduce`: papermill over the notebooks, profiles demo|paper
 
 
 def _rounded(metrics: dict) -> dict:

@@ -21,12 +21,13 @@ from typing import Any
 import yaml
 
 from vpkit.atomic import write_text_atomic
-from vpkit.prompters import PROMPT_MODES, PROMPT_TYPES
+from vpkit.data.images import METHODS as PREPROCESS_METHODS
+from vpkit.data.specs import DATASETS
+from vpkit.data.splits import SPLIT_KINDS
+from vpkit.device import amp_on, model_dtype_on
 from vpkit.scoring import DEFAULT_SCORE_TYPE, SCORE_TYPES
+from vpkit.vocabulary import PROMPT_MODES, PROMPT_TYPES, SHAPES
 
-DATASETS = ("kadid", "koniq", "agiqa")
-SPLIT_SCHEMES = ("paper", "random", "content")
-PREPROCESS_METHODS = ("resize_crop", "stretch", "pad")
 DTYPES = ("fp32", "fp16", "bf16")
 AMP_MODES = ("none", "fp16", "bf16")
 NORMALISATIONS = ("imagenet", "clip")
@@ -43,8 +44,11 @@ PAPER_IMAGE_SIZE = 448
 PAPER_MODEL_PATH = "models/mplug-owl2-llama2-7b"
 PAPER_DATA_ROOT = "data"
 
-# Fields that only say where/how fast a run executes; they are left out of the config hash so that
-# a run can be resumed on another device or with another worker count.
+# Fields that only say where/how fast a run executes; they are left out of the config hash so that a run can be
+# resumed on another device of the same kind (another GPU, another CPU machine) or with another worker count.
+# The precision is in the hash: resolve_for_model turns fp16 into fp32 off CUDA, so an experiment that asks
+# for fp16 (the paper's, e.g. experiment 4) hashes differently on CPU and on CUDA, and a run of it started on
+# a GPU cannot be continued on a CPU (it would compute in another precision) and vice versa.
 OPERATIONAL_FIELDS = {
     "train": ("device", "num_workers", "cache_dir", "compile", "checkpointing", "deterministic", "compile_cache_dir"),
     "dataset": ("root",),
@@ -159,7 +163,7 @@ SECTIONS = {
 
 CHOICES = {
     ("dataset", "name"): DATASETS,
-    ("dataset", "split"): SPLIT_SCHEMES,
+    ("dataset", "split"): SPLIT_KINDS,
     ("dataset", "preprocess"): PREPROCESS_METHODS,
     ("model", "dtype"): DTYPES,
     ("model", "normalisation"): NORMALISATIONS,
@@ -342,25 +346,19 @@ class PaperExperiment:
     dataset: str
     prompt_type: str
     size: int | None
-    position: str  # "border", "center", "top_left" or "whole"
+    position: str  # a key of vpkit.vocabulary.SHAPES: "border", "center", "top_left" or "whole"
     mode: str
 
     @property
     def paper_name(self) -> str:
         """The experiment name used in the paper's repository."""
-        shape = {
-            "border": f"padding_{self.size}px",
-            "center": f"patch_center_{self.size}px",
-            "top_left": f"patch_topLeft_{self.size}px",
-            "whole": "fullOverlay",
-        }[self.position]
+        shape = SHAPES[self.position].paper_name_part.format(size=self.size)
         return f"SGD_mplug2_exp_{self.number:02d}_{self.dataset}_{shape}_{self.mode}"
 
     @property
     def name(self) -> str:
         size = "" if self.size is None else f"_{self.size}px"
-        shape = {"border": "padding", "center": "center_patch", "top_left": "topleft_patch", "whole": "full"}
-        return f"exp_{self.number:02d}_{self.dataset}_{shape[self.position]}{size}_{self.mode}"
+        return f"exp_{self.number:02d}_{self.dataset}_{SHAPES[self.position].name_part}{size}_{self.mode}"
 
 
 PAPER_EXPERIMENTS: tuple[PaperExperiment, ...] = tuple(
@@ -435,7 +433,7 @@ def paper_config(number: int, mode: str | None = None) -> ExperimentConfig:
             "type": exp.prompt_type,
             "size": exp.size,
             "mode": exp.mode,
-            "is_center": exp.position == "center",
+            "is_center": SHAPES[exp.position].is_center,
         },
         "train": dict(settings),
     }
@@ -656,15 +654,15 @@ def resolve_for_model(
             prompt.size = new_size
         prompt.image_size = image_size
     resolved.train.device = device
-    if not device.startswith("cuda"):
-        if resolved.model.dtype == "fp16":
-            notes.append("model dtype fp16 -> fp32 (half precision is used on CUDA only)")
-            resolved.model.dtype = "fp32"
-        if resolved.train.amp == "fp16":
-            notes.append("amp fp16 -> none (autocast fp16 is used on CUDA only)")
-            resolved.train.amp = "none"
-        if resolved.train.compile:
-            notes.append("compile -> off (torch.compile of the scorer is used on CUDA only)")
-            resolved.train.compile = False
+    dtype, amp = model_dtype_on(device, resolved.model.dtype), amp_on(device, resolved.train.amp)
+    if dtype != resolved.model.dtype:
+        notes.append(f"model dtype {resolved.model.dtype} -> {dtype} (half precision is used on CUDA only)")
+        resolved.model.dtype = dtype
+    if amp != resolved.train.amp:
+        notes.append(f"amp {resolved.train.amp} -> {amp} (autocast fp16 is used on CUDA only)")
+        resolved.train.amp = amp
+    if not device.startswith("cuda") and resolved.train.compile:
+        notes.append("compile -> off (torch.compile of the scorer is used on CUDA only)")
+        resolved.train.compile = False
     checked = config_from_dict(resolved.to_dict(), source=f"{config.name} (resolved)")
     return checked, notes

@@ -20,6 +20,24 @@ def device_problem(device) -> str | None:
         return None
     return f"{device!r} is not a device vpkit runs on; use {DEVICE_NAMES}"
 
+# The paper's precision (fp16 weights, fp16 autocast) is used on CUDA only: off CUDA, float16 matmuls are slow or
+# missing, so there the model runs in fp32 and without fp16 autocast. bf16, asked for, is kept (CPUs have it).
+HALF_PRECISION = "fp16"
+
+
+def uses_half_precision(device: str) -> bool:
+    return device.startswith("cuda")
+
+
+def model_dtype_on(device: str, dtype: str) -> str:
+    """The model dtype that runs on `device`: fp16 becomes fp32 off CUDA; any other is kept."""
+    return "fp32" if dtype == HALF_PRECISION and not uses_half_precision(device) else dtype
+
+
+def amp_on(device: str, amp: str) -> str:
+    """The autocast mode that runs on `device`: fp16 becomes none off CUDA; any other is kept."""
+    return "none" if amp == HALF_PRECISION and not uses_half_precision(device) else amp
+
 
 def resolve_device(device: str | None) -> str:
     """'auto' (or None) -> 'cuda' when available, else 'cpu'; anything else is checked and kept."""

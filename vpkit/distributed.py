@@ -83,7 +83,9 @@ def process_group(device: str):
     backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend, timeout=PROCESS_GROUP_TIMEOUT)
+    # Bound to its GPU, an NCCL group knows where a barrier and the object collectives put their tensors.
+    bound = torch.device(device) if backend == "nccl" else None
+    dist.init_process_group(backend, timeout=PROCESS_GROUP_TIMEOUT, device_id=bound)
     try:
         yield device
     finally:
@@ -96,6 +98,14 @@ def local_device(device: str, env: World | None = None) -> str:
     if device == "cuda" and env.size > 1:
         return f"cuda:{env.local_rank}"
     return device
+
+
+def collective_device() -> torch.device:
+    """The device a collective's tensors must be on: NCCL takes only CUDA tensors (this rank's GPU, made
+    current by process_group), gloo CPU ones."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def barrier() -> None:
@@ -114,7 +124,7 @@ def run_on_writer(function, *args, **kwargs):
             outcome[0] = ("ok", function(*args, **kwargs))
         except Exception as error:  # noqa: BLE001 - re-raised on every rank below
             outcome[0] = ("error", error)
-    dist.broadcast_object_list(outcome, src=0)
+    dist.broadcast_object_list(outcome, src=0, device=collective_device())
     kind, value = outcome[0]
     if kind == "error":
         raise value
@@ -133,12 +143,12 @@ def writer_first():
         try:
             yield
         except Exception as error:
-            dist.broadcast_object_list([error], src=0)
+            dist.broadcast_object_list([error], src=0, device=collective_device())
             raise
-        dist.broadcast_object_list([None], src=0)
+        dist.broadcast_object_list([None], src=0, device=collective_device())
         return
     outcome = [None]
-    dist.broadcast_object_list(outcome, src=0)
+    dist.broadcast_object_list(outcome, src=0, device=collective_device())
     if outcome[0] is not None:
         raise outcome[0]
     yield
@@ -182,7 +192,8 @@ def loss_for_global_batch(loss: torch.Tensor, loader, step: int, n_local: int) -
 
 
 def average_gradients(parameters) -> None:
-    """All-reduce the prompt's gradients to their mean over ranks (the frozen model has none)."""
+    """All-reduce the prompt's gradients to their mean over ranks (the frozen model has none). They lie on
+    the device this rank trains on, which is the one its group's backend takes (see process_group)."""
     size = world().size
     if size == 1:
         return
@@ -196,7 +207,7 @@ def sum_over_ranks(*values: float) -> tuple[float, ...]:
     """Sum plain numbers (an epoch's loss total and image count) over the ranks."""
     if world().size == 1:
         return values
-    total = torch.tensor(values, dtype=torch.float64)
+    total = torch.tensor(values, dtype=torch.float64, device=collective_device())
     dist.all_reduce(total, op=dist.ReduceOp.SUM)
     return tuple(total.tolist())
 
@@ -210,7 +221,7 @@ def gather_predictions(frame: pd.DataFrame) -> pd.DataFrame:
     if current.size == 1:
         return frame
     shards: list = [None] * current.size
-    dist.all_gather_object(shards, frame)
+    dist.all_gather_object(shards, frame)  # torch moves the pickled frames to collective_device() itself
     keyed = [
         shard.assign(_position=[rank + current.size * j for j in range(len(shard))])
         for rank, shard in enumerate(shards)

@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from vpkit.compile_cache import use_compile_cache
-from vpkit.device import autocast, to_model_input
+from vpkit.device import autocast, model_dtype_on, to_model_input
 
 
 class PromptedScorer(torch.nn.Module):
@@ -135,7 +135,7 @@ def checkpoint_path(source: str | Path) -> Path:
 
 def load_trained_prompt(source: str | Path, device: str = "cpu") -> TrainedPrompt:
     """Rebuild the prompter saved in a run folder or a vpkit .safetensors checkpoint."""
-    from vpkit.prompters import build_prompter
+    from vpkit.prompters import prompter_from_config
     from vpkit.runs import (
         CONFIG_FILE,
         RunFolderError,
@@ -163,14 +163,7 @@ def load_trained_prompt(source: str | Path, device: str = "cpu") -> TrainedPromp
             "and image size); import a paper checkpoint with `vpkit import-prompt` first, or use the run's own "
             "checkpoint"
         )
-    prompter = build_prompter(
-        spec["type"],
-        size=spec.get("size"),
-        mode=spec.get("mode", "add"),
-        delta=spec.get("delta", 1.0),
-        is_center=spec.get("is_center", False),
-        image_size=spec["image_size"],
-    )
+    prompter = prompter_from_config(spec)
     load_checkpoint_tensors(prompter, path, state, run_dir if config is not None else None)
     return TrainedPrompt(prompter.to(device).eval(), metadata, config, path)
 
@@ -285,9 +278,7 @@ def load_scorer_for(
 
     recorded = _recorded_model(trained)
     model = scorer_model(trained, model)
-    dtype = dtype or recorded.get("dtype") or "fp32"
-    if not device.startswith("cuda"):
-        dtype = "fp32"  # half precision is a CUDA feature here
+    dtype = model_dtype_on(device, dtype or recorded.get("dtype") or "fp32")
     return load_scorer(
         model,
         dtype=dtype,
@@ -326,7 +317,7 @@ def evaluate_on_dataset(
     if table.rows(split).empty:
         raise ValueError(
             f"{dataset} at {root}: no images in split '{split}' ({table.split_counts()}); "
-            "use --split all to score every image"
+            "use --subset all to score every image"
         )
     if limit is not None:
         table = limit_table(table, limit, seed, split=split)

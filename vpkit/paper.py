@@ -191,7 +191,7 @@ def import_prompt(
     the import with those origins and the model the prompt belongs to (`model_source`, a provenance.model_source;
     default: that of config.model).
     """
-    from vpkit.prompters import build_prompter, load_prompt_state
+    from vpkit.prompters import load_prompt_state, prompter_from_config
 
     released = checkpoint if isinstance(checkpoint, ReleasedPrompts) else find_released_prompts(checkpoint)
     chosen = released.checkpoints if all_checkpoints else (released.best,)
@@ -202,13 +202,9 @@ def import_prompt(
             "--all-checkpoints"
         )
     out_dir = Path(out_dir)
-    spec = config.prompt
     prompters = {}
     for prompt in chosen:  # every file is checked before anything is written
-        prompter = build_prompter(
-            spec.type, size=spec.size, mode=spec.mode, delta=spec.delta, is_center=spec.is_center,
-            image_size=spec.image_size,
-        )
+        prompter = prompter_from_config(config.prompt)
         prompters[prompt.path] = load_prompt_state(prompter, prompt.path)  # raises with the real shape
     with lock_run_dir(out_dir):
         if run_status(out_dir) != "new":

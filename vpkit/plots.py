@@ -7,8 +7,6 @@ Jupyter, showing is skipped and the PNG is still written.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,12 +14,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-DATASET_TITLES = {"kadid": "KADID-10k", "koniq": "KonIQ-10k", "agiqa": "AGIQA-3K"}
-DATASET_ORDER = ("kadid", "koniq", "agiqa")
+from vpkit.atomic import atomic_replace
+from vpkit.data.specs import DATASETS, SPECS
+from vpkit.vocabulary import shape_of
+
 CURVE_METRICS = (("train_loss", "train loss (MSE)"), ("val_srcc", "validation SRCC"))
 
 
 # ----------------------------------------------------------------------------- showing and saving
+
+
+def _title(dataset: str) -> str:
+    return SPECS[dataset].title if dataset in SPECS else dataset
 
 
 def in_notebook() -> bool:
@@ -41,18 +45,10 @@ def figure_png(fig) -> bytes:
 
 
 def save_figure(fig, path: str | Path) -> Path:
-    """Write `fig` as a PNG at `path` atomically (temp file + rename); returns the path."""
+    """Write `fig` as a PNG at `path` atomically (vpkit.atomic: temp file, fsync, rename); returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        Path(tmp).write_bytes(figure_png(fig))
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a figure is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    png = figure_png(fig)
+    atomic_replace(path, lambda tmp: Path(tmp).write_bytes(png))
     return path
 
 
@@ -91,7 +87,7 @@ def mos_histograms(tables: dict) -> object:
     for ax, (name, table) in zip(axes[0], tables.items()):
         sns.histplot(table.frame, x="mos", hue="split", hue_order=["train", "val", "test"], multiple="stack",
                      bins=20, ax=ax)
-        ax.set_title(f"{DATASET_TITLES.get(name, name)} ({len(table)} images)")
+        ax.set_title(f"{_title(name)} ({len(table)} images)")
         ax.set_xlabel("MOS")
     return fig
 
@@ -114,7 +110,7 @@ def example_grid(tables: dict, per_dataset: int = 6, image_size: int = 224) -> o
         for ax, (_, item) in zip(row, examples.iterrows()):
             ax.imshow(prepare_image(item["path"], image_size))
             ax.set_title(f"MOS {item['mos']:.2f}", fontsize=9)
-        row[0].set_ylabel(DATASET_TITLES.get(name, name))
+        row[0].set_ylabel(_title(name))
         for ax in row:
             ax.set_xticks([])
             ax.set_yticks([])
@@ -204,7 +200,7 @@ class LiveCurves:
 def comparison_bars(table: pd.DataFrame) -> object:
     """Our SRCC beside the paper's and zero-shot, per dataset (vpkit.tables.padding_table); each of our bars
     is labelled with its difference from the paper's number where the paper publishes one."""
-    groups = [d for d in DATASET_ORDER if d in set(table["dataset"])]
+    groups = [d for d in DATASETS if d in set(table["dataset"])]
     bars = {what: [] for what in ("zero-shot", "ours", "paper")}
     for dataset in groups:
         rows = table[table["dataset"] == dataset]
@@ -229,7 +225,7 @@ def comparison_bars(table: pd.DataFrame) -> object:
         elif not np.isnan(paper):
             ax.annotate(f"{ours - paper:+.3f}\nvs paper", (x[i], max(ours, 0.0)), ha="center", va="bottom",
                         fontsize=7, xytext=(0, 2), textcoords="offset points")
-    ax.set_xticks(x, [DATASET_TITLES.get(d, d) for d in groups])
+    ax.set_xticks(x, [_title(d) for d in groups])
     ax.set_ylabel("SRCC (test split)")
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_ylim(min(0.0, *(v for values in bars.values() for v in values if not np.isnan(v))) - 0.05, 1.1)
@@ -333,10 +329,10 @@ def run_label(run_dir: str | Path) -> str:
 
     prompt = read_config(run_dir).prompt
     dataset = read_config(run_dir).dataset.name
-    shape = {"padding": "padding", "full": "full overlay", "replace_pad": "replaced padding"}.get(
-        prompt.type, "centre patch" if prompt.is_center else "top-left patch")
+    paper_shape = shape_of(prompt.type, prompt.is_center)
+    shape = "replaced padding" if paper_shape is None else paper_shape.label
     size = "" if prompt.type == "full" or prompt.size is None else f" {prompt.size} px (at {prompt.image_size} px)"
-    return f"{Path(run_dir).name}: {DATASET_TITLES.get(dataset, dataset)}, {shape}{size}, {prompt.mode}"
+    return f"{Path(run_dir).name}: {_title(dataset)}, {shape}{size}, {prompt.mode}"
 
 
 def gallery_order(run_dirs: Iterable[str | Path]) -> list[Path]:

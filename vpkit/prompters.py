@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-PROMPT_TYPES = ("padding", "fixed_patch", "full", "replace_pad")
-PROMPT_MODES = ("add", "mul", "mul_residual")
+from vpkit.vocabulary import PROMPT_MODES, PROMPT_TYPES, shape_of
+
 INIT_STD = 0.01  # small start keeps tanh in its linear zone (the paper's initialisation)
 
 # Names the paper's README uses for the same shapes; only used to suggest the right spelling.
@@ -195,8 +195,7 @@ class FixedPatchPrompter(VisualPrompter):
         return {"patch": (slice(top, top + self.size), slice(left, left + self.size))}
 
     def describe(self) -> str:
-        where = "centre" if self.is_center else "top-left"
-        return f"{where} patch {self.size} px, {self.mode}"
+        return f"{shape_of(self.prompt_type, self.is_center).label} {self.size} px, {self.mode}"
 
 
 class FullPrompter(VisualPrompter):
@@ -232,6 +231,18 @@ def build_prompter(type: str, size: int | None = None, mode: str = "add", delta:
         raise PromptConfigError(f"replace_pad replaces the border pixels and has no mode, got mode={mode!r}; "
                                 "leave mode at 'add' (it is ignored) or use type='padding'")
     return ReplacePadPrompter(size, image_size, delta, generator)
+
+
+PROMPTER_ARGUMENTS = ("size", "mode", "delta", "is_center", "image_size")
+
+
+def prompter_from_config(prompt, generator: torch.Generator | None = None, **overrides) -> VisualPrompter:
+    """The prompter a prompt config describes: a `prompt` section (vpkit.config.PromptConfig) or a prompter
+    spec as a checkpoint records it (a dict; absent keys take build_prompter's defaults). `overrides` replace
+    its values (e.g. image_size=the model's input size)."""
+    fields = prompt if isinstance(prompt, Mapping) else vars(prompt)
+    arguments = {key: fields[key] for key in PROMPTER_ARGUMENTS if key in fields} | overrides
+    return build_prompter(fields["type"], generator=generator, **arguments)
 
 
 def _check_common(prompt_type: str, mode: str, delta: float, image_size: int) -> None:

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from vpkit.data.specs import DATASETS as DATASET_ORDER
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 PROFILES_DIR = REPO_ROOT / "configs" / "profiles"
@@ -38,7 +40,6 @@ KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 DEMO_DATA = "demo"  # data_root value meaning "the generated synthetic set, made if absent"
 DEMO_DATA_FOLDER = "demo_data"  # where it is made, inside out_dir
 FAMILIES = ("padding", "fixed_patch", "full")  # the three training notebooks, by prompt type
-DATASET_ORDER = ("kadid", "koniq", "agiqa")
 
 # name -> (allowed types, may be null). The order is the notebooks' parameters cell.
 PARAMETERS: dict[str, tuple[tuple[type, ...], bool]] = {
@@ -451,22 +452,19 @@ def trained_runs(settings: Settings) -> list[Path]:
 def check_finished_run(config, run_dir: Path) -> None:
     """Refuse to reuse a finished or stopped run that was trained with other settings (train() would just report
     or continue it), naming the notebook parameters that differ and the values that would reuse it."""
-    from vpkit.config import resolve_for_model
-    from vpkit.runs import changed_settings, read_config, run_status
+    from vpkit.runs import compare_with_run, read_config, run_status
 
     if run_status(run_dir) not in ("finished", "partial"):
         return
-    recorded = read_config(run_dir)
     device = config.train.device
     if device == "auto":  # left to the job that trains it (vpkit sweep --slurm): compared as the run recorded it
-        device = recorded.train.device
-    resolved, _ = resolve_for_model(config, recorded.prompt.image_size, device)
-    if resolved.hash() == recorded.hash():
+        device = read_config(run_dir).train.device
+    comparison = compare_with_run(run_dir, config, device)
+    if comparison.same:
         return
-    changed = [(section, key) for section, key in changed_settings(recorded, resolved) if key is not None]
-    raise RunSettingsError(
-        _mismatch_message(run_dir, run_status(run_dir), changed, recorded.to_dict(), resolved.to_dict())
-    )
+    changed = [(section, key) for section, key in comparison.changed() if key is not None]
+    raise RunSettingsError(_mismatch_message(run_dir, run_status(run_dir), changed, comparison.recorded.to_dict(),
+                                             comparison.expected.to_dict()))
 
 
 def _mismatch_message(run_dir: Path, status: str, changed: list, old: dict, new: dict) -> str:
@@ -548,9 +546,10 @@ def zero_shot_scores(settings: Settings, datasets: Iterable[str], split: str = "
                      progress: bool = True) -> pd.DataFrame:
     """The frozen model without a prompt on each dataset's split: SRCC, PLCC, KRCC per score type
     (every type of vpkit.scoring, plus Q-Align's weighted levels)."""
+    from vpkit.device import HALF_PRECISION, model_dtype_on
     from vpkit.models import load_scorer
 
-    dtype = "fp16" if settings.device.startswith("cuda") else "fp32"  # the paper's precision, on GPU
+    dtype = model_dtype_on(settings.device, HALF_PRECISION)  # the paper's precision where it is used
     scorer = load_scorer(settings.model, dtype=dtype, device=settings.device)
     frames = []
     for dataset in datasets:
@@ -568,6 +567,7 @@ def _zero_shot_logits(scorer, dataset: str, settings: Settings, split: str, prog
     from tqdm.auto import tqdm
 
     from vpkit.data import load_table, make_loader
+    from vpkit.device import HALF_PRECISION, amp_on
     from vpkit.evaluate import autocast, limit_table, to_model_input
 
     table = load_table(dataset, settings.data_root, split="paper", seed=settings.seed)
@@ -575,7 +575,7 @@ def _zero_shot_logits(scorer, dataset: str, settings: Settings, split: str, prog
         table = limit_table(table, settings.limit, settings.seed, split=split)
     loader = make_loader(table, split, scorer.image_size, settings.batch_size or 32, train=False,
                          seed=settings.seed, progress=progress)
-    amp = "fp16" if settings.device.startswith("cuda") else "none"
+    amp = amp_on(settings.device, HALF_PRECISION)
     logits, names = [], []
     with torch.no_grad():
         for batch in tqdm(loader, desc=f"zero-shot {dataset}", leave=False, disable=not progress):

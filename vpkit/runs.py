@@ -291,17 +291,9 @@ def load_prompt_checkpoint(path: str | Path) -> tuple[dict, dict]:
 
 def prompt_spec_of(config) -> dict:
     """The prompter spec (as in a checkpoint's metadata) of a run config's prompt section."""
-    from vpkit.prompters import build_prompter
+    from vpkit.prompters import prompter_from_config
 
-    prompt = config.prompt
-    return build_prompter(
-        prompt.type,
-        size=prompt.size,
-        mode=prompt.mode,
-        delta=prompt.delta,
-        is_center=prompt.is_center,
-        image_size=prompt.image_size,
-    ).spec()
+    return prompter_from_config(config.prompt).spec()
 
 
 def check_checkpoint_matches(path: str | Path, metadata: dict, prompt_spec: dict, config_hash: str | None) -> None:
@@ -512,6 +504,37 @@ def read_config(run_dir: str | Path):
         raise RunFolderError(f"{path}: missing; {run_dir} is not a vpkit run folder")
     check_run_format(run_dir)  # every reader of a run folder (resume, reuse, eval, tables) comes through here
     return config_from_dict(load_yaml_file(path), str(path))
+
+
+@dataclass(frozen=True)
+class RunComparison:
+    """A run folder's recorded config beside the config that would run there now."""
+
+    recorded: Any  # the ExperimentConfig in config.yaml
+    recorded_hash: str  # the config hash the run was started under (state.json's; config.yaml's before a state)
+    expected: Any  # the config asked for, resolved as training resolves it
+
+    @property
+    def same(self) -> bool:
+        """The folder holds a run of these settings (operational fields, such as the device, aside)."""
+        return self.expected.hash() == self.recorded_hash
+
+    def changed(self) -> list[tuple[str, str | None]]:
+        return changed_settings(self.recorded, self.expected)
+
+
+def compare_with_run(run_dir: str | Path, config, device: str, image_size: int | None = None) -> RunComparison:
+    """Is the run recorded in `run_dir` a run of `config` on `device`? `config` is first resolved as training
+    resolves it (vpkit.config.resolve_for_model: the precision `device` uses, the prompt size at `image_size`,
+    the model's input size; by default the one the run recorded, for callers that have no model loaded)."""
+    from vpkit.config import resolve_for_model
+
+    recorded, state = read_config(run_dir), read_state(run_dir)
+    # state.json's hash, not one of config.yaml read back: a config.yaml that lacks a setting added since reads
+    # back with today's default, which the run did not use
+    recorded_hash = recorded.hash() if state is None else state.config_hash
+    size = recorded.prompt.image_size if image_size is None else image_size
+    return RunComparison(recorded, recorded_hash, resolve_for_model(config, size, device)[0])
 
 
 def other_settings_message(run_dir: str | Path, recorded, config) -> str:

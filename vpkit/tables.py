@@ -29,16 +29,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from vpkit.data.specs import DATASETS
+from vpkit.vocabulary import SHAPES
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAPER_RESULTS = REPO_ROOT / "data" / "paper_results.csv"
 PAPER_RESULTS_COLUMNS = ("kind", "experiment", "method", "dataset", "prompt", "size", "mode", "srcc", "plcc",
                          "parameters_reported", "source", "table", "note")
 RESULT_KINDS = ("experiment", "method")
-# The paper's names for the prompt positions (its "Performance Across Visual Prompt Types" rows).
-PAPER_PROMPT_NAMES = {"border": "Padding", "center": "Fixed Patch (Center)", "top_left": "Fixed Patch (Top-Left)",
-                      "whole": "Full Overlay"}
 NOT_AVAILABLE = "n/a"
-DATASET_ORDER = ("kadid", "koniq", "agiqa")
 ZERO_SHOT = "zero-shot"
 ZERO_SHOT_PROMPT = "none (zero-shot)"
 
@@ -90,7 +89,7 @@ def _check_paper_row(row, where: str) -> None:
     exp = PAPER_EXPERIMENTS[int(number) - 1]
     size = None if _missing(row["size"]) else int(row["size"])
     written = (row["dataset"], row["prompt"], size, row["mode"])
-    expected = (exp.dataset, PAPER_PROMPT_NAMES[exp.position], exp.size, exp.mode)
+    expected = (exp.dataset, SHAPES[exp.position].paper_title, exp.size, exp.mode)
     if written != expected:
         raise ValueError(f"{where}: dataset, prompt, size, mode {written} do not match experiment {int(number)} "
                          f"{expected}; correct the experiment number or the row")
@@ -293,7 +292,7 @@ def srcc_grid(table: pd.DataFrame, value: str = "srcc") -> pd.DataFrame:
     grid = ours.pivot_table(index="prompt", columns="dataset", values=value, aggfunc="first", dropna=False)
     first = pd.to_numeric(ours["experiment"], errors="coerce").groupby(ours["prompt"]).min()  # the paper's order
     order = sorted(grid.index, key=lambda prompt: (prompt != ZERO_SHOT_PROMPT, first.get(prompt, 0), prompt))
-    return grid.reindex(index=order, columns=[d for d in DATASET_ORDER if d in grid.columns]).astype(float)
+    return grid.reindex(index=order, columns=[d for d in DATASETS if d in grid.columns]).astype(float)
 
 
 def methods_table(paper: pd.DataFrame, results: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -306,7 +305,7 @@ def methods_table(paper: pd.DataFrame, results: pd.DataFrame | None = None) -> p
     rows = []
     for (table, method), cells in methods.groupby(["table", "method"], sort=False):
         row = {"method": method, "table": table, "parameters": _first_given(cells["parameters_reported"])}
-        row.update({f"srcc_{d}": _first_given(cells.loc[cells["dataset"] == d, "srcc"]) for d in DATASET_ORDER})
+        row.update({f"srcc_{d}": _first_given(cells.loc[cells["dataset"] == d, "srcc"]) for d in DATASETS})
         rows.append(row)
     if results is not None:
         headline = {e.dataset: e.number for e in PAPER_EXPERIMENTS
@@ -316,9 +315,9 @@ def methods_table(paper: pd.DataFrame, results: pd.DataFrame | None = None) -> p
                "parameters": np.nan}
         row.update({f"srcc_{d}": float(ours.get(n, np.nan)) for d, n in headline.items()})
         rows.append(row)
-    columns = ["method", "table", *(f"srcc_{d}" for d in DATASET_ORDER), "parameters"]
+    columns = ["method", "table", *(f"srcc_{d}" for d in DATASETS), "parameters"]
     table = pd.DataFrame(rows, columns=columns)
-    for dataset in DATASET_ORDER:
+    for dataset in DATASETS:
         table[f"srcc_{dataset}"] = pd.to_numeric(table[f"srcc_{dataset}"], errors="coerce")
     return table
 
@@ -358,10 +357,8 @@ def _experiments(keep) -> list[int]:
 
 
 def _label(exp) -> str:
-    from vpkit.cli import PROMPT_LABELS
-
     size = "" if exp.size is None else f" {exp.size} px"
-    return f"{PROMPT_LABELS[exp.position]}{size}"
+    return f"{SHAPES[exp.position].label}{size}"
 
 
 def _compare(numbers: list[int], results: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
@@ -427,11 +424,9 @@ def _sorted(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _parameters(prompt) -> int:
-    from vpkit.prompters import build_prompter, num_trainable_parameters
+    from vpkit.prompters import num_trainable_parameters, prompter_from_config
 
-    return num_trainable_parameters(build_prompter(prompt.type, size=prompt.size, mode=prompt.mode,
-                                                   delta=prompt.delta, is_center=prompt.is_center,
-                                                   image_size=prompt.image_size))
+    return num_trainable_parameters(prompter_from_config(prompt))
 
 
 def _paper_parameters(number: int) -> int:

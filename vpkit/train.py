@@ -40,6 +40,7 @@ from vpkit.runs import (
     check_checkpoint_matches,
     check_same_data,
     clear_run_dir,
+    compare_with_run,
     copy_checkpoint,
     data_images,
     data_record,
@@ -52,7 +53,6 @@ from vpkit.runs import (
     other_settings_message,
     prepare_run_dir,
     prompt_checkpoint_metadata,
-    read_config,
     read_metrics,
     read_state,
     read_test,
@@ -225,18 +225,11 @@ def training_parts(config: ExperimentConfig, scorer, device: str):
     """What trains in a run of `config`: the prompt (drawn from `train.seed`), its SGD, the gradient scaler (on for
     fp16 autocast) and the prompted model, for training and scoring (compiled as `train.compile` says). A run
     builds them here, and so does `vpkit doctor`, so that it checks the same parts."""
-    from vpkit.prompters import build_prompter
+    from vpkit.prompters import prompter_from_config
 
     cfg = config.train
-    prompter = build_prompter(
-        config.prompt.type,
-        size=config.prompt.size,
-        mode=config.prompt.mode,
-        delta=config.prompt.delta,
-        is_center=config.prompt.is_center,
-        image_size=scorer.image_size,
-        generator=torch.Generator().manual_seed(cfg.seed),
-    ).to(device)
+    prompter = prompter_from_config(config.prompt, torch.Generator().manual_seed(cfg.seed),
+                                    image_size=scorer.image_size).to(device)
     optimizer = build_optimizer(prompter.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
     scaler = torch.amp.GradScaler(torch.device(device).type, enabled=cfg.amp == "fp16")
     model = PromptedScorer(scorer.eval(), prompter, compile_model=cfg.compile,
@@ -626,8 +619,8 @@ def save_epoch(
 def restore_epoch(run_dir: Path, config, prompter, optimizer, scaler) -> tuple[RunState, list[dict]]:
     """Load the last finished epoch's prompt, optimizer, scaler and RNG states."""
     state = read_state(run_dir)
-    if state.config_hash != config.hash():
-        _refuse_other_config(run_dir, read_config(run_dir), config)
+    if state.config_hash != config.hash():  # `config` is resolved: this names what differs
+        _check_same_config(run_dir, config, config.train.device, config.prompt.image_size)
     trainer_file = run_dir / _trainer_state_name(state.epoch)
     if not trainer_file.is_file():
         raise RunFolderError(
@@ -648,16 +641,13 @@ def restore_epoch(run_dir: Path, config, prompter, optimizer, scaler) -> tuple[R
     return state, rows
 
 
-def _check_same_config(run_dir: Path, config: ExperimentConfig, device: str) -> None:
-    """Refuse to resume (or report as done) a run folder that holds a run of other settings."""
-    recorded = read_config(run_dir)
-    expected, _ = resolve_for_model(config, recorded.prompt.image_size, device)
-    if expected.hash() != recorded.hash() or edited_config_hash(run_dir, recorded) is not None:
-        _refuse_other_config(run_dir, recorded, expected)  # an edited config.yaml no longer says what it ran with
-
-
-def _refuse_other_config(run_dir: Path, recorded: ExperimentConfig, config: ExperimentConfig) -> None:
-    raise RunFolderError(other_settings_message(run_dir, recorded, config))
+def _check_same_config(run_dir: Path, config: ExperimentConfig, device: str, image_size: int | None = None) -> None:
+    """Refuse to resume (or report as done) a run folder that holds a run of other settings, or whose config.yaml
+    was edited after it started and so no longer says what it ran with (`image_size`: see
+    vpkit.runs.compare_with_run)."""
+    comparison = compare_with_run(run_dir, config, device, image_size)
+    if not comparison.same or edited_config_hash(run_dir, comparison.recorded) is not None:
+        raise RunFolderError(other_settings_message(run_dir, comparison.recorded, comparison.expected))
 
 
 # ----------------------------------------------------------------------------- the end

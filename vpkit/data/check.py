@@ -120,7 +120,7 @@ def _report(title: str, root: Path, table: IQATable | None, problems: list[Probl
             f"total {len(table)} ({expected})")
         if table.group_source is None:
             out(f"  content: unknown: {table.csv_path.name} does not say which images share content, so shared "
-                "content between the splits cannot be checked (and --split content is refused)")
+                "content between the splits cannot be checked (and --split-scheme content is refused)")
         else:
             leak = content_overlap(table.frame).set_index("splits").loc["train/test"]
             out(f"  content: {int(leak['shared_groups'])} of the {int(leak['groups_second'])} content groups in "

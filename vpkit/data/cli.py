@@ -12,8 +12,8 @@ from .table import COUNT_CHECKS
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add `data` with its `check` and `synth` sub-commands; each sets func (and the same as handler,
-    which vpkit's main CLI calls) to a function of the namespace returning the exit code."""
+    """Add `data` with its `check` and `synth` sub-commands; each sets `handler` (what vpkit's main CLI calls)
+    to a function of the namespace returning the exit code."""
     data = subparsers.add_parser("data", help="check datasets on disk; generate the synthetic demo set")
     commands = data.add_subparsers(dest="data_command", metavar="{check,download,synth}", required=True)
 
@@ -22,14 +22,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     check.add_argument("--dataset", action="append", choices=sorted(SPECS),
                        help="check only this dataset (repeatable); an absent one is then an error")
     check.add_argument("--layout", default="auto", choices=("auto", *LAYOUTS))
-    check.add_argument("--split", default="paper", choices=SPLIT_KINDS)
+    check.add_argument("--split-scheme", default="paper", choices=SPLIT_KINDS, help="train/val/test split scheme")
     check.add_argument("--seed", type=int, default=42, help="seed of a generated split")
     check.add_argument("--counts", default="warn", choices=COUNT_CHECKS,
                        help="when the image count differs from the full dataset")
     check.add_argument("--all-errors", action="store_true", help="list every problem, not just the first")
     check.add_argument("--no-decode", action="store_true", help="do not open every image (faster)")
     check.add_argument("--quiet", action="store_true", help="no progress bars")
-    check.set_defaults(func=run_check, handler=run_check)
+    check.set_defaults(handler=run_check)
 
     download = commands.add_parser(
         "download", help="fetch the paper's dataset archives and split files and unpack them into ROOT")
@@ -53,14 +53,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     synth.add_argument("--no-photos", action="store_true", help="procedural references only")
     synth.add_argument("--workers", type=int, help="processes (default: up to 4)")
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
-    synth.set_defaults(func=run_synth, handler=run_synth)
+    synth.set_defaults(handler=run_synth)
     return data
 
 
 def run_check(args: argparse.Namespace) -> int:
     from .check import check_datasets
 
-    return check_datasets(args.root, args.dataset, layout=args.layout, split=args.split, seed=args.seed,
+    return check_datasets(args.root, args.dataset, layout=args.layout, split=args.split_scheme, seed=args.seed,
                           count_check=args.counts, all_errors=args.all_errors, decode_images=not args.no_decode,
                           progress=not args.quiet)
 
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vpkit.data.cli", description="vpkit dataset tools")
     register(parser.add_subparsers(dest="command", metavar="data", required=True))
     args = parser.parse_args(argv)
-    return args.func(args)
+    return args.handler(args)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,9 @@ SPECS: dict[str, DatasetSpec] = {
     ),
 }
 
+# vpkit's dataset names in the paper's order (its tables' columns: KADID-10k, KonIQ-10k, AGIQA-3K).
+DATASETS = tuple(SPECS)
+
 ALIASES = {
     "kadid": "kadid", "kadid10k": "kadid", "kadid-10k": "kadid",
     "koniq": "koniq", "koniq10k": "koniq", "koniq-10k": "koniq",

@@ -7,7 +7,7 @@ situation is a model with general quality knowledge meeting a new dataset; this 
   vision encoder) is trained end to end, every weight but a fixed, whitened DCT patch embedding, on generated
   images of four structural KADID types (`PRETRAIN_DISTORTIONS`: Gaussian blur, white noise, JPEG, pixelation)
   made from 300 procedural references (`PRETRAIN_REFERENCE_SEED`, no photographs): recipe `structural`. The
-  earlier toy (recipe `colour`: six brightness and colour types, the 64-wide, 2-layer encoder) stays available;
+  other recipe (`colour`: six brightness and colour types, the 64-wide, 2-layer encoder) stays available;
 * it answers the paper's question with its own language head: the loss asks the last-position logits of the
   score words to give the right quality (MSE of several score types' softmax mass against the label) and to
   put the five Q-Align level words in order (cross-entropy to a soft level target);
@@ -15,75 +15,8 @@ situation is a model with general quality knowledge meeting a new dataset; this 
   multiplicative noise, JPEG2000, over-sharpening, jitter) and references (photographs and procedural images
   from another seed) it never saw, which is where a prompt has something to adapt.
 
-What was measured on the way (2 CPU cores; so that nobody repeats it blindly):
-* learning rate: at 1e-3 the toy ViT collapses to the mean label within ~50 steps, even on one batch of noisy
-  grey images that it fits at 1e-4; 2.5e-4 with a 100-step warm-up is stable;
-* references: the earlier recipe (48 references, lr 5e-4, 1,440 steps) reached held-out SRCC 0.35 on its own
-  types (0.05 zero-shot on the ten mixed types the demo then had); this one (200 references, lr 2.5e-4, 1,500
-  steps) 0.46 (0.21 zero-shot on the demo's five related types). With 48 references and blur/noise types the
-  training loss fell while validation SRCC stayed near 0 (memorised);
-* blur and noise types: after 800 steps the ViT's held-out SRCC stayed below 0.25 at 224 px / 28 px patches,
-  at 112 px / 14 px and 7 px patches, with a DCT initialisation of the patch embedding and with an auxiliary
-  regression of hand-made sharpness features, while an MLP on multi-scale Laplacian statistics of the same
-  images reaches 0.87: the non-monotone cue (too little or too much high frequency is bad) is slow for a ViT
-  this small.
-* why (session 4): not the cue but the patch embedding's scale. A learnt linear 28 px patch embedding, even alone
-  under |x| and a mean (no ViT), stayed at held-out SRCC ~0.1 on Gaussian blur alone in 400 steps, while log
-  energies of fixed DCT filters give 0.92 (ridge) on blur and 0.82 (small MLP) on blur, noise, JPEG and
-  pixelation together. Images carry ~1/f amplitude, so the DCT responses' spread differs 240x between the lowest
-  and highest frequencies (0.077 to 18.3 on model input), and the pre-LayerNorm after the embedding then leaves
-  the high frequencies near zero. Whitening the bank (each filter scaled to unit response spread on training
-  patches) and keeping it fixed fixes it: the ViT with a probe reached held-out SRCC 0.81 on the four structural
-  types in 1,000 steps (55 s); the same bank left trainable 0.71 in 2,000. `--recipe structural` does this.
-* the structural recipe, whole model: 10 epochs (144 s) validation SRCC 0.80, held-out test 0.75 on its own
-  types; 20 epochs (296 s) 0.82 / 0.78 (the issue's target is 0.85). With 10 epochs, zero-shot on the other
-  KADID types of the demo's references: lens blur 0.69, white noise in colour 0.70, impulse noise 0.67, jitter
-  0.67, denoise 0.62, multiplicative noise 0.59, JPEG2000 0.47, high sharpen 0.29, motion blur 0.20, colour and
-  brightness types 0.0-0.5 (each type's own SRCC).
-* prompts on it (`vpkit train 4 --epochs 3 --limit 800 --batch-size 16`, the demo's settings, on a demo set of
-  lens blur, motion blur, impulse noise, JPEG2000 and high sharpen): zero-shot test SRCC 0.436 (val 0.462, train
-  0.494); 30 px padding add at lr 60 test 0.435 (train 0.503: the prompt fits the mean, not the ranking), at lr
-  600 0.404, at lr 3000 0.278; full overlay add 0.177. Why: re-fitting its scores linearly per type with the
-  true labels (an oracle no prompt can beat by recalibration) lifts those five types only from 0.45 to 0.60, and
-  a ridge regression on the 20-epoch model's frozen mean vision token, fitted to the 800 training images, scores
-  0.45 on test where the model itself scores 0.49: what these types need is not in its features, so no prompt
-  can read it out.
-* a wider encoder (recipe structural as it is now: vision 128 wide, 4 layers, MLP 4x; 300 references, 12
-  epochs, ~7 min on 2 cores): validation 0.88, held-out test 0.89 on its own types, zero-shot 0.51 on
-  `STRUCTURAL_UNSEEN_DISTORTIONS`. On the demo set above: zero-shot test 0.538; 30 px padding add with the
-  demo's budget (3 epochs, 800 training images, lr 60, batch 16) 0.592 (+0.054; lr 200: 0.567, batch 4: 0.591);
-  with all 3,200 training images for 3 epochs 0.667 (+0.129, validation 0.538 -> 0.624; 8 epochs: 0.666),
-  with 1,600 for 6 epochs 0.562. The gain is mostly calibration across types: high sharpen's mean score falls
-  from 0.92 to 0.58 (label mean 0.54) and its own SRCC rises 0.46 -> 0.61, while lens and motion blur's own
-  SRCCs fall (0.81 -> 0.67, 0.62 -> 0.49). A ridge on its frozen mean vision token scores 0.53 on test.
-  Padding with all training images, seeds 42 / 1 / 2: 0.667 / 0.644 / 0.632; the other prompts (3,200 images,
-  3 epochs): centre patch 0.553, top-left patch 0.559, full overlay 0.197.
-* the demo's types: a second mix (lens blur, multiplicative noise, JPEG2000, high sharpen, jitter: the demo's
-  `DEMO_DISTORTIONS`) gave zero-shot test 0.517, padding at the demo's budget 0.643 (+0.126; 5 epochs 0.664,
-  1,600 images x 3 epochs 0.587, all 3,200 x 3 0.666). It was chosen over the first mix because the gain is
-  larger there: two mixes were tried, both are reported here and in the README. These weights are shipped.
-* why the gain stops near +0.13 (session 5): on the demo's test split the shipped toy ranks each type well
-  (SRCC 0.81 lens blur, 0.66 JPEG2000, 0.76 multiplicative noise, 0.70 jitter, 0.46 high sharpen) but rates the
-  types on different scales (high sharpen: mean score 0.92 against mean label 0.54). Re-fitting its zero-shot
-  scores linearly per type with the true labels (an oracle: perfect calibration, unchanged ranking within each
-  type) gives 0.720 = zero-shot + 0.203; the padding prompt gets 0.643 by calibrating (high sharpen's mean falls
-  to 0.66) while within-type SRCCs fall (lens blur 0.81 -> 0.69). So +0.20 needs the prompt to reach that
-  oracle, or features that rank the new types better.
-* richer features, tried (session 5; 12 epochs, 1 thread, ~18 min each): the structural recipe plus a head on the
-  mean vision token that classifies the distortion type and regresses its level on 60 more references x the 16
-  KADID types that are neither pretraining nor demo types (type/level only, no quality): held-out 0.876 on its own
-  types, demo zero-shot test 0.540, a ridge on frozen features 0.576, padding at the demo's budget 0.484 / 0.629
-  (seeds 42 / 1). Adding those 16 types' quality too: 0.865 held out, zero-shot 0.498, ridge 0.583, padding
-  0.423 / 0.469. Neither beats the shipped toy; not shipped.
-* more references, tried (session 6; `python scripts/pretrain_tiny.py --n-refs 1200`, 12 epochs, 1,562 s on 2
-  threads): held-out test 0.935 on its own types (shipped 0.887), zero-shot 0.574 on the demo's test split (0.641
-  on the card's unseen check), per-type oracle 0.741, a ridge on its frozen mean vision token 0.692 (shipped
-  0.576: its features know much more). Padding at the demo's budget, seeds 42 / 1 / 2: 0.666 / 0.637 / 0.650
-  (+0.09 / +0.06 / +0.08: the higher zero-shot eats the gain); with all 3,200 training images (seed 42) 0.716
-  (+0.14), and there the prompt does more than calibrate: multiplicative noise's own SRCC 0.79 -> 0.89, high
-  sharpen's 0.41 -> 0.62. So a better-pretrained toy adapts further but only with 4x the demo's training
-  budget, which would take the demo past 10 minutes; not shipped. The learning rate is not it either (shipped
-  toy, demo budget, seed 42: lr 20 0.609, 60 0.643, 120 0.627).
+What was measured while choosing these (learning rate, references, the whitened filters, why the demo's
+gain stops where it does) is in docs/tiny_model_findings.md.
 """
 from __future__ import annotations
 
@@ -125,7 +58,7 @@ RECIPES = {
     # the shipped weights. 128 wide, 4 layers: the 64 x 2 encoder reached 0.78 held out in 20 epochs, this 0.89 in 12
     "structural": Recipe("PRETRAIN_DISTORTIONS", "DEMO_DISTORTIONS", whitened_filters=True,
                          vision_sizes=(("vision_width", 128), ("vision_layers", 4), ("vision_mlp_ratio", 4))),
-    # the toy before: `--recipe colour --n-refs 200 --epochs 5`
+    # brightness and colour types only: `--recipe colour --n-refs 200 --epochs 5`
     "colour": Recipe("COLOUR_PRETRAIN_DISTORTIONS", "COLOUR_DEMO_DISTORTIONS", whitened_filters=False),
 }
 
@@ -134,10 +67,10 @@ RECIPES = {
 class PretrainSettings:
     """Everything that decides the shipped weights (recorded in the model card)."""
 
-    n_refs: int = 300  # fewer are memorised (see the module docstring)
+    n_refs: int = 300  # fewer are memorised (docs/tiny_model_findings.md)
     epochs: int = 12
     batch_size: int = 16
-    lr: float = 2.5e-4  # 1e-3 collapses the toy ViT to the mean label (module docstring)
+    lr: float = 2.5e-4  # 1e-3 collapses the toy ViT to the mean label (docs/tiny_model_findings.md)
     warmup_steps: int = 100
     weight_decay: float = 0.01
     level_loss_weight: float = 0.3

@@ -355,14 +355,15 @@ for _t in TYPES:
     FAMILIES[_t.family] = FAMILIES.get(_t.family, ()) + (_t.name,)
 
 # The shipped `tiny` toy scorer is pretrained on four structural types: blur, noise, compression and pixelation
-# (how a toy ViT learns them on a CPU: vpkit/models/tiny_pretrain.py). The demo evaluates it on five types of
+# (how a toy ViT learns them on a CPU: docs/tiny_model_findings.md). The demo evaluates it on five types of
 # related families that it never saw: lens blur, multiplicative noise, JPEG2000, over-sharpening and jitter.
 PRETRAIN_DISTORTIONS: tuple[str, ...] = ("gaussian_blur", "white_noise", "jpeg", "pixelate")
 DEMO_DISTORTIONS: tuple[str, ...] = (
     "lens_blur", "multiplicative_noise", "jpeg2000", "high_sharpen", "jitter",
 )
-# The earlier toy (pretraining recipe `colour`): six brightness and colour types, checked on five other global
-# statistics types (mean shift, saturation 2, contrast change, quantisation, colour block).
+# The pretraining recipe `colour` (a toy that knows no blur, noise or compression): six brightness and colour
+# types, checked on five other global statistics types (mean shift, saturation 2, contrast change, quantisation,
+# colour block).
 COLOUR_PRETRAIN_DISTORTIONS: tuple[str, ...] = (
     "brighten", "darken", "color_shift", "color_saturation_1", "color_quantization", "color_diffusion",
 )
