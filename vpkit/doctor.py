@@ -344,7 +344,9 @@ def _resident_peak_mib() -> float | None:
 # ----------------------------------------------------------------------------- all of it
 
 
-def check_paths(device: str, quick: bool = False, progress: bool = True) -> list[PathResult]:
+def check_paths(device: str, quick: bool = False, progress: bool = True, on_result=None) -> list[PathResult]:
+    """Every planned path checked in turn; `on_result` is called with each result as it is known (a compile path
+    takes minutes with a cold cache, so a person sees each line when it is decided)."""
     from tqdm.auto import tqdm
 
     if torch.device(device).type == "cpu":
@@ -354,6 +356,8 @@ def check_paths(device: str, quick: bool = False, progress: bool = True) -> list
     results = []
     for spec in tqdm(planned_paths(device, quick), desc="vpkit doctor", leave=False, disable=not progress):
         results.append(check_path(spec, device, base, references))
+        if on_result is not None:
+            on_result(results[-1])
     return results
 
 
@@ -410,15 +414,14 @@ def _run_doctor(args) -> int:
         sys.stdout.flush()
     # torch.compile and the loaders may print; with --json that goes to stderr, so stdout stays one JSON object
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-        results = check_paths(device, quick=args.quick, progress=not args.json)
+        results = check_paths(device, quick=args.quick, progress=args.json,
+                              on_result=None if args.json else lambda result: print(result.line(), flush=True))
     failed = [result for result in results if not result.ok]
     if args.json:
         report = {"environment": facts, "device": device, "quick": args.quick, "ok": not failed,
                   "paths": [dataclasses.asdict(result) for result in results]}
         print(json.dumps(json_safe(report), indent=1, allow_nan=False))  # a diverged path's NaN as null
     else:
-        for result in results:
-            print(result.line())
         print(f"{len(results) - len(failed)} of {len(results)} paths OK" + (
             f"; FAILED: {', '.join(result.name for result in failed)} (include this output in a bug report)"
             if failed else ""))
