@@ -16,6 +16,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from vpkit.progress import live_frontend  # widgets only where a front end shows them
+
 DATASET_TITLES = {"kadid": "KADID-10k", "koniq": "KonIQ-10k", "agiqa": "AGIQA-3K"}
 DATASET_ORDER = ("kadid", "koniq", "agiqa")
 CURVE_METRICS = (("train_loss", "train loss (MSE)"), ("val_srcc", "validation SRCC"))
@@ -354,14 +356,18 @@ def gallery_order(run_dirs: Iterable[str | Path]) -> list[Path]:
 
 
 def mul_note(prompter) -> str:
-    """The sentence shown next to a `mul` run: why its prompted images are black, with this prompt's largest value."""
+    """The sentence shown next to a `mul` run: why its prompted images are black, with this prompt's typical
+    (median) and largest value inside its region."""
     import torch
 
     with torch.no_grad():
-        peak = float(prompter.canvas().abs().max())
-    return (f"mul (the paper's mode) multiplies each pixel by the prompt itself: 0 outside the prompt's region and at "
-            f"most {peak:.2f} inside it here, so no pixel keeps more than {peak:.0%} of its brightness; mul_residual, "
-            "image x (1 + prompt), keeps the image.")
+        mask = prompter.region_mask()
+        inside = prompter.canvas()[mask.expand(-1, 3, -1, -1)].abs().float()
+        typical, peak = float(inside.median()), float(inside.max())
+    outside = "" if bool(mask.all()) else "0 outside the prompt's region and "
+    return (f"mul (the paper's mode) multiplies each pixel by the prompt itself: {outside}typically {typical:.2f} "
+            f"inside it here (at most {peak:.2f}), so a typical pixel keeps {typical:.0%} of its brightness; "
+            "mul_residual, image x (1 + prompt), keeps the image.")
 
 
 def mul_residual_note(prompter) -> str:
@@ -416,8 +422,13 @@ def prompt_views(prompter, image_path: str | Path, amplify: float | str) -> dict
             "image": image, "prompted": (prompted * 255).round().astype(np.uint8)}
 
 
-def _amplify_label(amplify) -> str:
-    return "auto" if amplify == "auto" else f"x{amplify:g}"
+def _amplify_label(amplify, prompter=None) -> str:
+    """'x12.3 (auto)' for "auto" (the factor it chose for this prompter), else 'x30'."""
+    from vpkit.prompters import auto_amplification
+
+    if amplify == "auto":
+        return f"x{auto_amplification(prompter):.3g} (auto)" if prompter is not None else "auto"
+    return f"x{amplify:g}"
 
 
 def gallery_figure(run_dirs: Iterable[str | Path], examples: int = 3, amplify: float | str = "auto",
@@ -442,7 +453,7 @@ def gallery_figure(run_dirs: Iterable[str | Path], examples: int = 3, amplify: f
                 row[0].imshow(views["prompt"])
                 row[1].imshow(views["amplified"])
                 row[0].set_title("prompt", fontsize=9)
-                row[1].set_title(f"prompt {_amplify_label(amplify)}", fontsize=9)
+                row[1].set_title(f"prompt {_amplify_label(amplify, prompter)}", fontsize=9)
             row[2 + column].imshow(views["prompted"])
             row[2 + column].set_title(f"MOS {item['mos']:.2f}, prompted", fontsize=9)
         row_figure.suptitle(run_label(run_dir), fontsize=9)
@@ -491,10 +502,13 @@ def prompt_gallery(run_dirs: Iterable[str | Path], examples: int = 6):
     except ImportError:
         print("ipywidgets is not installed (pip install 'vpkit[notebooks]'); see the static gallery above")
         return None
-    if not in_notebook():
-        print("not in a notebook: the interactive gallery needs Jupyter; see the static gallery")
+    if not live_frontend():
+        # papermill/nbclient would keep only the widget's text fallback, "VBox(children=(Dropdown(..."
+        print("The interactive gallery needs a live Jupyter kernel (open this notebook in JupyterLab and run it); "
+              "the static gallery above shows the same prompts.")
         return None
     from vpkit.evaluate import load_trained_prompt
+    from vpkit.prompters import auto_amplification
 
     run_dirs = gallery_order(run_dirs)
     wide = {"layout": widgets.Layout(width="100%"), "style": {"description_width": "initial"}}
@@ -503,9 +517,9 @@ def prompt_gallery(run_dirs: Iterable[str | Path], examples: int = 6):
     epoch = widgets.Dropdown(description="epoch")
     image = widgets.Dropdown(description="image", layout=widgets.Layout(width="auto"),
                              style={"description_width": "initial"})
-    auto = widgets.Checkbox(value=True, description="auto amplification (largest value to full black/white)",
+    auto = widgets.Checkbox(value=True, description="auto amplification (99th percentile to full black/white)",
                             indent=False, layout=widgets.Layout(width="auto"))
-    amplify = widgets.FloatLogSlider(value=10.0, base=10, min=0, max=2, step=0.05, description="amplify",
+    amplify = widgets.FloatLogSlider(value=10.0, base=10, min=0, max=3, step=0.05, description="amplify",
                                      disabled=True)
     # An Image widget, not an Output widget: an Output widget capturing a display while a notebook is
     # executed headlessly (papermill/nbclient) can deadlock the execution (jupyter/nbclient#312).
@@ -518,19 +532,31 @@ def prompt_gallery(run_dirs: Iterable[str | Path], examples: int = 6):
             return
         amplify.disabled = auto.value
         prompter = load_trained_prompt(epoch_checkpoints(run.value)[epoch.value]).prompter
+        if auto.value:  # the slider shows the factor "auto" chose, so unticking it starts from there
+            choosing.append(True)
+            try:
+                amplify.value = auto_amplification(prompter)
+            finally:
+                choosing.clear()
         views = prompt_views(prompter, image.value, "auto" if auto.value else amplify.value)
+        factor = _amplify_label("auto" if auto.value else amplify.value, prompter)
+        views = {f"amplified {factor}" if name == "amplified" else name: pixels for name, pixels in views.items()}
         mode = _mode_of(run.value)
         fig = view_figure(views, f"{run.value.name}, {epoch.value}", mode_note(mode, prompter),
                           NOTE_COLOURS.get(mode, "darkred"))
         picture.value = figure_png(fig)
 
     def choose_run(change=None) -> None:
+        kept_epoch, kept_image = epoch.value, image.value  # switching runs keeps what still applies
         choosing.append(run.value)
         try:
             epoch.options = list(epoch_checkpoints(run.value))
             image.options = [(f"{r['name']} (MOS {r['mos']:.2f})", r["path"])
                              for _, r in gallery_examples(run.value, examples).iterrows()]
-            epoch.index = image.index = 0  # a Dropdown that started empty keeps no selection by itself
+            paths = [path for _, path in image.options]
+            # a Dropdown that started empty keeps no selection by itself
+            epoch.index = list(epoch.options).index(kept_epoch) if kept_epoch in epoch.options else 0
+            image.index = paths.index(kept_image) if kept_image in paths else 0
         finally:
             choosing.clear()
         redraw()

@@ -7,10 +7,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
-from tqdm.auto import tqdm
-
 from vpkit.data.images import image_problem
 from vpkit.metrics import MIN_SAMPLES
+from vpkit.progress import tqdm
 
 RUN_SPLITS = ("train", "val", "test")
 CORRELATED_SPLITS = ("val", "test")  # scored by correlation every epoch / at the end

@@ -1,9 +1,9 @@
 """Reproducing the paper: the notebooks' settings, which experiments run, and `vpkit reproduce`.
 
-The notebooks in notebooks/ only call this module, vpkit.tables and vpkit.plots. Each starts with a
+The notebooks (vpkit/notebooks, `notebooks/` in a clone) only call this module, vpkit.tables and vpkit.plots. Each starts with a
 papermill `parameters` cell (model, data_root, experiments, mul_residual, epochs, batch_size, lr, limit,
 device, out_dir, figures_dir, seed) and passes it to `notebook_settings`. `vpkit reproduce --profile
-demo|paper` runs them in order with the parameters of configs/profiles/<profile>.yaml, into
+demo|paper` runs them in order with the parameters of vpkit/configs/profiles/<profile>.yaml, into
 
     OUT/runs/<experiment>/   one run folder per experiment (vpkit.runs), and one per mul_residual variant
     OUT/tables/*.csv         zero-shot scores and the paper's tables
@@ -25,9 +25,10 @@ from pathlib import Path
 
 import pandas as pd
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
-PROFILES_DIR = REPO_ROOT / "configs" / "profiles"
+from vpkit.resources import package_path, project_path
+
+NOTEBOOKS_DIR = package_path("notebooks")
+PROFILES_DIR = package_path("configs", "profiles")
 NOTEBOOKS = ("00_data", "01_zero_shot", "02_train_padding", "03_train_patches", "04_train_full", "05_tables",
              "06_prompt_gallery")
 KERNEL_NAME = "python3"
@@ -51,7 +52,7 @@ PARAMETERS: dict[str, tuple[tuple[type, ...], bool]] = {
     "limit": ((int,), True),
     "device": ((str,), False),
     "out_dir": ((str,), False),
-    "figures_dir": ((str,), False),
+    "figures_dir": ((str,), True),
     "seed": ((int,), False),
 }
 # Parameters that come from where the reproduction writes, not from a profile.
@@ -165,7 +166,7 @@ class Profile:
 
 
 def profile_path(name_or_path: str | Path) -> Path:
-    """configs/profiles/<name>.yaml for a bare name, else the given file."""
+    """The shipped profile <name>.yaml for a bare name, else the given file."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.parent != Path("."):
         return path
@@ -263,7 +264,11 @@ class Settings:
 
 
 def notebook_settings(*, progress: bool = True, **parameters) -> Settings:
-    """Check a notebook's parameters, make the output folders and, for data_root="demo", the demo set."""
+    """Check a notebook's parameters, make the output folders and, for data_root="demo", the demo set.
+
+    Relative paths are relative to vpkit.resources.project_root() (the clone's root, where the README's
+    `vpkit reproduce --profile demo` writes reproduce/demo), never to the folder Jupyter or papermill started in;
+    figures_dir None is out_dir/figures."""
     from vpkit.device import resolve_device
 
     missing = sorted(set(PARAMETERS) - set(parameters))
@@ -271,18 +276,21 @@ def notebook_settings(*, progress: bool = True, **parameters) -> Settings:
         raise ReproduceError(f"notebook parameters: {', '.join(missing)} missing; the parameters cell sets "
                              f"all of {', '.join(PARAMETERS)}")
     values = check_parameters(parameters, "notebook parameters")
-    out_dir = Path(values["out_dir"]).expanduser().resolve()
-    figures_dir = Path(values["figures_dir"]).expanduser().resolve()
+    out_dir = project_path(values["out_dir"])
+    figures_dir = project_path(values["figures_dir"]) if values["figures_dir"] is not None else out_dir / "figures"
     for folder in (out_dir / "runs", out_dir / "tables", figures_dir):
         folder.mkdir(parents=True, exist_ok=True)
     if values["data_root"] == DEMO_DATA:
         data_root = ensure_demo_data(out_dir / DEMO_DATA_FOLDER, progress=progress)
     else:
-        data_root = Path(values["data_root"]).expanduser().resolve()
+        data_root = project_path(values["data_root"])
         if not data_root.is_dir():
             raise ReproduceError(f"data_root {data_root} is not a folder; give the folder holding kadid10k/, "
                                  f"koniq10k/, AGIQA-3K/ (see data/README.md), or '{DEMO_DATA}'")
-    return Settings(values["model"], data_root, values["experiments"], values["mul_residual"],
+    model = values["model"]
+    if project_path(model).exists():  # a model folder, relative like the other paths
+        model = str(project_path(model))
+    return Settings(model, data_root, values["experiments"], values["mul_residual"],
                     values["epochs"], values["batch_size"], values["lr"], values["limit"],
                     resolve_device(values["device"]), out_dir, figures_dir, values["seed"])
 
@@ -293,7 +301,9 @@ def ensure_demo_data(root: Path, progress: bool = True) -> Path:
     from vpkit.data.synth import DEFAULT_N_REFS, DEMO_DISTORTIONS, generate
 
     if not (root / "kadid10k" / "synthetic.json").is_file():  # the set is moved into place whole
-        print(f"making the synthetic demo set in {root} (scores are synthetic, not human opinions)")
+        print(f"making the synthetic demo set in {root} (about 450 MB and a minute on 2 cores; scores are "
+              f"synthetic, not human opinions): data_root = {DEMO_DATA!r} uses out_dir/{DEMO_DATA_FOLDER}, and "
+              f"this out_dir has none yet; to share another folder's set, set data_root to its {DEMO_DATA_FOLDER}")
         generate(root, n_refs=DEFAULT_N_REFS, distortions=DEMO_DISTORTIONS, progress=progress)
     return root
 
@@ -408,9 +418,10 @@ def run_experiments(numbers: Iterable[int], settings: Settings,
                     callback_for: Callable[[str], Callable[[dict], None]] | None = None,
                     progress: bool = True, mul_residual: Iterable[int] = ()) -> pd.DataFrame:
     """Train each experiment into settings.runs_dir/<name>, then each of `mul_residual` in that mode (finished
-    runs are skipped, stopped ones resumed); `callback_for(name)` gives the per-epoch callback. Returns
+    runs of the same settings are reused, stopped ones resumed); `callback_for(name)` gives the per-epoch
+    callback, which also receives a reused run's recorded epochs (so live curves show it). Returns
     vpkit.runs.collect_runs of them."""
-    from vpkit.runs import collect_runs, lock_run_dir
+    from vpkit.runs import RunFolderError, collect_runs, lock_run_dir, read_metrics, run_status
     from vpkit.train import train
 
     run_dirs = []
@@ -419,7 +430,18 @@ def run_experiments(numbers: Iterable[int], settings: Settings,
         callbacks = [callback_for(config.name)] if callback_for is not None else []
         with lock_run_dir(run_dir):  # no other process may finish or change the run between check and training
             check_finished_run(config, run_dir)
-            train(config, run_dir, resume=True, callbacks=callbacks, progress=progress)
+            if run_status(run_dir) == "finished":
+                print(f"{config.name}: trained earlier with these settings, reused (delete {run_dir} to train "
+                      "it again)")
+                for row in read_metrics(run_dir):
+                    for callback in callbacks:
+                        callback(row)
+            else:
+                try:
+                    train(config, run_dir, resume=True, callbacks=callbacks, progress=progress)
+                except RunFolderError as error:  # its advice names `vpkit train` options; here it is a folder
+                    raise ReproduceError(f"{error} (from a notebook: delete {run_dir} and run this cell again "
+                                         "to start it afresh)") from None
         run_dirs.append(run_dir)
     return collect_runs(run_dirs) if run_dirs else pd.DataFrame(columns=["run", "name", "status"])
 
@@ -430,11 +452,14 @@ def trained_runs(settings: Settings) -> list[Path]:
     from vpkit.runs import BEST_CHECKPOINT, collect_runs
 
     runs = collect_runs(settings.runs_dir)
-    if runs.empty:
-        return []
-    if settings.experiments is not None:
+    if not runs.empty and settings.experiments is not None:
         runs = runs[runs["number"].isin(settings.experiments)]
-    return [Path(run) for run in runs["run"] if (Path(run) / BEST_CHECKPOINT).is_file()]
+    found = [] if runs.empty else [Path(run) for run in runs["run"] if (Path(run) / BEST_CHECKPOINT).is_file()]
+    if not found:  # a notebook that exists to show runs must not pass showing none
+        which = f" of experiments {settings.experiments}" if settings.experiments is not None else ""
+        raise ReproduceError(f"{settings.runs_dir}: no trained run{which} here; run notebooks 02-04 (or `vpkit "
+                             "reproduce`) with these parameters first, or set out_dir to the folder that holds them")
+    return found
 
 
 def check_finished_run(config, run_dir: Path) -> None:
@@ -494,10 +519,10 @@ def zero_shot_scores(settings: Settings, datasets: Iterable[str], split: str = "
 def _zero_shot_logits(scorer, dataset: str, settings: Settings, split: str, progress: bool):
     import numpy as np
     import torch
-    from tqdm.auto import tqdm
 
     from vpkit.data import load_table, make_loader
     from vpkit.evaluate import autocast, limit_table, to_model_input
+    from vpkit.progress import tqdm
 
     table = load_table(dataset, settings.data_root, split="paper", seed=settings.seed)
     if settings.limit is not None:

@@ -1,14 +1,14 @@
 """The paper's tables rebuilt from run folders, each beside the numbers the paper reports.
 
     results = run_results("OUT/runs")          # one row per paper experiment that has a run folder
-    paper = read_paper_results()               # data/paper_results.csv: every published number, with source
+    paper = read_paper_results()               # vpkit/assets/paper_results.csv: every published number, with source
     padding_table(results, paper, zero_shot)   # 30 px padding + addition per dataset (and the zero-shot row)
     prompt_type_table(results, paper)          # SRCC for each prompt type x dataset (addition)
     residual = mul_residual_results("OUT/runs")  # vpkit's mul_residual runs of mul experiments, kept apart
     add_vs_mul_table(results, paper, residual) # addition against multiplication (and vpkit's fix beside it)
     methods_table(paper, results)              # the paper's comparison with other methods (+ our runs)
 
-data/paper_results.csv has one row per published number: `kind` "experiment" (a paper experiment,
+vpkit/assets/paper_results.csv has one row per published number: `kind` "experiment" (a paper experiment,
 `experiment` = its number in vpkit.config.PAPER_EXPERIMENTS) or "method" (a row of the paper's
 comparison with other methods, `method` = its name), the `source` file and the `table` in it that
 prints the number, and a `note`. The multiplication experiments 22-33 have rows with empty numbers:
@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-PAPER_RESULTS = REPO_ROOT / "data" / "paper_results.csv"
+from vpkit.resources import package_path
+
+PAPER_RESULTS = package_path("assets", "paper_results.csv")
 PAPER_RESULTS_COLUMNS = ("kind", "experiment", "method", "dataset", "prompt", "size", "mode", "srcc", "plcc",
                          "parameters_reported", "source", "table", "note")
 RESULT_KINDS = ("experiment", "method")
@@ -52,8 +53,8 @@ def read_paper_results(path: str | Path = PAPER_RESULTS) -> pd.DataFrame:
     vpkit.config.PAPER_EXPERIMENTS (dataset, prompt, size, mode), numbers in [-1, 1]."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: the paper's reported numbers are missing (data/paper_results.csv "
-                                "ships with the repository; pass its path)")
+        raise FileNotFoundError(f"{path}: the paper's reported numbers are missing (vpkit/assets/paper_results.csv "
+                                "ships inside the package; pass its path)")
     frame = pd.read_csv(path, na_values=[NOT_AVAILABLE, ""], keep_default_na=True)
     missing = [c for c in PAPER_RESULTS_COLUMNS if c not in frame.columns]
     if missing:

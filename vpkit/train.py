@@ -25,13 +25,13 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from vpkit import distributed
 from vpkit.config import ExperimentConfig, resolve_for_model
 from vpkit.device import autocast, resolve_device, to_model_input
 from vpkit.evaluate import PromptedScorer, correlation_metrics, limit_table, predict
 from vpkit.preflight import check_run_data
+from vpkit.progress import tqdm
 from vpkit.runs import (
     BEST_CHECKPOINT,
     PREDICTIONS_FILE,

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from vpkit.progress import tqdm
 
 from .images import MODE_NOTES, image_problem
 from .layouts import find_layouts, looked_for
