@@ -9,7 +9,7 @@ from vpkit import tables
 from vpkit.config import paper_config, resolve_for_model
 from vpkit.runs import TEST_FILE, RunState, write_config, write_json_atomic, write_metrics, write_state
 
-PAPER_CSV = Path(__file__).resolve().parents[1] / "data" / "paper_results.csv"
+PAPER_CSV = tables.PAPER_RESULTS
 # The paper's published description and results (see ../shared/paper/README.md); absent outside the project.
 PAPER_TEXT = Path(__file__).resolve().parents[1].parent / "shared" / "paper" / "000_3b20b36c5c836fd3.txt"
 # "Performance Across Visual Prompt Types" as printed (KADID-10k, KonIQ-10k, AGIQA-3k SRCC), by vpkit's labels.
