@@ -487,3 +487,23 @@ def test_reused_runs_hand_their_recorded_epochs_to_the_live_curves(after_demo, c
     assert seen == [(run.name, 1), (run.name, 2), (run.name, 3)]
     assert f"{run.name}: trained earlier with these settings, reused (delete {run} to train it again)" \
         in capsys.readouterr().out
+
+
+def test_a_large_figure_is_shown_as_a_jpeg_and_kept_as_a_png(tmp_path, monkeypatch):
+    import IPython.display
+    import numpy as np
+
+    from vpkit import plots
+
+    shown = []
+    monkeypatch.setattr(plots, "in_notebook", lambda: True)
+    monkeypatch.setattr(IPython.display, "display", lambda item: shown.append(item))
+    fig, axes = plots._new_figure(1, 1, 3, 3)
+    axes[0, 0].imshow(np.random.default_rng(0).random((64, 64, 3)))
+    small = plots.publish(fig, tmp_path / "small.png")
+    monkeypatch.setattr(plots, "PREVIEW_LIMIT_BYTES", small.stat().st_size - 1)
+    fig, axes = plots._new_figure(1, 1, 3, 3)
+    axes[0, 0].imshow(np.random.default_rng(0).random((64, 64, 3)))
+    large = plots.publish(fig, tmp_path / "large.png")
+    assert [item.format for item in shown] == ["png", "jpeg"]
+    assert large.read_bytes().startswith(b"\x89PNG") and shown[1].data.startswith(b"\xff\xd8")

@@ -239,7 +239,9 @@ def test_written_and_displayed_tables_say_n_a(runs_dir, paper, tmp_path):
     shown = tables.display_table(table)
     assert shown.loc[shown["experiment"] == 5, "srcc"].tolist() == ["n/a"]
     assert shown.loc[shown["experiment"] == 5, "parameters"].tolist() == ["n/a"]
-    assert shown.loc[shown["experiment"] == 5, "paper_srcc"].tolist() == [0.852]
+    assert shown.loc[shown["experiment"] == 5, "paper_srcc"].tolist() == ["0.852"]
+    one_precision = tables.display_table(pd.DataFrame({"srcc": [0.81, 0.932, np.nan], "parameters": [37620.0, np.nan, 4.0]}))
+    assert one_precision.to_dict("list") == {"srcc": ["0.810", "0.932", "n/a"], "parameters": ["37620", "n/a", "4"]}
 
 
 def test_paper_results_need_a_source_per_row(tmp_path):

@@ -58,15 +58,35 @@ def save_figure(fig, path: str | Path) -> Path:
     return path
 
 
+# A figure whose PNG is larger than this (the prompt gallery: photographs, ~2 MB) is shown in the notebook as a JPEG,
+# so the executed notebook stays small; the PNG file keeps every pixel.
+PREVIEW_LIMIT_BYTES = 1_000_000
+
+
 def publish(fig, path: str | Path) -> Path:
-    """Save `fig` as a PNG, show it when in a notebook, close it; returns the path."""
+    """Save `fig` as a PNG, show it when in a notebook (a JPEG of it above PREVIEW_LIMIT_BYTES), close it;
+    returns the path."""
     saved = save_figure(fig, path)
     if in_notebook():
         from IPython.display import Image, display
 
-        display(Image(data=saved.read_bytes()))
+        data = saved.read_bytes()
+        if len(data) > PREVIEW_LIMIT_BYTES:
+            display(Image(data=jpeg_preview(data), format="jpeg"))
+        else:
+            display(Image(data=data))
     plt.close(fig)
     return saved
+
+
+def jpeg_preview(png: bytes, quality: int = 85) -> bytes:
+    """A JPEG of a PNG image (for showing, not for keeping)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    with Image.open(io.BytesIO(png)) as image:
+        image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
 
 
 def _new_figure(rows: int, cols: int, width: float, height: float):

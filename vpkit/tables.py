@@ -297,11 +297,14 @@ def methods_table(paper: pd.DataFrame, results: pd.DataFrame | None = None) -> p
 
 
 def display_table(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
-    """Numbers rounded, NaN shown as n/a: for showing in a notebook."""
+    """For showing in a notebook: every number of a column at one precision ("0.810" beside "0.932", not "0.81"),
+    whole-number columns (counts that NaN made float) without decimals, NaN as n/a."""
     shown = frame.copy().astype(object)
     for column in frame.columns:
         if pd.api.types.is_float_dtype(frame[column]):
-            shown[column] = [NOT_AVAILABLE if pd.isna(v) else round(float(v), digits) for v in frame[column]]
+            values = frame[column].dropna()
+            places = 0 if len(values) and (values == values.round()).all() and values.abs().max() > 1 else digits
+            shown[column] = [NOT_AVAILABLE if pd.isna(v) else f"{float(v):.{places}f}" for v in frame[column]]
         else:
             shown[column] = [NOT_AVAILABLE if _missing(v) else v for v in frame[column]]
     return shown
