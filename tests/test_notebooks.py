@@ -424,6 +424,7 @@ def test_gallery_says_why_mul_is_black_and_puts_mul_residual_beside_it(after_dem
     box = plots.prompt_gallery([residual, add, mul])
     run, (auto, amplify), picture = box.children[0], box.children[2].children, box.children[3]
     labels = [label for label, _ in run.options]
+    assert ": synthetic demo set (KADID-10k layout), padding 15 px" in labels[0]  # not "KADID-10k" for a toy set
     assert labels[0].endswith(", add") and labels[1].endswith(", mul") and mul.name in labels[1]
     assert labels[2].startswith(f"{residual.name}:") and labels[2].endswith(", mul_residual")
     assert run.layout.width == "100%" and run.style.description_width == "initial"  # nothing cut off

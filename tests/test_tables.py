@@ -236,12 +236,14 @@ def test_written_and_displayed_tables_say_n_a(runs_dir, paper, tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["padding.csv"]  # no temp file left behind
     again = pd.read_csv(path, na_values=["n/a"])
     assert again["paper_srcc"].tolist() == pytest.approx(table["paper_srcc"].tolist(), nan_ok=True)
-    shown = tables.display_table(table)
+    shown = tables.display_table(table).data
     assert shown.loc[shown["experiment"] == 5, "srcc"].tolist() == ["n/a"]
     assert shown.loc[shown["experiment"] == 5, "parameters"].tolist() == ["n/a"]
     assert shown.loc[shown["experiment"] == 5, "paper_srcc"].tolist() == ["0.852"]
-    one_precision = tables.display_table(pd.DataFrame({"srcc": [0.81, 0.932, np.nan], "parameters": [37620.0, np.nan, 4.0]}))
+    one_precision = tables.display_values(pd.DataFrame({"srcc": [0.81, 0.932, np.nan], "parameters": [37620.0, np.nan, 4.0]}))
     assert one_precision.to_dict("list") == {"srcc": ["0.810", "0.932", "n/a"], "parameters": ["37620", "n/a", "4"]}
+    html = tables.display_table(pd.DataFrame({"note": ["x" * 120]})).to_html()
+    assert "x" * 120 in html and "white-space: normal" in html  # wrapped, not cut at 50 characters
 
 
 def test_paper_results_need_a_source_per_row(tmp_path):
@@ -340,3 +342,6 @@ def test_add_mul_bars_show_the_fix_as_vpkits(runs_dir, paper):
     assert labels[:3] == ["add", "mul", "mul_residual (vpkit's fix)"] and "not a paper experiment" in ax.get_xlabel()
     heights = sorted(round(patch.get_height(), 2) for patch in ax.patches if patch.get_height() > 0)
     assert heights == [0.3, 0.4, 0.5, 0.6]  # add 4 and 10, mul 22, mul_residual 22
+    missing = int(table[["srcc_add", "srcc_mul", "srcc_mul_residual"]].isna().sum().sum())
+    said = [text for text in ax.texts if text.get_text() == "not run"]
+    assert missing > 0 and len(said) == missing  # every empty slot says so

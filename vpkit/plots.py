@@ -19,6 +19,7 @@ import pandas as pd
 from vpkit.progress import live_frontend  # widgets only where a front end shows them
 
 DATASET_TITLES = {"kadid": "KADID-10k", "koniq": "KonIQ-10k", "agiqa": "AGIQA-3K"}
+SYNTHETIC_TITLE = "synthetic demo set ({} layout)"  # never the real dataset's name for generated images
 DATASET_ORDER = ("kadid", "koniq", "agiqa")
 CURVE_METRICS = (("train_loss", "train loss (MSE)"), ("val_srcc", "validation SRCC"))
 
@@ -105,6 +106,20 @@ def _nothing_to_show(fig, ax, message: str):
 # ----------------------------------------------------------------------------- data
 
 
+def dataset_title(name: str, synthetic: bool = False) -> str:
+    """The dataset's name for figures; a generated set (vpkit data synth) says it is one."""
+    title = DATASET_TITLES.get(name, name)
+    return SYNTHETIC_TITLE.format(title) if synthetic else title
+
+
+def _beside(ax) -> None:
+    """Put a seaborn legend right of the axes, where it covers no data."""
+    import seaborn as sns
+
+    if ax.get_legend() is not None:
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title_fontsize=8, frameon=False)
+
+
 def mos_histograms(tables: dict) -> object:
     """Distribution of the scores (MOS as in each dataset's file) per split, one panel per dataset."""
     import seaborn as sns
@@ -113,8 +128,9 @@ def mos_histograms(tables: dict) -> object:
     for ax, (name, table) in zip(axes[0], tables.items()):
         sns.histplot(table.frame, x="mos", hue="split", hue_order=["train", "val", "test"], multiple="stack",
                      bins=20, ax=ax)
-        ax.set_title(f"{DATASET_TITLES.get(name, name)} ({len(table)} images)")
+        ax.set_title(f"{dataset_title(name, table.synthetic)} ({len(table)} images)", fontsize=9)
         ax.set_xlabel("MOS")
+        _beside(ax)
     return fig
 
 
@@ -136,7 +152,7 @@ def example_grid(tables: dict, per_dataset: int = 6, image_size: int = 224) -> o
         for ax, (_, item) in zip(row, examples.iterrows()):
             ax.imshow(prepare_image(item["path"], image_size))
             ax.set_title(f"MOS {item['mos']:.2f}", fontsize=9)
-        row[0].set_ylabel(DATASET_TITLES.get(name, name))
+        row[0].set_ylabel(dataset_title(name, table.synthetic), fontsize=8)
         for ax in row:
             ax.set_xticks([])
             ax.set_yticks([])
@@ -152,6 +168,7 @@ def score_type_bars(zero_shot: pd.DataFrame) -> object:
     axes[0, 0].set_ylabel("score type (positive vs negative words)")
     axes[0, 0].set_xlabel("SRCC (test split)")
     axes[0, 0].axvline(0, color="black", linewidth=0.8)
+    _beside(axes[0, 0])
     return fig
 
 
@@ -314,6 +331,12 @@ def add_mul_bars(table: pd.DataFrame) -> object:
     if long["srcc"].isna().all():
         return _nothing_to_show(fig, ax, "no add/mul runs yet")
     sns.barplot(long, x="prompt", y="srcc", hue="mode", ax=ax)
+    width = 0.8 / len(modes)  # seaborn's bars share a width of 0.8 per group
+    for index, (_, row) in enumerate(table.iterrows()):
+        for position, mode in enumerate(modes):
+            if pd.isna(row[f"srcc_{mode}"]):  # an empty slot says why, as in comparison_bars
+                ax.annotate("not run", (index - 0.4 + width * (position + 0.5), 0.0), ha="center", va="bottom",
+                            fontsize=7, rotation=90, xytext=(0, 2), textcoords="offset points")
     published = table["paper_srcc_add"].to_numpy(dtype=float)
     if not np.isnan(published).all():
         add_bar = -0.4 + 0.4 / len(modes)  # seaborn's bars share a width of 0.8; add is the first of each group
@@ -324,7 +347,7 @@ def add_mul_bars(table: pd.DataFrame) -> object:
     ax.set_ylabel("SRCC (test split)")
     ax.axhline(0, color="black", linewidth=0.8)
     ax.tick_params(axis="x", labelrotation=30)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig
 
 
@@ -351,14 +374,16 @@ MODE_ORDER = ("add", "mul", "mul_residual")  # a prompt's mul_residual run is sh
 def run_label(run_dir: str | Path) -> str:
     """'folder: dataset, prompt, mode' of a run folder, e.g. 'exp_22_kadid_padding_30px_mul: KADID-10k,
     padding 15 px (at 224 px), mul'."""
+    from vpkit.data.table import SYNTHETIC_MARKER
     from vpkit.runs import read_config
 
-    prompt = read_config(run_dir).prompt
-    dataset = read_config(run_dir).dataset.name
+    config = read_config(run_dir)
+    prompt, dataset = config.prompt, config.dataset.name
+    synthetic = any(Path(config.dataset.root).glob(f"*/{SYNTHETIC_MARKER}"))
     shape = {"padding": "padding", "full": "full overlay", "replace_pad": "replaced padding"}.get(
         prompt.type, "centre patch" if prompt.is_center else "top-left patch")
     size = "" if prompt.type == "full" or prompt.size is None else f" {prompt.size} px (at {prompt.image_size} px)"
-    return f"{Path(run_dir).name}: {DATASET_TITLES.get(dataset, dataset)}, {shape}{size}, {prompt.mode}"
+    return f"{Path(run_dir).name}: {dataset_title(dataset, synthetic)}, {shape}{size}, {prompt.mode}"
 
 
 def gallery_order(run_dirs: Iterable[str | Path]) -> list[Path]:

@@ -296,9 +296,26 @@ def methods_table(paper: pd.DataFrame, results: pd.DataFrame | None = None) -> p
 # ----------------------------------------------------------------------------- output
 
 
-def display_table(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+# Long text (a dataset's problem, a source) wraps instead of being cut at pandas' 50 characters or widening the
+# table past the notebook; the row index (0, 1, ...) says nothing and is left out.
+TABLE_STYLES = [{"selector": "td, th", "props": "white-space: normal; max-width: 22em; text-align: left; "
+                                                "vertical-align: top; padding: 2px 6px;"}]
+
+
+def display_table(frame: pd.DataFrame, digits: int = 3):
     """For showing in a notebook: every number of a column at one precision ("0.810" beside "0.932", not "0.81"),
-    whole-number columns (counts that NaN made float) without decimals, NaN as n/a."""
+    whole-number columns (counts that NaN made float) without decimals, NaN as n/a, long text wrapped (a pandas
+    Styler; its `.data` is the formatted frame; the frame itself where Styler's jinja2 is not installed)."""
+    shown = display_values(frame, digits)
+    try:
+        import jinja2  # noqa: F401  (pandas' Styler needs it; the notebooks extra brings it with JupyterLab)
+    except ImportError:
+        return shown
+    return shown.style.hide(axis="index").set_table_styles(TABLE_STYLES)
+
+
+def display_values(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """The values display_table shows, as strings: one precision per column, n/a for NaN."""
     shown = frame.copy().astype(object)
     for column in frame.columns:
         if pd.api.types.is_float_dtype(frame[column]):
