@@ -33,6 +33,7 @@ parameters:
   limit: 16
   device: cpu
   seed: 42
+  extra_seeds: {4: [1]}
 """
 
 
@@ -117,8 +118,9 @@ def test_one_finished_run_per_family(executed):
     from vpkit.runs import read_config
 
     runs = sorted(p.name for p in (executed / "runs").iterdir())
-    assert runs == ["exp_04_kadid_padding_30px_add", "exp_10_kadid_center_patch_30px_add", "exp_19_kadid_full_add",
-                    MUL, MUL_RESIDUAL]
+    assert runs == ["exp_04_kadid_padding_30px_add", "exp_04_kadid_padding_30px_add_seed1",
+                    "exp_10_kadid_center_patch_30px_add", "exp_19_kadid_full_add", MUL, MUL_RESIDUAL]
+    assert read_config(executed / "runs" / "exp_04_kadid_padding_30px_add_seed1").train.seed == 1
     fix = read_config(executed / "runs" / MUL_RESIDUAL)
     assert (fix.number, fix.prompt.mode, read_config(executed / "runs" / MUL).prompt.mode) == (22, "mul_residual", "mul")
     padding = nbformat.read(executed / "notebooks" / "02_train_padding.ipynb", as_version=4)
@@ -151,13 +153,19 @@ def test_data_and_zero_shot_tables(executed):
 
 def test_paper_tables_rebuilt_from_the_runs(executed):
     padding = read_table(executed, "table_padding_30px_add.csv")
-    assert padding.columns.tolist()[:6] == ["experiment", "dataset", "prompt", "mode", "status", "srcc"]
+    # each number beside the paper's and the difference first, where a narrow notebook still shows them
+    assert padding.columns.tolist()[:8] == ["experiment", "dataset", "prompt", "mode", "status", "srcc", "paper_srcc",
+                                            "srcc_diff"]
     assert {"paper_srcc", "paper_plcc", "source", "paper_table", "srcc_diff", "plcc_diff", "parameters",
             "parameters_448"} <= set(padding.columns)
     kadid = padding[padding["experiment"] == "4"]
     assert kadid["status"].tolist() == ["finished"] and kadid[["paper_srcc", "paper_plcc"]].iloc[0].tolist() == [0.932, 0.929]
     run_srcc = json.loads((executed / "runs" / "exp_04_kadid_padding_30px_add" / "test.json").read_text())["srcc"]
-    assert kadid["srcc"].tolist() == pytest.approx([run_srcc])
+    assert kadid["srcc"].tolist() == pytest.approx([run_srcc])  # the paper's seed, not the mean
+    seed_srcc = json.loads((executed / "runs" / "exp_04_kadid_padding_30px_add_seed1" / "test.json").read_text())["srcc"]
+    assert kadid["seeds"].tolist() == ["42, 1"]
+    assert kadid[["srcc_mean", "srcc_min", "srcc_max"]].iloc[0].tolist() == pytest.approx(
+        [(run_srcc + seed_srcc) / 2, min(run_srcc, seed_srcc), max(run_srcc, seed_srcc)])
     assert kadid["srcc_diff"].tolist() == pytest.approx([run_srcc - 0.932])
     assert padding[padding["experiment"] == "zero-shot"]["dataset"].tolist() == ["kadid"]
     prompt_types = read_table(executed, "table_prompt_types.csv")
@@ -224,8 +232,8 @@ def test_gallery_widgets_redraw_for_every_control(executed, monkeypatch, capsys)
     monkeypatch.setattr(plots, "view_figure",
                         lambda views, title, *note: drawn.append((title, views)) or draw(views, title, *note))
     box = plots.prompt_gallery(runs)
-    run, (epoch, image), (auto, amplify), picture = box.children[0], box.children[1].children, \
-        box.children[2].children, box.children[3]
+    run, (epoch, image), (auto, amplify), picture = box.children[0], box.children[2].children, \
+        box.children[3].children, box.children[4]
     assert Path(image.value).is_file() and epoch.options == ("best", "epoch 1")
     auto.value = False
     amplify.value = 30.0
@@ -268,7 +276,8 @@ def test_default_parameters_are_the_demo_profiles(path):
     assert project_path(defaults["out_dir"]) == Path(demo["out_dir"]) and defaults["figures_dir"] is None
 
 
-def fabricate_finished_runs(out_dir: Path, numbers, mode: str | None = None, **changes) -> list[Path]:
+def fabricate_finished_runs(out_dir: Path, numbers, mode: str | None = None, seed: int | None = None,
+                            **changes) -> list[Path]:
     """Finished run folders as `vpkit reproduce --profile demo` leaves them (config, metrics, state, test
     result, prompts), for the notebooks' default parameters with `changes`, without training; with `mode`,
     the experiments' variants in that prompt mode."""
@@ -292,7 +301,7 @@ def fabricate_finished_runs(out_dir: Path, numbers, mode: str | None = None, **c
     settings = reproduce.notebook_settings(progress=False, **values)
     runs = []
     for number in numbers:
-        config, _ = resolve_for_model(reproduce.experiment_config(number, settings, mode), 224, "cpu")
+        config, _ = resolve_for_model(reproduce.experiment_config(number, settings, mode, seed), 224, "cpu")
         run = settings.runs_dir / config.name
         run.mkdir(parents=True)
         write_config(run, config)
@@ -331,7 +340,8 @@ def after_demo(tmp_path, monkeypatch):
 def test_a_notebook_with_its_defaults_reuses_the_demos_runs_wherever_it_is_started(after_demo, tmp_path):
     papermill = pytest.importorskip("papermill")
     notebook, out_dir = after_demo
-    runs = fabricate_finished_runs(out_dir, [4, 22]) + fabricate_finished_runs(out_dir, [22], "mul_residual")
+    runs = fabricate_finished_runs(out_dir, [4, 22]) + fabricate_finished_runs(out_dir, [22], "mul_residual") + \
+        fabricate_finished_runs(out_dir, [4], seed=1) + fabricate_finished_runs(out_dir, [4], seed=2)
     before = {run: (run / "state.json").read_bytes() for run in runs}
     executed = notebook.parent / "executed.ipynb"
     elsewhere = tmp_path / "elsewhere"  # not the notebook's folder: relative defaults still mean the project's
@@ -346,7 +356,7 @@ def test_a_notebook_with_its_defaults_reuses_the_demos_runs_wherever_it_is_start
     assert list(elsewhere.iterdir()) == []  # nothing made where it was started
     training = next(cell for cell in cells if "run_experiments" in cell.source)
     said = "".join(o.get("text", "") for o in training.outputs if o.output_type == "stream")
-    assert said.count("trained earlier with these settings, reused") == 3 and "--overwrite" not in said
+    assert said.count("trained earlier with these settings, reused") == 5 and "--overwrite" not in said
 
 
 def test_a_run_of_other_settings_is_named_as_the_notebook_parameter_to_change(after_demo):
@@ -422,12 +432,12 @@ def test_gallery_says_why_mul_is_black_and_puts_mul_residual_beside_it(after_dem
                         lambda views, title, note="", *colour: notes.append((title, note)) or draw(views, title, note,
                                                                                                     *colour))
     box = plots.prompt_gallery([residual, add, mul])
-    run, (auto, amplify), picture = box.children[0], box.children[2].children, box.children[3]
-    labels = [label for label, _ in run.options]
-    assert ": synthetic demo set (KADID-10k layout), padding 15 px" in labels[0]  # not "KADID-10k" for a toy set
-    assert labels[0].endswith(", add") and labels[1].endswith(", mul") and mul.name in labels[1]
-    assert labels[2].startswith(f"{residual.name}:") and labels[2].endswith(", mul_residual")
-    assert run.layout.width == "100%" and run.style.description_width == "initial"  # nothing cut off
+    run, about, (auto, amplify), picture = box.children[0], box.children[1], box.children[3].children, \
+        box.children[4]
+    assert [label for label, _ in run.options] == [add.name, mul.name, residual.name]
+    # what the run is, on a line of its own that wraps; a generated set is not called KADID-10k
+    assert about.value == "synthetic demo set (KADID-10k layout), padding 15 px (at 224 px), add"
+    assert run.layout.width == "auto" and run.style.description_width == "initial"  # no 4 px overflow
     assert auto.value and amplify.disabled  # "auto" amplification by default, as the text says
     from vpkit.evaluate import load_trained_prompt
     from vpkit.prompters import auto_amplification
@@ -437,6 +447,7 @@ def test_gallery_says_why_mul_is_black_and_puts_mul_residual_beside_it(after_dem
     auto.value = False
     assert not amplify.disabled
     run.value = mul
+    assert about.value.endswith(", mul")
     assert notes[0] == (f"{add.name}, best", "") and notes[-1][0] == f"{mul.name}, best"
     assert notes[-1][1].startswith("mul (the paper's mode) multiplies each pixel") and "mul_residual" in notes[-1][1]
     run.value = residual
@@ -482,7 +493,7 @@ def test_reused_runs_hand_their_recorded_epochs_to_the_live_curves(after_demo, c
     _, out_dir = after_demo
     (run,) = fabricate_finished_runs(out_dir, [4])
     settings = reproduce.notebook_settings(progress=False, **{**parameters_cell(NOTEBOOKS[2]),
-                                                              "out_dir": str(out_dir)})
+                                                              "out_dir": str(out_dir), "extra_seeds": {}})
     seen = []
     reproduce.run_experiments([4], settings, callback_for=lambda name: lambda row: seen.append((name, row["epoch"])))
     assert seen == [(run.name, 1), (run.name, 2), (run.name, 3)]

@@ -32,3 +32,6 @@ def test_a_headless_kernel_gets_a_text_bar_that_prints_its_first_and_last_state(
     states = capsys.readouterr().out.replace("\r", "\n").split("\n")
     shown = [line for line in states if line.startswith("train:")]
     assert shown[0].startswith("train:   0%") and shown[-1].startswith("train: 100%") and len(shown) <= 3
+    list(progress.tqdm(range(50), desc="batches", leave=False))  # clears itself: would leave a frozen 0% line
+    assert capsys.readouterr().out == ""
+

@@ -22,11 +22,16 @@ PUBLISHED_ADD_SRCC = {
 
 
 def fake_run(runs_dir: Path, number: int, srcc: float, plcc: float, finished: bool = True,
-             mode: str | None = None) -> Path:
+             mode: str | None = None, seed: int | None = None) -> Path:
     """A run folder as vpkit.train leaves it, for the tiny 224 px model, without training (`mode`: the
-    experiment in another prompt mode, as vpkit.reproduce trains a mul_residual variant)."""
+    experiment in another prompt mode, as vpkit.reproduce trains a mul_residual variant; `seed`: trained with
+    that extra seed, named as vpkit.reproduce names it)."""
+    from vpkit.reproduce import seed_run_name
+
     config = paper_config(number, mode).with_overrides({"model": {"name_or_path": "tiny-random"},
-                                                  "train": {"epochs": 2}})
+                                                        "train": {"epochs": 2}})
+    if seed is not None:
+        config = config.with_overrides({"name": seed_run_name(config.name, seed), "train": {"seed": seed}})
     config, _ = resolve_for_model(config, 224, "cpu")
     run = runs_dir / config.name
     run.mkdir(parents=True)
@@ -244,6 +249,11 @@ def test_written_and_displayed_tables_say_n_a(runs_dir, paper, tmp_path):
     assert one_precision.to_dict("list") == {"srcc": ["0.810", "0.932", "n/a"], "parameters": ["37620", "n/a", "4"]}
     html = tables.display_table(pd.DataFrame({"note": ["x" * 120]})).to_html()
     assert "x" * 120 in html and "white-space: normal" in html  # wrapped, not cut at 50 characters
+    view = tables.display_table(table)
+    assert "Also in the CSV: source, paper_table" in view.to_html()
+    headers = [cell.split(">")[-1] for cell in view.to_html(exclude_styles=True).split("</th>")]
+    assert {"source", "paper_table"} <= set(table.columns) and "source" not in headers  # shown as a caption only
+    assert "paper_\u200bsrcc" in headers  # long names may wrap after an underscore
 
 
 def test_paper_results_need_a_source_per_row(tmp_path):
@@ -293,7 +303,7 @@ def test_table_figures_show_the_papers_number_and_the_difference(runs_dir, paper
     assert "0.500\npaper 0.932 (-0.432)" in cells  # measured, published, measured - published
     assert "not run\npaper 0.852" in cells  # KonIQ 30 px padding: published, not run here
     bars = plots.comparison_bars(tables.padding_table(results, paper))
-    assert [text.get_text() for text in bars.axes[0].texts] == ["-0.432\nvs paper", "not run", "not run"]
+    assert [text.get_text() for text in bars.axes[0].texts] == ["-0.432 vs paper\n1 seed", "not run", "not run"]
     modes = plots.add_mul_bars(tables.add_vs_mul_table(results, paper))
     assert "no number for mul" in modes.axes[0].get_xlabel()
 
@@ -345,3 +355,23 @@ def test_add_mul_bars_show_the_fix_as_vpkits(runs_dir, paper):
     missing = int(table[["srcc_add", "srcc_mul", "srcc_mul_residual"]].isna().sum().sum())
     said = [text for text in ax.texts if text.get_text() == "not run"]
     assert missing > 0 and len(said) == missing  # every empty slot says so
+    assert ax.get_xlim() == (-0.5, len(table) - 0.5)  # and every group is inside the axes, the labels too
+
+
+def test_an_experiment_trained_with_more_seeds_shows_their_mean_and_range(runs_dir, paper):
+    for seed, srcc in ((1, 0.40), (2, 0.60)):
+        fake_run(runs_dir, 4, srcc, 0.5, seed=seed)
+    results = tables.run_results(runs_dir)
+    four = results[results["experiment"] == 4].iloc[0]
+    assert four["name"] == paper_config(4).name and len(results[results["experiment"] == 4]) == 1  # its own result
+    assert four["seeds"].split(", ")[1:] == ["1", "2"]
+    assert [four["srcc_mean"], four["srcc_min"], four["srcc_max"]] == pytest.approx(
+        [(four["srcc"] + 0.4 + 0.6) / 3, min(four["srcc"], 0.4), max(four["srcc"], 0.6)])
+    padding = tables.padding_table(results, paper)
+    assert padding.loc[padding["experiment"] == 4, "srcc_mean"].tolist() == pytest.approx([four["srcc_mean"]])
+    single = results[results["experiment"] != 4]
+    assert single["srcc_mean"].isna().all() and (single["seeds"].str.count(",") == 0).all()  # one seed: said so
+    from vpkit import plots
+
+    labels = [text.get_text() for text in plots.comparison_bars(padding).axes[0].texts]
+    assert any(label.endswith("3 seeds") for label in labels)

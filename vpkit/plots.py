@@ -242,16 +242,23 @@ class LiveCurves:
 
 def comparison_bars(table: pd.DataFrame) -> object:
     """Our SRCC beside the paper's and zero-shot, per dataset (vpkit.tables.padding_table); each of our bars
-    is labelled with its difference from the paper's number where the paper publishes one."""
+    is labelled with its difference from the paper's number where the paper publishes one. Where an experiment
+    was trained with several seeds (extra_seeds), our bar is their mean with their range as an error bar, and
+    says how many; a single seed's bar says so."""
     groups = [d for d in DATASET_ORDER if d in set(table["dataset"])]
     bars = {what: [] for what in ("zero-shot", "ours", "paper")}
+    ranges, seed_counts = [], []
     for dataset in groups:
         rows = table[table["dataset"] == dataset]
         zero = rows[rows["experiment"] == "zero-shot"]
         ours = rows[rows["experiment"] != "zero-shot"]
+        mean = ours["srcc_mean"].iloc[0] if not ours.empty and "srcc_mean" in ours else np.nan
+        several = not np.isnan(mean)
         bars["zero-shot"].append(zero["srcc"].iloc[0] if not zero.empty else np.nan)
-        bars["ours"].append(ours["srcc"].iloc[0] if not ours.empty else np.nan)
+        bars["ours"].append(mean if several else ours["srcc"].iloc[0] if not ours.empty else np.nan)
         bars["paper"].append(ours["paper_srcc"].iloc[0] if not ours.empty else np.nan)
+        ranges.append((mean - ours["srcc_min"].iloc[0], ours["srcc_max"].iloc[0] - mean) if several else (0.0, 0.0))
+        seed_counts.append(len(str(ours["seeds"].iloc[0]).split(",")) if several else 1)
     fig, axes = _new_figure(1, 1, 7.5, 3.8)
     ax = axes[0, 0]
     if all(np.isnan(v) for values in bars.values() for v in values):
@@ -259,20 +266,28 @@ def comparison_bars(table: pd.DataFrame) -> object:
     x = np.arange(len(groups))
     width = 0.27
     colours = {"zero-shot": "tab:grey", "ours": "tab:blue", "paper": "tab:orange"}
+    labels = {"ours": "ours (mean and range over seeds where several)" if max(seed_counts, default=1) > 1
+              else "ours"}
     for offset, (what, values) in zip((-width, 0.0, width), bars.items()):
-        ax.bar(x + offset, np.nan_to_num(values), width, label=what, color=colours[what])
+        ax.bar(x + offset, np.nan_to_num(values), width, label=labels.get(what, what), color=colours[what])
+    if max(seed_counts, default=1) > 1:
+        ax.errorbar(x, np.nan_to_num(bars["ours"]), yerr=np.array(ranges).T, fmt="none", ecolor="black",
+                    capsize=3, linewidth=1)
     for i, (ours, paper) in enumerate(zip(bars["ours"], bars["paper"])):
+        seeds = f"{seed_counts[i]} seeds" if seed_counts[i] > 1 else "1 seed"
         if np.isnan(ours):
             ax.annotate("not run", (x[i], 0.0), ha="center", va="bottom", fontsize=7, rotation=90,
                         xytext=(0, 2), textcoords="offset points")
-        elif not np.isnan(paper):
-            ax.annotate(f"{ours - paper:+.3f}\nvs paper", (x[i], max(ours, 0.0)), ha="center", va="bottom",
-                        fontsize=7, xytext=(0, 2), textcoords="offset points")
+        else:
+            top = max(ours + ranges[i][1], 0.0)
+            versus = f"{ours - paper:+.3f} vs paper\n" if not np.isnan(paper) else ""
+            ax.annotate(f"{versus}{seeds}", (x[i], top), ha="center", va="bottom", fontsize=7, xytext=(0, 2),
+                        textcoords="offset points")
     ax.set_xticks(x, [DATASET_TITLES.get(d, d) for d in groups])
     ax.set_ylabel("SRCC (test split)")
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_ylim(min(0.0, *(v for values in bars.values() for v in values if not np.isnan(v))) - 0.05, 1.1)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig
 
 
@@ -346,6 +361,7 @@ def add_mul_bars(table: pd.DataFrame) -> object:
                                                              if len(modes) == 3 else ""))
     ax.set_ylabel("SRCC (test split)")
     ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xlim(-0.5, len(table) - 0.5)  # seaborn ends the axis at the last drawn bar, cutting off a group run in add only
     ax.tick_params(axis="x", labelrotation=30)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig
@@ -552,19 +568,23 @@ def prompt_gallery(run_dirs: Iterable[str | Path], examples: int = 6):
         print("The interactive gallery needs a live Jupyter kernel (open this notebook in JupyterLab and run it); "
               "the static gallery above shows the same prompts.")
         return None
+    import html
+
     from vpkit.evaluate import load_trained_prompt
     from vpkit.prompters import auto_amplification
 
     run_dirs = gallery_order(run_dirs)
-    wide = {"layout": widgets.Layout(width="100%"), "style": {"description_width": "initial"}}
-    # the full label (folder, dataset, prompt, mode) on a row of its own, so no name is cut off
-    run = widgets.Dropdown(options=[(run_label(p), p) for p in run_dirs], description="run", **wide)
+    # width "auto" fills the row without the 4 px of margin that 100% adds (a horizontal scrollbar)
+    wide = {"layout": widgets.Layout(width="auto"), "style": {"description_width": "initial"}}
+    # the run folder in the list; what it is (dataset, prompt, mode) below it, wrapping in a narrow notebook
+    run = widgets.Dropdown(options=[(p.name, p) for p in run_dirs], description="run", **wide)
+    about = widgets.HTML(layout=widgets.Layout(width="auto", margin="0 0 0 2.5em"))
     epoch = widgets.Dropdown(description="epoch")
     image = widgets.Dropdown(description="image", layout=widgets.Layout(width="auto"),
                              style={"description_width": "initial"})
     auto = widgets.Checkbox(value=True, description="auto amplification (99th percentile to full black/white)",
                             indent=False, layout=widgets.Layout(width="auto"))
-    amplify = widgets.FloatLogSlider(value=10.0, base=10, min=0, max=3, step=0.05, description="amplify",
+    amplify = widgets.FloatLogSlider(value=10.0, base=10, min=0, max=3, step=0.01, description="amplify",
                                      disabled=True)
     # An Image widget, not an Output widget: an Output widget capturing a display while a notebook is
     # executed headlessly (papermill/nbclient) can deadlock the execution (jupyter/nbclient#312).
@@ -593,6 +613,7 @@ def prompt_gallery(run_dirs: Iterable[str | Path], examples: int = 6):
 
     def choose_run(change=None) -> None:
         kept_epoch, kept_image = epoch.value, image.value  # switching runs keeps what still applies
+        about.value = html.escape(run_label(run.value).split(": ", 1)[1])
         choosing.append(run.value)
         try:
             epoch.options = list(epoch_checkpoints(run.value))
@@ -610,4 +631,5 @@ def prompt_gallery(run_dirs: Iterable[str | Path], examples: int = 6):
     run.observe(choose_run, names="value")
     for control in (epoch, image, auto, amplify):
         control.observe(redraw, names="value")
-    return widgets.VBox([run, widgets.HBox([epoch, image]), widgets.HBox([auto, amplify]), picture])
+    return widgets.VBox([run, about, widgets.HBox([epoch, image]), widgets.HBox([auto, amplify]), picture],
+                        layout=widgets.Layout(width="auto", overflow="hidden"))

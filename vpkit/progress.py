@@ -4,7 +4,9 @@ tqdm.auto draws an ipywidgets bar in any Jupyter kernel, but a kernel that paper
 front end: the executed notebook keeps each widget's text fallback, frozen at "0%". So a widget bar is drawn
 only where a front end shows it: a kernel that Jupyter Server started for a notebook (it sets JPY_SESSION_NAME).
 Other kernels get text bars that print their first and last state (and one line per HEADLESS_INTERVAL_S),
-which read as a short record in the executed notebook; a terminal gets tqdm's usual bar.
+which read as a short record in the executed notebook; bars that clear themselves when done (leave=False: the
+batches of one epoch) are not drawn there at all, as they would leave a frozen "0%" line each. A terminal gets
+tqdm's usual bar.
 $VPKIT_PROGRESS = "widgets" or "text" overrides the choice (another front end, e.g. an editor's).
 """
 from __future__ import annotations
@@ -39,6 +41,8 @@ def live_frontend() -> bool:
 def tqdm(*args, **kwargs):
     """tqdm.auto's bar where someone watches it live, else a text bar that leaves its first and last state."""
     if in_kernel() and not live_frontend():
+        if kwargs.get("leave") is False:
+            kwargs["disable"] = True
         kwargs.setdefault("mininterval", HEADLESS_INTERVAL_S)
         kwargs.setdefault("file", sys.stdout)  # stderr would show each bar on a red background
         return _text_tqdm(*args, **kwargs)

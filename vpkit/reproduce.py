@@ -18,9 +18,10 @@ a mode), never a paper experiment: vpkit.tables keeps it apart from the paper's 
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -54,13 +55,14 @@ PARAMETERS: dict[str, tuple[tuple[type, ...], bool]] = {
     "out_dir": ((str,), False),
     "figures_dir": ((str,), True),
     "seed": ((int,), False),
+    "extra_seeds": ((dict,), False),
 }
 # Parameters that come from where the reproduction writes, not from a profile.
 OUTPUT_PARAMETERS = ("out_dir", "figures_dir")
 PROFILE_KEYS = ("description", "required", "parameters", "slurm")  # slurm: read by vpkit.sweep
 # Parameters a profile may leave out, and the value they then take: added after profiles were first written,
 # so an older profile file keeps meaning what it meant (no mul_residual runs).
-PROFILE_DEFAULTS = {"mul_residual": []}
+PROFILE_DEFAULTS = {"mul_residual": [], "extra_seeds": {}}
 MUL_RESIDUAL = "mul_residual"  # the prompt mode of vpkit's fix of the paper's mul
 
 
@@ -120,6 +122,8 @@ def _check_value(where: str, name: str, value):
         return sorted(set(value))
     if name == "mul_residual":
         return _check_mul_residual(where, value)
+    if name == "extra_seeds":
+        return _check_extra_seeds(where, value)
     if name in ("epochs", "batch_size") and value < 1:
         raise ReproduceError(f"{where} = {value} must be at least 1")
     if name == "limit" and value < 3:
@@ -149,6 +153,22 @@ def _check_mul_residual(where: str, value: list) -> list[int]:
                              f"{muls[0]}..{muls[-1]} to also train with prompt mode {MUL_RESIDUAL} (e.g. [22]), "
                              "or [] for none")
     return sorted(set(value))
+
+
+def _check_extra_seeds(where: str, value: dict) -> dict[int, list[int]]:
+    from vpkit.config import PAPER_EXPERIMENTS
+
+    # papermill writes a dict's keys as strings ({"4": [1, 2]}); they are experiment numbers all the same
+    value = {int(k) if isinstance(k, str) and k.isdigit() else k: v for k, v in value.items()}
+    for number, seeds in value.items():
+        if type(number) is not int or not 1 <= number <= len(PAPER_EXPERIMENTS):
+            raise ReproduceError(f"{where} = {value!r}: {number!r} is no experiment; map paper experiment numbers "
+                                 f"1..{len(PAPER_EXPERIMENTS)} to lists of more seeds, e.g. {{4: [1, 2]}}, or {{}}")
+        if not isinstance(seeds, list) or not seeds or any(type(seed) is not int or seed < 0 for seed in seeds) \
+                or len(set(seeds)) != len(seeds):
+            raise ReproduceError(f"{where} = {value!r}: experiment {number} needs a list of distinct seeds "
+                                 "(whole numbers >= 0), e.g. {4: [1, 2]}")
+    return {number: list(seeds) for number, seeds in sorted(value.items())}
 
 
 # ----------------------------------------------------------------------------- profiles
@@ -191,7 +211,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
     parameters = data.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise ReproduceError(f"{path}: 'parameters' must be a mapping of notebook parameters to values")
-    left_out = {name: list(value) for name, value in PROFILE_DEFAULTS.items() if name not in parameters}
+    left_out = {name: copy.deepcopy(value) for name, value in PROFILE_DEFAULTS.items() if name not in parameters}
     parameters = {**parameters, **left_out}
     outputs = sorted(set(parameters) & set(OUTPUT_PARAMETERS))
     if outputs:
@@ -253,6 +273,7 @@ class Settings:
     out_dir: Path
     figures_dir: Path
     seed: int
+    extra_seeds: dict[int, list[int]] = field(default_factory=dict)  # experiment -> more seeds it is trained with
 
     @property
     def runs_dir(self) -> Path:
@@ -292,7 +313,7 @@ def notebook_settings(*, progress: bool = True, **parameters) -> Settings:
         model = str(project_path(model))
     return Settings(model, data_root, values["experiments"], values["mul_residual"],
                     values["epochs"], values["batch_size"], values["lr"], values["limit"],
-                    resolve_device(values["device"]), out_dir, figures_dir, values["seed"])
+                    resolve_device(values["device"]), out_dir, figures_dir, values["seed"], values["extra_seeds"])
 
 
 def ensure_demo_data(root: Path, progress: bool = True) -> Path:
@@ -392,9 +413,10 @@ def mul_residual_variants(numbers: Iterable[int], settings: Settings) -> list[in
     return [number for number in numbers if number in settings.mul_residual]
 
 
-def experiment_config(number: int, settings: Settings, mode: str | None = None):
+def experiment_config(number: int, settings: Settings, mode: str | None = None, seed: int | None = None):
     """Paper experiment `number` with the notebook's model, data, device and training overrides; with `mode`
-    (mul_residual), that experiment in another prompt mode, named for it (vpkit.config.paper_config)."""
+    (mul_residual), that experiment in another prompt mode, named for it (vpkit.config.paper_config); with `seed`
+    (one of settings.extra_seeds), trained with that seed instead, named ..._seedN (seed_run_name)."""
     from vpkit.config import paper_config
 
     overrides = {
@@ -404,14 +426,27 @@ def experiment_config(number: int, settings: Settings, mode: str | None = None):
                   "limit": settings.limit, "device": settings.device, "seed": settings.seed},
     }
     source = f"experiment {number}{f' ({mode})' if mode else ''} with notebook parameters"
-    return paper_config(number, mode).with_overrides(overrides, source=source)
+    config = paper_config(number, mode).with_overrides(overrides, source=source)
+    if seed is None:
+        return config
+    return config.with_overrides({"name": seed_run_name(config.name, seed), "train": {"seed": seed}}, source=source)
+
+
+def seed_run_name(name: str, seed: int) -> str:
+    """The run of experiment `name` trained with another seed (extra_seeds): it stands beside the paper's run, and
+    vpkit.tables counts it in that experiment's mean and range, never as its result."""
+    return f"{name}_seed{seed}"
 
 
 def experiment_configs(numbers: Iterable[int], settings: Settings, mul_residual: Iterable[int] = ()) -> list:
     """What to train, in order: each of `numbers` as the paper runs it, then each of `mul_residual` (from
-    mul_residual_variants) with prompt mode mul_residual."""
+    mul_residual_variants) with prompt mode mul_residual, then those of `numbers` in settings.extra_seeds with
+    each of their other seeds."""
+    numbers = list(numbers)
     return ([experiment_config(number, settings) for number in numbers]
-            + [experiment_config(number, settings, MUL_RESIDUAL) for number in mul_residual])
+            + [experiment_config(number, settings, MUL_RESIDUAL) for number in mul_residual]
+            + [experiment_config(number, settings, seed=seed) for number in numbers
+               for seed in settings.extra_seeds.get(number, [])])
 
 
 def run_experiments(numbers: Iterable[int], settings: Settings,
@@ -662,6 +697,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float)
     parser.add_argument("--limit", type=int, help="at most N images per split")
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--extra-seeds", help="experiments also trained with more seeds, for a mean and range, "
+                        "e.g. 4:1,2 (default: the profile's; demo 4:1,2), or none")
     parser.add_argument("--only", help="comma-separated notebook prefixes, e.g. 00,05")
     parser.add_argument("--notebooks", help="folder of the notebooks (default: the repository's notebooks/)")
     parser.add_argument("--verbose", action="store_true", help="show the notebooks' output as they run")
@@ -695,7 +732,21 @@ def profile_overrides(args) -> dict:
     return {"model": args.model, "data_root": args.data_root, "device": args.device, "epochs": args.epochs,
             "batch_size": args.batch_size, "lr": args.lr, "limit": args.limit, "seed": args.seed,
             "experiments": _number_list(args.experiments),
-            "mul_residual": _number_list(args.mul_residual, "--mul-residual")}
+            "mul_residual": _number_list(args.mul_residual, "--mul-residual"),
+            "extra_seeds": _seed_map(getattr(args, "extra_seeds", None))}
+
+
+def _seed_map(text: str | None) -> dict[int, list[int]] | None:
+    """--extra-seeds "4:1,2;5:1" -> {4: [1, 2], 5: [1]}; "none" -> {}."""
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return {}
+    try:
+        return {int(number): [int(seed) for seed in seeds.split(",") if seed.strip()]
+                for number, seeds in (part.split(":") for part in text.split(";") if part.strip())}
+    except ValueError:
+        raise ReproduceError(f"--extra-seeds {text!r}: give EXPERIMENT:SEED,SEED;..., e.g. 4:1,2, or none") from None
 
 
 def _number_list(text: str | None, option: str = "--experiments") -> list[int] | None:

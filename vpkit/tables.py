@@ -113,7 +113,44 @@ def run_results(runs_dir: str | Path) -> pd.DataFrame:
             print(f"note: {', '.join(other['name'])}: another prompt mode than the paper's for that experiment, "
                   "so not taken for the paper's result")
         runs = runs[paper_mode]
-    return _result_rows(runs, "experiment(s)")
+    seed_runs = _is_seed_run(runs)
+    results = _result_rows(runs[~seed_runs] if not runs.empty else runs, "experiment(s)")
+    return _with_seed_statistics(results, runs[seed_runs] if not runs.empty else runs)
+
+
+def _is_seed_run(runs: pd.DataFrame) -> pd.Series:
+    """Runs of an experiment trained with one of its extra seeds (vpkit.reproduce.seed_run_name): they count in
+    its mean and range, never as its result."""
+    from vpkit.config import paper_config
+    from vpkit.reproduce import seed_run_name
+
+    if runs.empty:
+        return pd.Series(dtype=bool)
+    prefixes = [seed_run_name(paper_config(int(number)).name, 0)[:-1] for number in runs["number"]]
+    return pd.Series([name.startswith(prefix) and name[len(prefix):].isdigit()
+                      for name, prefix in zip(runs["name"], prefixes)], index=runs.index)
+
+
+def _with_seed_statistics(results: pd.DataFrame, seed_runs: pd.DataFrame) -> pd.DataFrame:
+    """`seeds` (the training seeds of each experiment's finished runs, its own first) and, where there are several,
+    the mean, lowest and highest test SRCC over them; one seed leaves those n/a."""
+    from vpkit.runs import read_config
+
+    results = results.copy()
+    seeds, means, lows, highs = [], [], [], []
+    for _, row in results.iterrows():
+        mine = seed_runs[(seed_runs["number"] == row["experiment"]) & (seed_runs["status"] == "finished")] \
+            if not seed_runs.empty else seed_runs
+        runs = [(read_config(row["run"]).train.seed, row["srcc"])] + [
+            (read_config(run["run"]).train.seed, run.get("test_srcc", np.nan)) for _, run in mine.iterrows()]
+        values = [float(v) for _, v in runs if not pd.isna(v)]
+        seeds.append(", ".join(str(seed) for seed, _ in runs))
+        several = len(runs) > 1 and len(values) == len(runs)
+        means.append(float(np.mean(values)) if several else np.nan)
+        lows.append(min(values) if several else np.nan)
+        highs.append(max(values) if several else np.nan)
+    results["seeds"], results["srcc_mean"], results["srcc_min"], results["srcc_max"] = seeds, means, lows, highs
+    return results
 
 
 def mul_residual_results(runs_dir: str | Path) -> pd.DataFrame:
@@ -249,9 +286,10 @@ def add_vs_mul_table(results: pd.DataFrame, paper: pd.DataFrame, residual: pd.Da
     return table
 
 
-_ADD_MUL_COLUMNS = ["dataset", "prompt", "size", "experiment_add", "experiment_mul", "srcc_add", "plcc_add",
-                    "paper_srcc_add", "srcc_diff_add", "srcc_mul", "plcc_mul", "paper_srcc_mul", "srcc_diff_mul",
-                    "srcc_mul_minus_add", "run_mul_residual", "srcc_mul_residual", "plcc_mul_residual"]
+# The three modes' SRCC side by side first (vpkit's mul_residual fix beside the paper's mul), then the rest.
+_ADD_MUL_COLUMNS = ["dataset", "prompt", "size", "srcc_add", "srcc_mul", "srcc_mul_residual", "srcc_mul_minus_add",
+                    "paper_srcc_add", "srcc_diff_add", "paper_srcc_mul", "srcc_diff_mul", "plcc_add", "plcc_mul",
+                    "plcc_mul_residual", "experiment_add", "experiment_mul", "run_mul_residual"]
 
 
 def srcc_grid(table: pd.DataFrame, value: str = "srcc") -> pd.DataFrame:
@@ -298,8 +336,11 @@ def methods_table(paper: pd.DataFrame, results: pd.DataFrame | None = None) -> p
 
 # Long text (a dataset's problem, a source) wraps instead of being cut at pandas' 50 characters or widening the
 # table past the notebook; the row index (0, 1, ...) says nothing and is left out.
-TABLE_STYLES = [{"selector": "td, th", "props": "white-space: normal; max-width: 22em; text-align: left; "
-                                                "vertical-align: top; padding: 2px 6px;"}]
+_CELL = "white-space: normal; max-width: 16em; vertical-align: top; padding: 2px 4px;"
+TABLE_STYLES = [{"selector": "td", "props": _CELL}, {"selector": "th", "props": _CELL}]  # Styler scopes each to the table
+# Provenance columns a reader looks up rather than reads: in the written CSV, left out of the notebook's view so
+# that the numbers and their differences fit its width (the view's caption names them).
+DISPLAY_HIDDEN = ("source", "paper_table", "paper_parameters", "run_mul_residual", "run", "model")
 
 
 def display_table(frame: pd.DataFrame, digits: int = 3):
@@ -311,7 +352,14 @@ def display_table(frame: pd.DataFrame, digits: int = 3):
         import jinja2  # noqa: F401  (pandas' Styler needs it; the notebooks extra brings it with JupyterLab)
     except ImportError:
         return shown
-    return shown.style.hide(axis="index").set_table_styles(TABLE_STYLES)
+    hidden = [column for column in DISPLAY_HIDDEN if column in shown.columns]
+    styled = shown.style.hide(axis="index").set_table_styles(TABLE_STYLES)
+    # a header may break after an underscore (zero-width space), so long names do not set the column width
+    styled = styled.format_index(lambda name: str(name).replace("_", "_\u200b"), axis="columns")
+    if hidden:
+        styled = styled.hide(subset=hidden, axis="columns").set_caption(
+            f"Also in the CSV: {', '.join(hidden)}.")
+    return styled
 
 
 def display_values(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
@@ -368,22 +416,29 @@ def _compare(numbers: list[int], results: pd.DataFrame, paper: pd.DataFrame) -> 
         base = {"experiment": int(number), "dataset": exp.dataset, "prompt": _label(exp), "mode": exp.mode,
                 "status": "not run" if run is None else run["status"],
                 "srcc": np.nan if run is None else run["srcc"], "plcc": np.nan if run is None else run["plcc"],
+                **{column: np.nan if run is None else run.get(column, np.nan) for column in SEED_COLUMNS},
                 "parameters": np.nan if run is None else run["parameters"],
                 "parameters_448": _paper_parameters(int(number))}
         sources = reported[reported["experiment"] == number]
         for _, source in (sources.iterrows() if not sources.empty else [(None, None)]):
             rows.append({**base, **_reported(source)})
     table = pd.DataFrame(rows, columns=_COMPARE_COLUMNS)
-    for column in ("srcc", "plcc", "paper_srcc", "paper_plcc"):
+    for column in ("srcc", "plcc", "srcc_mean", "srcc_min", "srcc_max", "paper_srcc", "paper_plcc"):
         table[column] = pd.to_numeric(table[column], errors="coerce")
     table["parameters"] = pd.to_numeric(table["parameters"], errors="coerce").astype("Int64")
     table["srcc_diff"] = table["srcc"] - table["paper_srcc"]
     table["plcc_diff"] = table["plcc"] - table["paper_plcc"]
-    return table
+    return table[_COMPARE_ORDER]
 
 
-_COMPARE_COLUMNS = ["experiment", "dataset", "prompt", "mode", "status", "srcc", "plcc", "parameters",
+SEED_COLUMNS = ("seeds", "srcc_mean", "srcc_min", "srcc_max")  # run_results: over an experiment's extra seeds
+_COMPARE_COLUMNS = ["experiment", "dataset", "prompt", "mode", "status", "srcc", "plcc", *SEED_COLUMNS, "parameters",
                     "parameters_448", "paper_srcc", "paper_plcc", "paper_parameters", "source", "paper_table"]
+# Each of our numbers beside the paper's and the difference, first, where a narrow notebook still shows them; the
+# seeds, the parameter counts and the provenance after.
+_COMPARE_ORDER = ["experiment", "dataset", "prompt", "mode", "status", "srcc", "paper_srcc", "srcc_diff", "plcc",
+                  "paper_plcc", "plcc_diff", *SEED_COLUMNS, "parameters", "parameters_448", "paper_parameters",
+                  "source", "paper_table"]
 
 
 def _reported(source) -> dict:

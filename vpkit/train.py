@@ -124,7 +124,7 @@ def train(
             )
         config, more_notes = resolve_for_model(config, scorer.image_size, device)  # then the prompt size
         for note in notes + more_notes:
-            print(f"note: {note}")
+            say_once(f"note: {note}")
 
         distributed.run_on_writer(prepare_run_dir, run_dir, resume=resume, overwrite=overwrite)  # only now
         with deterministic_kernels(device, config.train.deterministic):
@@ -441,6 +441,17 @@ def _load_scorer(config: ExperimentConfig, device: str):
         score_type=model.score_type,
         checkpointing=config.train.checkpointing,
     )
+
+
+_SAID: set[str] = set()  # notes already printed by this process
+
+
+def say_once(line: str) -> None:
+    """Print `line` the first time this process says it: a notebook that trains several runs with the same
+    settings shows "fp16 -> fp32 on CPU" once, not before every run."""
+    if line not in _SAID:
+        _SAID.add(line)
+        print(line)
 
 
 def _load_table(config: ExperimentConfig):
