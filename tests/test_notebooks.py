@@ -426,14 +426,13 @@ def test_gallery_says_why_mul_is_black_and_puts_mul_residual_beside_it(after_dem
 
     pytest.importorskip("ipywidgets")
     monkeypatch.setattr(plots, "live_frontend", lambda: True)
-    notes = []
+    titles = []
     draw = plots.view_figure
-    monkeypatch.setattr(plots, "view_figure",
-                        lambda views, title, note="", *colour: notes.append((title, note)) or draw(views, title, note,
-                                                                                                    *colour))
+    monkeypatch.setattr(plots, "view_figure", lambda views, title, *rest: titles.append(title) or draw(views, title,
+                                                                                                         *rest))
     box = plots.prompt_gallery([residual, add, mul])
-    run, about, (auto, amplify), picture = box.children[0], box.children[1], box.children[3].children, \
-        box.children[4]
+    run, about, (auto, amplify), picture, note = box.children[0], box.children[1], box.children[3].children, \
+        box.children[4], box.children[5]
     assert [label for label, _ in run.options] == [add.name, mul.name, residual.name]
     # what the run is, on a line of its own that wraps; a generated set is not called KADID-10k
     assert about.value == "synthetic demo set (KADID-10k layout), padding 15 px (at 224 px), add"
@@ -448,10 +447,15 @@ def test_gallery_says_why_mul_is_black_and_puts_mul_residual_beside_it(after_dem
     assert not amplify.disabled
     run.value = mul
     assert about.value.endswith(", mul")
-    assert notes[0] == (f"{add.name}, best", "") and notes[-1][0] == f"{mul.name}, best"
-    assert notes[-1][1].startswith("mul (the paper's mode) multiplies each pixel") and "mul_residual" in notes[-1][1]
+    assert titles[0] == f"{add.name}, best" and titles[-1] == f"{mul.name}, best"
+    # the note is text below the picture (a scaled picture would shrink it), in the static gallery's colour
+    assert note.value.startswith('<span style="color: darkred">mul (the paper&#x27;s mode) multiplies each pixel')
+    assert "mul_residual" in note.value
     run.value = residual
-    assert notes[-1][0] == f"{residual.name}, best" and notes[-1][1].startswith("mul_residual (vpkit's fix")
+    assert titles[-1] == f"{residual.name}, best"
+    assert note.value.startswith('<span style="color: darkgreen">mul_residual (vpkit&#x27;s fix')
+    run.value = add
+    assert note.value == ""  # add needs no explanation
     assert bytes(picture.value).startswith(b"\x89PNG")
 
 

@@ -579,6 +579,7 @@ def prompt_gallery(run_dirs: Iterable[str | Path], examples: int = 6):
     # the run folder in the list; what it is (dataset, prompt, mode) below it, wrapping in a narrow notebook
     run = widgets.Dropdown(options=[(p.name, p) for p in run_dirs], description="run", **wide)
     about = widgets.HTML(layout=widgets.Layout(width="auto", margin="0 0 0 2.5em"))
+    note = widgets.HTML(layout=widgets.Layout(width="auto"))
     epoch = widgets.Dropdown(description="epoch")
     image = widgets.Dropdown(description="image", layout=widgets.Layout(width="auto"),
                              style={"description_width": "initial"})
@@ -607,9 +608,11 @@ def prompt_gallery(run_dirs: Iterable[str | Path], examples: int = 6):
         factor = _amplify_label("auto" if auto.value else amplify.value, prompter)
         views = {f"amplified {factor}" if name == "amplified" else name: pixels for name, pixels in views.items()}
         mode = _mode_of(run.value)
-        fig = view_figure(views, f"{run.value.name}, {epoch.value}", mode_note(mode, prompter),
-                          NOTE_COLOURS.get(mode, "darkred"))
-        picture.value = figure_png(fig)
+        picture.value = figure_png(view_figure(views, f"{run.value.name}, {epoch.value}"))
+        # as text beside the picture, not inside it: a picture scaled to a narrow notebook would shrink it to ~6 px
+        said = mode_note(mode, prompter)
+        note.value = f'<span style="color: {NOTE_COLOURS.get(mode, "darkred")}">{html.escape(said)}</span>' \
+            if said else ""
 
     def choose_run(change=None) -> None:
         kept_epoch, kept_image = epoch.value, image.value  # switching runs keeps what still applies
@@ -631,5 +634,5 @@ def prompt_gallery(run_dirs: Iterable[str | Path], examples: int = 6):
     run.observe(choose_run, names="value")
     for control in (epoch, image, auto, amplify):
         control.observe(redraw, names="value")
-    return widgets.VBox([run, about, widgets.HBox([epoch, image]), widgets.HBox([auto, amplify]), picture],
+    return widgets.VBox([run, about, widgets.HBox([epoch, image]), widgets.HBox([auto, amplify]), picture, note],
                         layout=widgets.Layout(width="auto", overflow="hidden"))
