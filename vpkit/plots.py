@@ -521,7 +521,7 @@ def gallery_figure(run_dirs: Iterable[str | Path], examples: int = 3, amplify: f
         mode = _mode_of(run_dir)
         note = mode_note(mode, prompter)
         if note:
-            row_figure.supxlabel(_wrapped(note, 20 * (2 + examples)), fontsize=8, color=NOTE_COLOURS[mode])
+            row_figure.supxlabel(_wrapped(note, 16 * (2 + examples)), fontsize=10, color=NOTE_COLOURS[mode])
         for ax in row:
             ax.set_xticks([])
             ax.set_yticks([])
