@@ -1,6 +1,5 @@
 """The experiment schema: the 33 paper experiments, the shipped YAMLs, paper-style YAML, validation errors."""
 
-from pathlib import Path
 
 import pytest
 import yaml
@@ -15,8 +14,9 @@ from vpkit.config import (
     resolve_for_model,
     scaled_prompt_size,
 )
+from vpkit.resources import package_path
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIG_DIR = package_path("configs")
 
 
 def test_shipped_yamls_equal_the_generated_paper_experiments():

@@ -395,7 +395,7 @@ def test_the_released_profile_tests_the_released_prompts_and_the_notebooks_train
     printed = capsys.readouterr().out
     assert "lacks experiment(s) 7" in printed and "exp_04_kadid_padding_30px_add: released prompt, test SRCC" in printed
     runs = reproduce.run_experiments([4], settings, progress=False)
-    assert "already finished" in capsys.readouterr().out
+    assert "exp_04_kadid_padding_30px_add: imported earlier with these settings, reused" in capsys.readouterr().out
     assert runs.loc[0, "status"] == "finished" and runs.loc[0, "test_n_images"] == 3
     assert collect_runs(settings.runs_dir)["name"].tolist() == ["exp_04_kadid_padding_30px_add"]
 

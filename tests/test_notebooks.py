@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from vpkit import provenance, reproduce
+from vpkit.resources import PROJECT_ROOT_VARIABLE, project_path, project_root
 
 NOTEBOOKS = sorted(reproduce.NOTEBOOKS_DIR.glob("*.ipynb"))
 EXPERIMENTS = [4, 10, 19]  # one per family: padding, centre patch, full overlay (all KADID)
@@ -32,6 +33,7 @@ parameters:
   limit: 16
   device: cpu
   seed: 42
+  extra_seeds: {4: [1]}
 """
 
 
@@ -116,8 +118,9 @@ def test_one_finished_run_per_family(executed):
     from vpkit.runs import read_config
 
     runs = sorted(p.name for p in (executed / "runs").iterdir())
-    assert runs == ["exp_04_kadid_padding_30px_add", "exp_10_kadid_center_patch_30px_add", "exp_19_kadid_full_add",
-                    MUL, MUL_RESIDUAL]
+    assert runs == ["exp_04_kadid_padding_30px_add", "exp_04_kadid_padding_30px_add_seed1",
+                    "exp_10_kadid_center_patch_30px_add", "exp_19_kadid_full_add", MUL, MUL_RESIDUAL]
+    assert read_config(executed / "runs" / "exp_04_kadid_padding_30px_add_seed1").train.seed == 1
     fix = read_config(executed / "runs" / MUL_RESIDUAL)
     assert (fix.number, fix.prompt.mode, read_config(executed / "runs" / MUL).prompt.mode) == (22, "mul_residual", "mul")
     padding = nbformat.read(executed / "notebooks" / "02_train_padding.ipynb", as_version=4)
@@ -150,13 +153,19 @@ def test_data_and_zero_shot_tables(executed):
 
 def test_paper_tables_rebuilt_from_the_runs(executed):
     padding = read_table(executed, "table_padding_30px_add.csv")
-    assert padding.columns.tolist()[:6] == ["experiment", "dataset", "prompt", "mode", "status", "srcc"]
+    # each number beside the paper's and the difference first, where a narrow notebook still shows them
+    assert padding.columns.tolist()[:8] == ["experiment", "dataset", "prompt", "mode", "status", "srcc", "paper_srcc",
+                                            "srcc_diff"]
     assert {"paper_srcc", "paper_plcc", "source", "paper_table", "srcc_diff", "plcc_diff", "parameters",
             "parameters_448"} <= set(padding.columns)
     kadid = padding[padding["experiment"] == "4"]
     assert kadid["status"].tolist() == ["finished"] and kadid[["paper_srcc", "paper_plcc"]].iloc[0].tolist() == [0.932, 0.929]
     run_srcc = json.loads((executed / "runs" / "exp_04_kadid_padding_30px_add" / "test.json").read_text())["srcc"]
-    assert kadid["srcc"].tolist() == pytest.approx([run_srcc])
+    assert kadid["srcc"].tolist() == pytest.approx([run_srcc])  # the paper's seed, not the mean
+    seed_srcc = json.loads((executed / "runs" / "exp_04_kadid_padding_30px_add_seed1" / "test.json").read_text())["srcc"]
+    assert kadid["seeds"].tolist() == ["42, 1"]
+    assert kadid[["srcc_mean", "srcc_min", "srcc_max"]].iloc[0].tolist() == pytest.approx(
+        [(run_srcc + seed_srcc) / 2, min(run_srcc, seed_srcc), max(run_srcc, seed_srcc)])
     assert kadid["srcc_diff"].tolist() == pytest.approx([run_srcc - 0.932])
     assert padding[padding["experiment"] == "zero-shot"]["dataset"].tolist() == ["kadid"]
     prompt_types = read_table(executed, "table_prompt_types.csv")
@@ -185,17 +194,29 @@ def test_figures_are_valid_pngs(executed):
             assert image.format == "PNG" and min(image.size) > 100, name
 
 
-def test_live_curves_and_gallery_widgets_ran_headlessly(executed):
+def test_executed_notebooks_read_as_a_record_without_widgets(executed):
+    """Run headlessly, a notebook keeps what a reader can see: progress as text that finished (not widget bars
+    frozen at 0%), the live curves drawn, and in place of the gallery widget one sentence (the static gallery
+    above it is the record)."""
+    for path in NOTEBOOKS:
+        notebook = nbformat.read(executed / "notebooks" / path.name, as_version=4)
+        widgets = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs
+                   if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+        assert not widgets, path.name
     training = nbformat.read(executed / "notebooks" / "02_train_padding.ipynb", as_version=4)
     images = [o for cell in training.cells if cell.cell_type == "code" for o in cell.outputs
               if "image/png" in o.get("data", {})]
     assert len(images) >= 2  # the live plot and the static curves
+    cell = next(cell for cell in training.cells if "run_experiments" in cell.source)
+    text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+    finished = [line for line in text.replace("\r", "\n").splitlines() if "100%|" in line]
+    assert any(line.startswith("exp_04_kadid_padding_30px_add: 100%|") for line in finished), text[-2000:]
     gallery = nbformat.read(executed / "notebooks" / "06_prompt_gallery.ipynb", as_version=4)
     last = [cell for cell in gallery.cells if cell.cell_type == "code"][-1]
-    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in last.outputs)
-    state = gallery.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
-    pictures = [model for model in state.values() if model["model_name"] == "ImageModel"]
-    assert len(pictures) == 1 and pictures[0]["buffers"][0]["path"] == ["value"]  # the gallery drew headlessly
+    said = [o["text"] for o in last.outputs if o.output_type == "stream"]
+    assert said == [("The interactive gallery needs a live Jupyter kernel (open this notebook in JupyterLab and "
+                     "run it); the static gallery above shows the same prompts.\n")]
+    assert all(o.output_type == "stream" for o in last.outputs)
 
 
 def test_gallery_widgets_redraw_for_every_control(executed, monkeypatch, capsys):
@@ -204,27 +225,30 @@ def test_gallery_widgets_redraw_for_every_control(executed, monkeypatch, capsys)
 
     runs = sorted((executed / "runs").iterdir())
     assert plots.prompt_gallery(runs) is None  # outside Jupyter: no widgets, says why
-    assert "needs Jupyter" in capsys.readouterr().out
-    monkeypatch.setattr(plots, "in_notebook", lambda: True)
+    assert "needs a live Jupyter kernel" in capsys.readouterr().out
+    monkeypatch.setattr(plots, "live_frontend", lambda: True)
     drawn = []
     draw = plots.view_figure
     monkeypatch.setattr(plots, "view_figure",
                         lambda views, title, *note: drawn.append((title, views)) or draw(views, title, *note))
     box = plots.prompt_gallery(runs)
-    run, (epoch, image), (auto, amplify), picture = box.children[0], box.children[1].children, \
-        box.children[2].children, box.children[3]
+    run, (epoch, image), (auto, amplify), picture = box.children[0], box.children[2].children, \
+        box.children[3].children, box.children[4]
     assert Path(image.value).is_file() and epoch.options == ("best", "epoch 1")
     auto.value = False
     amplify.value = 30.0
     epoch.value = "epoch 1"
     image.index = 2
+    shown_image = image.value
     run.value = runs[1]
     first, second = runs[0].name, runs[1].name
-    # drawn at once, then exactly once per change
+    # drawn at once, then exactly once per change; switching runs keeps the epoch and the image
     assert [title for title, _ in drawn] == [f"{first}, best", f"{first}, best", f"{first}, best",
-                                             f"{first}, epoch 1", f"{first}, epoch 1", f"{second}, best"]
+                                             f"{first}, epoch 1", f"{first}, epoch 1", f"{second}, epoch 1"]
+    assert (epoch.value, image.index, image.value) == ("epoch 1", 2, shown_image)
+    assert (auto.value, amplify.value) == (False, 30.0)
     views = drawn[-1][1]
-    assert list(views) == ["prompt", "amplified", "image", "prompted"]
+    assert list(views) == ["prompt", "amplified x30", "image", "prompted"]
     assert all(pixels.shape == (224, 224, 3) for pixels in views.values())
     assert bytes(picture.value).startswith(b"\x89PNG")
 
@@ -244,15 +268,16 @@ def test_default_parameters_are_the_demo_profiles(path):
     root), a notebook's defaults name exactly that run: same settings, same experiments, same folder."""
     defaults = parameters_cell(path)
     profile = reproduce.load_profile("demo")
-    demo = reproduce.profile_parameters(profile, {}, reproduce.REPO_ROOT / "reproduce" / profile.name)
+    demo = reproduce.profile_parameters(profile, {}, project_root() / "reproduce" / profile.name)
     shown = reproduce.check_parameters({k: v for k, v in defaults.items() if k not in reproduce.OUTPUT_PARAMETERS},
                                        path.name)
     assert shown == {k: v for k, v in demo.items() if k not in reproduce.OUTPUT_PARAMETERS}
-    for name in reproduce.OUTPUT_PARAMETERS:  # relative to notebooks/, where Jupyter runs a notebook
-        assert (path.parent / defaults[name]).resolve() == Path(demo[name]), name
+    # relative to the project, wherever Jupyter or papermill starts; figures follow out_dir
+    assert project_path(defaults["out_dir"]) == Path(demo["out_dir"]) and defaults["figures_dir"] is None
 
 
-def fabricate_finished_runs(out_dir: Path, numbers, mode: str | None = None, **changes) -> list[Path]:
+def fabricate_finished_runs(out_dir: Path, numbers, mode: str | None = None, seed: int | None = None,
+                            **changes) -> list[Path]:
     """Finished run folders as `vpkit reproduce --profile demo` leaves them (config, metrics, state, test
     result, prompts), for the notebooks' default parameters with `changes`, without training; with `mode`,
     the experiments' variants in that prompt mode."""
@@ -276,7 +301,7 @@ def fabricate_finished_runs(out_dir: Path, numbers, mode: str | None = None, **c
     settings = reproduce.notebook_settings(progress=False, **values)
     runs = []
     for number in numbers:
-        config, _ = resolve_for_model(reproduce.experiment_config(number, settings, mode), 224, "cpu")
+        config, _ = resolve_for_model(reproduce.experiment_config(number, settings, mode, seed), 224, "cpu")
         run = settings.runs_dir / config.name
         run.mkdir(parents=True)
         provenance.write_record(run, "training", [])
@@ -297,33 +322,42 @@ def fabricate_finished_runs(out_dir: Path, numbers, mode: str | None = None, **c
 
 
 @pytest.fixture
-def after_demo(tmp_path):
-    """A copy of the repository's notebooks/ beside reproduce/demo/, holding a small demo set (where
-    data_root="demo" looks) and finished padding runs 4 and 22 of the demo's settings."""
+def after_demo(tmp_path, monkeypatch):
+    """A project (VPKIT_PROJECT_ROOT, which kernels inherit) with a copy of notebooks/02 and reproduce/demo/,
+    holding a small demo set (where data_root="demo" looks)."""
     from vpkit.data.synth import generate
 
+    monkeypatch.setenv(PROJECT_ROOT_VARIABLE, str(tmp_path))
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
     source = NOTEBOOKS[2]  # 02_train_padding
     (notebooks / source.name).write_bytes(source.read_bytes())
-    out_dir = (notebooks / parameters_cell(source)["out_dir"]).resolve()
+    out_dir = tmp_path / parameters_cell(source)["out_dir"]
     generate(out_dir / reproduce.DEMO_DATA_FOLDER, n_refs=5, distortions=["jpeg", "pixelate", "brighten", "darken"],
              levels=(1, 3, 5), size=(96, 72), progress=False, workers=1)
     return notebooks / source.name, out_dir
 
 
-def test_a_notebook_with_its_defaults_reuses_the_demos_runs(after_demo):
+def test_a_notebook_with_its_defaults_reuses_the_demos_runs_wherever_it_is_started(after_demo, tmp_path):
     papermill = pytest.importorskip("papermill")
     notebook, out_dir = after_demo
-    runs = fabricate_finished_runs(out_dir, [4, 22]) + fabricate_finished_runs(out_dir, [22], "mul_residual")
+    runs = fabricate_finished_runs(out_dir, [4, 22]) + fabricate_finished_runs(out_dir, [22], "mul_residual") + \
+        fabricate_finished_runs(out_dir, [4], seed=1) + fabricate_finished_runs(out_dir, [4], seed=2)
     before = {run: (run / "state.json").read_bytes() for run in runs}
     executed = notebook.parent / "executed.ipynb"
+    elsewhere = tmp_path / "elsewhere"  # not the notebook's folder: relative defaults still mean the project's
+    elsewhere.mkdir()
     papermill.execute_notebook(str(notebook), str(executed), kernel_name=reproduce.KERNEL_NAME, progress_bar=False,
-                               cwd=str(notebook.parent), extra_arguments=reproduce.KERNEL_ARGUMENTS)  # defaults only
+                               cwd=str(elsewhere), extra_arguments=reproduce.KERNEL_ARGUMENTS)  # defaults only
     assert {run: (run / "state.json").read_bytes() for run in runs} == before  # reused, not retrained
-    text = json.dumps(nbformat.read(executed, as_version=4).cells[-1].outputs)
+    cells = nbformat.read(executed, as_version=4).cells
+    text = json.dumps(cells[-1].outputs)
     assert "exp_04_kadid_padding_30px_add" in text and re.search(rf"{MUL}\b", text) and MUL_RESIDUAL in text
     assert (out_dir / "figures" / "02_padding_curves.png").is_file()
+    assert list(elsewhere.iterdir()) == []  # nothing made where it was started
+    training = next(cell for cell in cells if "run_experiments" in cell.source)
+    said = "".join(o.get("text", "") for o in training.outputs if o.output_type == "stream")
+    assert said.count("trained earlier with these settings, reused") == 5 and "--overwrite" not in said
 
 
 def test_a_run_of_other_settings_is_named_as_the_notebook_parameter_to_change(after_demo):
@@ -337,6 +371,7 @@ def test_a_run_of_other_settings_is_named_as_the_notebook_parameter_to_change(af
     assert "RunSettingsError" in message and "exp_04_kadid_padding_30px_add" in message
     assert "limit = 64 there, 800 in this notebook" in message
     assert "set limit = 64 in the parameters cell" in message and "set out_dir to another folder" in message
+    assert "--overwrite" not in message
     outputs = [o for cell in nbformat.read(executed, as_version=4).cells if cell.cell_type == "code"
                for o in cell.outputs if o.output_type == "error"]
     assert len(outputs) == 1
@@ -381,7 +416,8 @@ def test_gallery_says_why_mul_is_black_and_puts_mul_residual_beside_it(after_dem
     assert [row._suptitle.get_text().split(":")[0] for row in rows] == [add.name, mul.name, residual.name]
     note = rows[1]._supxlabel.get_text().replace("\n", " ")
     assert "multiplies each pixel by the prompt itself" in note
-    assert re.search(r"at most 0\.0\d inside it here, so no pixel keeps more than \d% of its brightness", note)
+    assert re.search(r": 0 outside the prompt's region and typically 0\.0\d inside it here \(at most 0\.\d\d\), so a "
+                     r"typical pixel keeps \d% of its brightness", note)
     fix = rows[2]._supxlabel.get_text().replace("\n", " ")  # the fix, just below, says what it does
     assert re.fullmatch(r"mul_residual \(vpkit's fix, not a paper experiment\) multiplies each pixel by 1 \+ prompt: "
                         r"1 outside the prompt's region, so the image stays, and 0\.9\d to 1\.0\d inside it here\.", fix)
@@ -390,24 +426,101 @@ def test_gallery_says_why_mul_is_black_and_puts_mul_residual_beside_it(after_dem
     assert rows[1]._suptitle.get_text().endswith(", mul") and rows[2]._suptitle.get_text().endswith(", mul_residual")
 
     pytest.importorskip("ipywidgets")
-    monkeypatch.setattr(plots, "in_notebook", lambda: True)
-    notes = []
+    monkeypatch.setattr(plots, "live_frontend", lambda: True)
+    titles = []
     draw = plots.view_figure
-    monkeypatch.setattr(plots, "view_figure",
-                        lambda views, title, note="", *colour: notes.append((title, note)) or draw(views, title, note,
-                                                                                                    *colour))
+    monkeypatch.setattr(plots, "view_figure", lambda views, title, *rest: titles.append(title) or draw(views, title,
+                                                                                                         *rest))
     box = plots.prompt_gallery([residual, add, mul])
-    run, (auto, amplify), picture = box.children[0], box.children[2].children, box.children[3]
-    labels = [label for label, _ in run.options]
-    assert labels[0].endswith(", add") and labels[1].endswith(", mul") and mul.name in labels[1]
-    assert labels[2].startswith(f"{residual.name}:") and labels[2].endswith(", mul_residual")
-    assert run.layout.width == "100%" and run.style.description_width == "initial"  # nothing cut off
+    run, about, (auto, amplify), picture, note = box.children[0], box.children[1], box.children[3].children, \
+        box.children[4], box.children[5]
+    assert [label for label, _ in run.options] == [add.name, mul.name, residual.name]
+    # what the run is, on a line of its own that wraps; a generated set is not called KADID-10k
+    assert about.value == "synthetic demo set (KADID-10k layout), padding 15 px (at 224 px), add"
+    assert run.layout.width == "auto" and run.style.description_width == "initial"  # no 4 px overflow
     assert auto.value and amplify.disabled  # "auto" amplification by default, as the text says
+    from vpkit.evaluate import load_trained_prompt
+    from vpkit.prompters import auto_amplification
+
+    chosen = auto_amplification(load_trained_prompt(add / "best.safetensors").prompter)
+    assert amplify.value == pytest.approx(chosen)  # the slider shows the factor auto chose
     auto.value = False
     assert not amplify.disabled
     run.value = mul
-    assert notes[0] == (f"{add.name}, best", "") and notes[-1][0] == f"{mul.name}, best"
-    assert notes[-1][1].startswith("mul (the paper's mode) multiplies each pixel") and "mul_residual" in notes[-1][1]
+    assert about.value.endswith(", mul")
+    assert titles[0] == f"{add.name}, best" and titles[-1] == f"{mul.name}, best"
+    # the note is text below the picture (a scaled picture would shrink it), in the static gallery's colour
+    assert note.value.startswith('<span style="color: darkred">mul (the paper&#x27;s mode) multiplies each pixel')
+    assert "mul_residual" in note.value
     run.value = residual
-    assert notes[-1][0] == f"{residual.name}, best" and notes[-1][1].startswith("mul_residual (vpkit's fix")
+    assert titles[-1] == f"{residual.name}, best"
+    assert note.value.startswith('<span style="color: darkgreen">mul_residual (vpkit&#x27;s fix')
+    run.value = add
+    assert note.value == ""  # add needs no explanation
     assert bytes(picture.value).startswith(b"\x89PNG")
+
+
+# ----------------------------------------------------------------------------- paths, headless
+
+
+def test_relative_paths_mean_the_projects_folders_and_figures_follow_out_dir(tmp_path, monkeypatch):
+    (tmp_path / "project" / "data").mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv(PROJECT_ROOT_VARIABLE, str(tmp_path / "project"))
+    values = {**parameters_cell(NOTEBOOKS[0]), "out_dir": "reproduce/limit64", "data_root": "data"}
+    settings = reproduce.notebook_settings(progress=False, **values)
+    assert settings.out_dir == tmp_path / "project" / "reproduce" / "limit64"
+    assert settings.figures_dir == settings.out_dir / "figures"  # not the demo's figures
+    assert settings.data_root == tmp_path / "project" / "data" and list(elsewhere.iterdir()) == []
+    chosen = reproduce.notebook_settings(progress=False, **{**values, "figures_dir": "figs"})
+    assert chosen.figures_dir == tmp_path / "project" / "figs"
+
+
+def test_the_project_of_a_clone_is_its_root(monkeypatch, tmp_path):
+    monkeypatch.delenv(PROJECT_ROOT_VARIABLE, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert project_root() == Path(reproduce.__file__).resolve().parents[1]  # this checkout, not the cwd
+    assert project_path("reproduce/demo") == project_root() / "reproduce" / "demo"
+
+
+def test_a_notebook_that_shows_runs_fails_when_there_are_none(after_demo):
+    _, out_dir = after_demo
+    settings = reproduce.notebook_settings(progress=False, **{**parameters_cell(NOTEBOOKS[6]),
+                                                              "out_dir": str(out_dir)})
+    with pytest.raises(reproduce.ReproduceError, match=r"runs: no trained run of experiments \[4, 10, 16, 19, 22, "
+                                                        r"25, 31\] here; run notebooks 02-04"):
+        reproduce.trained_runs(settings)
+
+
+def test_reused_runs_hand_their_recorded_epochs_to_the_live_curves(after_demo, capsys):
+    _, out_dir = after_demo
+    (run,) = fabricate_finished_runs(out_dir, [4])
+    settings = reproduce.notebook_settings(progress=False, **{**parameters_cell(NOTEBOOKS[2]),
+                                                              "out_dir": str(out_dir), "extra_seeds": {}})
+    seen = []
+    reproduce.run_experiments([4], settings, callback_for=lambda name: lambda row: seen.append((name, row["epoch"])))
+    assert seen == [(run.name, 1), (run.name, 2), (run.name, 3)]
+    assert f"{run.name}: trained earlier with these settings, reused (delete {run} to train it again)" \
+        in capsys.readouterr().out
+
+
+def test_a_large_figure_is_shown_as_a_jpeg_and_kept_as_a_png(tmp_path, monkeypatch):
+    import IPython.display
+    import numpy as np
+
+    from vpkit import plots
+
+    shown = []
+    monkeypatch.setattr(plots, "in_notebook", lambda: True)
+    monkeypatch.setattr(IPython.display, "display", lambda item: shown.append(item))
+    fig, axes = plots._new_figure(1, 1, 3, 3)
+    axes[0, 0].imshow(np.random.default_rng(0).random((64, 64, 3)))
+    small = plots.publish(fig, tmp_path / "small.png")
+    monkeypatch.setattr(plots, "PREVIEW_LIMIT_BYTES", small.stat().st_size - 1)
+    fig, axes = plots._new_figure(1, 1, 3, 3)
+    axes[0, 0].imshow(np.random.default_rng(0).random((64, 64, 3)))
+    large = plots.publish(fig, tmp_path / "large.png")
+    assert [item.format for item in shown] == ["png", "jpeg"]
+    assert large.read_bytes().startswith(b"\x89PNG") and shown[1].data.startswith(b"\xff\xd8")

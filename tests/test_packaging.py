@@ -105,3 +105,53 @@ def test_ci_runs_exactly_the_readme_test_command():
                 if line.strip() and not line.startswith(("#", "set ", "cd "))]
     assert len(ci_lines) == 1, f".ci/run should hold one command line, found {ci_lines}"
     assert ci_lines[0] in (ROOT / "README.md").read_text()
+
+
+# ----------------------------------------------------------------------------- installed, not cloned
+
+
+SHIPPED = ("vpkit/notebooks/00_data.ipynb", "vpkit/notebooks/06_prompt_gallery.ipynb", "vpkit/configs/exp_01.yaml",
+           "vpkit/configs/exp_33.yaml", "vpkit/configs/profiles/demo.yaml", "vpkit/configs/profiles/paper.yaml",
+           "vpkit/assets/paper_results.csv", "vpkit/assets/tiny_mplug_owl2/model.safetensors")
+
+
+def test_the_installed_wheel_runs_the_demos_first_notebook(tmp_path):
+    """The wheel carries the notebooks, configs, profiles and the paper's numbers, and an installed vpkit (not
+    this checkout) finds them: `vpkit reproduce --profile demo --only 00` from a folder outside the checkout."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    pytest.importorskip("papermill")
+    source = tmp_path / "source"  # a copy, so that building leaves no build/ or egg-info in the checkout
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "vpkit", source / "vpkit", ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path / "wheel"), str(source)], check=True, cwd=tmp_path)
+    (wheel,) = (tmp_path / "wheel").glob("vpkit-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert not [name for name in SHIPPED if name not in names], sorted(n for n in names if not n.endswith(".py"))
+
+    site = tmp_path / "site"  # the dependencies come from this environment; vpkit from the wheel only
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
+                   check=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site), "OMP_NUM_THREADS": "1"}
+    env.pop("VPKIT_PROJECT_ROOT", None)
+    check = ("import vpkit, vpkit.tables as t; print(vpkit.__file__); print(len(t.read_paper_results()));"
+             "from vpkit.data.synth import generate; generate('out/demo_data', n_refs=5, distortions=['jpeg', "
+             "'pixelate', 'brighten', 'darken'], levels=(1, 3, 5), size=(96, 72), progress=False, workers=1)")
+    shown = subprocess.run([sys.executable, "-c", check], cwd=elsewhere, env=env, capture_output=True, text=True,
+                           check=True).stdout.split()
+    assert Path(shown[0]).is_relative_to(site) and int(shown[1]) > 0, shown
+    done = subprocess.run([sys.executable, "-m", "vpkit", "reproduce", "--profile", "demo", "--only", "00", "--out",
+                           "out"], check=False, cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (elsewhere / "out" / "notebooks" / "00_data.ipynb").is_file()
+    assert (elsewhere / "out" / "figures" / "00_examples.png").is_file()
+    assert (elsewhere / "out" / "tables" / "datasets.csv").is_file()

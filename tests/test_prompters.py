@@ -9,6 +9,7 @@ from vpkit.prompters import (
     PROMPT_TYPES,
     PromptConfigError,
     PromptStateError,
+    auto_amplification,
     build_prompter,
     load_prompt_state,
     num_trainable_parameters,
@@ -277,9 +278,22 @@ def test_render_prompt_maps_values_around_mid_grey():
     assert image[10, 10].tolist() == [128, 128, 128]  # outside the patch: "no change"
     assert image[0, 0, 0] == round(0.75 * 255) and image[0, 0, 1] == round(0.49 * 255)
     auto = render_prompt(prompter, amplify="auto")
-    assert auto[0, 0, 0] == 255 and auto[0, 0, 1] == round((0.5 - 0.5 * 0.02 / 0.5) * 255)
+    assert (auto == render_prompt(prompter, amplify=auto_amplification(prompter))).all()
     with pytest.raises(ValueError, match="amplify"):
         render_prompt(prompter, amplify=-1)
+
+
+def test_auto_amplification_scales_the_typical_values_not_one_outlier():
+    prompter = _build("full")  # 3 x 32 x 32 values
+    with torch.no_grad():
+        prompter.prompt.fill_(float(torch.atanh(torch.tensor(0.01))))
+        prompter.prompt[0, 0, 0, 0] = torch.atanh(torch.tensor(0.9))
+    assert auto_amplification(prompter) == pytest.approx(100.0, rel=1e-3)  # not 1 / 0.9
+    image = render_prompt(prompter, amplify="auto")
+    assert image[5, 5].tolist() == [255, 255, 255]  # a typical value shows as full white
+    with torch.no_grad():
+        prompter.prompt.fill_(0.0)
+    assert auto_amplification(prompter) == 1.0  # an untrained all-zero prompt: shown as it is
 
 
 def test_describe_and_spec_round_trip():

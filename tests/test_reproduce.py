@@ -25,6 +25,7 @@ parameters:
   limit: 16
   device: cpu
   seed: 1
+  extra_seeds: {}
 """
 
 
@@ -49,7 +50,7 @@ def settings_for(root: Path, tmp_path: Path, **changes) -> reproduce.Settings:
     values = {"model": "tiny-random", "data_root": str(root), "experiments": None, "mul_residual": [],
               "epochs": 1, "batch_size": 8,
               "lr": None, "limit": 16, "device": "cpu", "out_dir": str(tmp_path / "out"),
-              "figures_dir": str(tmp_path / "fig"), "seed": 42}
+              "figures_dir": str(tmp_path / "fig"), "seed": 42, "extra_seeds": {}}
     values.update(changes)
     return reproduce.notebook_settings(**values)
 
@@ -402,3 +403,22 @@ def test_a_failing_notebook_is_named_with_its_cell(tmp_path):
     executed = nbformat.read(tmp_path / "out" / "notebooks" / "00_fails.ipynb", as_version=4)
     assert any("divisor = 0" in cell.source for cell in executed.cells)  # the injected parameters are kept
     assert lines == ["[1/1] 00_fails.ipynb ..."]
+
+
+def test_extra_seeds_train_an_experiment_again_beside_its_paper_run(synth_root, tmp_path, capsys):
+    settings = settings_for(synth_root, tmp_path, extra_seeds={4: [1, 2]})
+    configs = reproduce.experiment_configs([1, 4], settings)
+    assert [c.name for c in configs] == ["exp_01_kadid_padding_10px_add", "exp_04_kadid_padding_30px_add",
+                                         "exp_04_kadid_padding_30px_add_seed1", "exp_04_kadid_padding_30px_add_seed2"]
+    paper, seed = configs[1], configs[2]
+    assert seed.to_dict() == {**paper.to_dict(), "name": seed.name, "train": {**paper.to_dict()["train"], "seed": 1}}
+    assert reproduce.experiment_configs([1], settings) == configs[:1]  # seeds follow their experiment
+    # papermill writes a dict's keys as strings
+    assert settings_for(synth_root, tmp_path, extra_seeds={"4": [1]}).extra_seeds == {4: [1]}
+    for bad, said in (({40: [1]}, "40 is no experiment"), ({4: []}, "experiment 4 needs a list of distinct seeds"),
+                      ({4: [1, 1]}, "needs a list of distinct seeds")):
+        with pytest.raises(ReproduceError, match=said):
+            settings_for(synth_root, tmp_path, extra_seeds=bad)
+    assert reproduce._seed_map("4:1,2;5:3") == {4: [1, 2], 5: [3]} and reproduce._seed_map("none") == {}
+    with pytest.raises(ReproduceError, match=r"^--extra-seeds '4-1': give EXPERIMENT:SEED,SEED"):
+        reproduce._seed_map("4-1")

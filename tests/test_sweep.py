@@ -37,7 +37,8 @@ TIMING_COLUMNS = ["train_seconds", "train_images_per_s", "train_data_wait_s"]
 def profile(tmp_path_factory, data_root):
     path = tmp_path_factory.mktemp("profile") / "tiny_sweep.yaml"
     parameters = {"model": "tiny-random", "data_root": str(data_root), "experiments": EXPERIMENTS, "epochs": 1,
-                  "batch_size": 4, "lr": None, "limit": 4, "device": "cpu", "seed": 42, "mul_residual": []}
+                  "batch_size": 4, "lr": None, "limit": 4, "device": "cpu", "seed": 42, "mul_residual": [],
+                  "extra_seeds": {}}
     slurm = {"partition": "gpu-long", "time": 720, "gpus_per_job": 1, "account": "iqa-lab"}
     path.write_text(yaml.safe_dump({"description": "test", "required": [], "parameters": parameters,
                                     "slurm": slurm}))
@@ -144,12 +145,14 @@ def test_the_plan_holds_the_mul_residual_variants_reproduce_trains(data_root, tm
     from vpkit.sweep import plan_sweep
 
     overrides = {"model": "tiny-random", "data_root": str(data_root), "experiments": [4, 22, 25]}
-    jobs, _ = plan_sweep("demo", overrides, tmp_path)  # the demo profile's mul_residual: [22]
+    jobs, _ = plan_sweep("demo", overrides, tmp_path)  # the demo profile's mul_residual: [22], extra_seeds {4: [1, 2]}
     assert [job.name for job in jobs] == ["exp_04_kadid_padding_30px_add", "exp_22_kadid_padding_30px_mul",
-                                          "exp_25_kadid_center_patch_30px_mul", "exp_22_kadid_padding_30px_mul_residual"]
-    fix = load_config(jobs[-1].config_path)
-    assert (fix.number, fix.prompt.mode) == (22, "mul_residual") and jobs[-1].run_dir == str(tmp_path / "runs" / fix.name)
-    jobs, _ = plan_sweep("demo", {**overrides, "mul_residual": []}, tmp_path)
+                                          "exp_25_kadid_center_patch_30px_mul", "exp_22_kadid_padding_30px_mul_residual",
+                                          "exp_04_kadid_padding_30px_add_seed1", "exp_04_kadid_padding_30px_add_seed2"]
+    fix = load_config(jobs[3].config_path)
+    assert (fix.number, fix.prompt.mode) == (22, "mul_residual") and jobs[3].run_dir == str(tmp_path / "runs" / fix.name)
+    assert load_config(jobs[-1].config_path).train.seed == 2
+    jobs, _ = plan_sweep("demo", {**overrides, "mul_residual": [], "extra_seeds": {}}, tmp_path)
     assert len(jobs) == 3
 
 

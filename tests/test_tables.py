@@ -10,9 +10,9 @@ from vpkit import provenance, tables
 from vpkit.config import paper_config, resolve_for_model
 from vpkit.runs import TEST_FILE, RunState, write_config, write_json_atomic, write_metrics, write_state
 
-PAPER_CSV = Path(__file__).resolve().parents[1] / "data" / "paper_results.csv"
+PAPER_CSV = tables.PAPER_RESULTS
 # The paper's published description and results: the README.md of yahya-ben/mplug2-vp-for-nriqa at commit 4c56315,
-# which data/paper_results.csv cites. The project does not ship it; VPKIT_PAPER_TEXT names a copy to check against.
+# which vpkit/assets/paper_results.csv cites. The project does not ship it; VPKIT_PAPER_TEXT names a copy to check against.
 PAPER_TEXT = Path(os.environ["VPKIT_PAPER_TEXT"]) if os.environ.get("VPKIT_PAPER_TEXT") else None
 # "Performance Across Visual Prompt Types" as printed (KADID-10k, KonIQ-10k, AGIQA-3k SRCC), by vpkit's labels.
 PUBLISHED_ADD_SRCC = {
@@ -24,11 +24,16 @@ PUBLISHED_ADD_SRCC = {
 
 
 def fake_run(runs_dir: Path, number: int, srcc: float, plcc: float, finished: bool = True,
-             mode: str | None = None) -> Path:
+             mode: str | None = None, seed: int | None = None) -> Path:
     """A run folder as vpkit.train leaves it, for the tiny 224 px model, without training (`mode`: the
-    experiment in another prompt mode, as vpkit.reproduce trains a mul_residual variant)."""
+    experiment in another prompt mode, as vpkit.reproduce trains a mul_residual variant; `seed`: trained with
+    that extra seed, named as vpkit.reproduce names it)."""
+    from vpkit.reproduce import seed_run_name
+
     config = paper_config(number, mode).with_overrides({"model": {"name_or_path": "tiny-random"},
-                                                  "train": {"epochs": 2}})
+                                                        "train": {"epochs": 2}})
+    if seed is not None:
+        config = config.with_overrides({"name": seed_run_name(config.name, seed), "train": {"seed": seed}})
     config, _ = resolve_for_model(config, 224, "cpu")
     run = runs_dir / config.name
     run.mkdir(parents=True)
@@ -162,7 +167,7 @@ def _number(cell: str) -> float:
 
 @pytest.mark.skipif(PAPER_TEXT is None, reason="set VPKIT_PAPER_TEXT to a copy of the paper's text (README.md of "
                     "yahya-ben/mplug2-vp-for-nriqa at 4c56315a76c4b0c40cc3af725bbe8ffea64d40b0) to check "
-                    "data/paper_results.csv against it")
+                    "vpkit/assets/paper_results.csv against it")
 def test_csv_agrees_with_the_papers_text(paper):
     from vpkit.config import PAPER_EXPERIMENTS
     from vpkit.vocabulary import SHAPES
@@ -248,10 +253,19 @@ def test_written_and_displayed_tables_say_n_a(runs_dir, paper, tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["padding.csv"]  # no temp file left behind
     again = pd.read_csv(path, na_values=["n/a"])
     assert again["paper_srcc"].tolist() == pytest.approx(table["paper_srcc"].tolist(), nan_ok=True)
-    shown = tables.display_table(table)
+    shown = tables.display_table(table).data
     assert shown.loc[shown["experiment"] == 5, "srcc"].tolist() == ["n/a"]
     assert shown.loc[shown["experiment"] == 5, "parameters"].tolist() == ["n/a"]
-    assert shown.loc[shown["experiment"] == 5, "paper_srcc"].tolist() == [0.852]
+    assert shown.loc[shown["experiment"] == 5, "paper_srcc"].tolist() == ["0.852"]
+    one_precision = tables.display_values(pd.DataFrame({"srcc": [0.81, 0.932, np.nan], "parameters": [37620.0, np.nan, 4.0]}))
+    assert one_precision.to_dict("list") == {"srcc": ["0.810", "0.932", "n/a"], "parameters": ["37620", "n/a", "4"]}
+    html = tables.display_table(pd.DataFrame({"note": ["x" * 120]})).to_html()
+    assert "x" * 120 in html and "white-space: normal" in html  # wrapped, not cut at 50 characters
+    view = tables.display_table(table)
+    assert "Also in the CSV: source, paper_table" in view.to_html()
+    headers = [cell.split(">")[-1] for cell in view.to_html(exclude_styles=True).split("</th>")]
+    assert {"source", "paper_table"} <= set(table.columns) and "source" not in headers  # shown as a caption only
+    assert "paper_\u200bsrcc" in headers  # long names may wrap after an underscore
 
 
 def test_paper_results_need_a_source_per_row(tmp_path):
@@ -322,7 +336,7 @@ def test_table_figures_show_the_papers_number_and_the_difference(runs_dir, paper
     assert "0.500\npaper 0.932 (-0.432)" in cells  # measured, published, measured - published
     assert "not run\npaper 0.852" in cells  # KonIQ 30 px padding: published, not run here
     bars = plots.comparison_bars(tables.padding_table(results, paper))
-    assert [text.get_text() for text in bars.axes[0].texts] == ["-0.432\nvs paper", "not run", "not run"]
+    assert [text.get_text() for text in bars.axes[0].texts] == ["-0.432 vs paper\n1 seed", "not run", "not run"]
     modes = plots.add_mul_bars(tables.add_vs_mul_table(results, paper))
     assert "no number for mul" in modes.axes[0].get_xlabel()
 
@@ -371,6 +385,29 @@ def test_add_mul_bars_show_the_fix_as_vpkits(runs_dir, paper):
     assert labels[:3] == ["add", "mul", "mul_residual (vpkit's fix)"] and "not a paper experiment" in ax.get_xlabel()
     heights = sorted(round(patch.get_height(), 2) for patch in ax.patches if patch.get_height() > 0)
     assert heights == [0.3, 0.4, 0.5, 0.6]  # add 4 and 10, mul 22, mul_residual 22
+    missing = int(table[["srcc_add", "srcc_mul", "srcc_mul_residual"]].isna().sum().sum())
+    said = [text for text in ax.texts if text.get_text() == "not run"]
+    assert missing > 0 and len(said) == missing  # every empty slot says so
+    assert ax.get_xlim() == (-0.5, len(table) - 0.5)  # and every group is inside the axes, the labels too
+
+
+def test_an_experiment_trained_with_more_seeds_shows_their_mean_and_range(runs_dir, paper):
+    for seed, srcc in ((1, 0.40), (2, 0.60)):
+        fake_run(runs_dir, 4, srcc, 0.5, seed=seed)
+    results = tables.run_results(runs_dir)
+    four = results[results["experiment"] == 4].iloc[0]
+    assert four["name"] == paper_config(4).name and len(results[results["experiment"] == 4]) == 1  # its own result
+    assert four["seeds"].split(", ")[1:] == ["1", "2"]
+    assert [four["srcc_mean"], four["srcc_min"], four["srcc_max"]] == pytest.approx(
+        [(four["srcc"] + 0.4 + 0.6) / 3, min(four["srcc"], 0.4), max(four["srcc"], 0.6)])
+    padding = tables.padding_table(results, paper)
+    assert padding.loc[padding["experiment"] == 4, "srcc_mean"].tolist() == pytest.approx([four["srcc_mean"]])
+    single = results[results["experiment"] != 4]
+    assert single["srcc_mean"].isna().all() and (single["seeds"].str.count(",") == 0).all()  # one seed: said so
+    from vpkit import plots
+
+    labels = [text.get_text() for text in plots.comparison_bars(padding).axes[0].texts]
+    assert any(label.endswith("3 seeds") for label in labels)
 
 
 def test_runs_side_by_side_that_differ_in_model_revision_or_vpkit_version_are_named(runs_dir, capsys):

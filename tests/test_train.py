@@ -157,3 +157,12 @@ def test_early_stopping_after_patience_epochs_without_improvement(data_root, sco
     record = read_run(tmp_path / "run")
     assert list(record.metrics["epoch"]) == [1, 2, 3] and list(record.metrics["best"]) == [True, False, False]
     assert record.state.stopped_early and test["best_epoch"] == 1 and test["epochs_run"] == 3
+
+
+def test_a_settings_note_is_said_once_per_process(capsys):
+    from vpkit.train import say_once
+
+    for _ in range(3):
+        say_once("note: a test note about settings")
+    say_once("note: another")
+    assert capsys.readouterr().out == "note: a test note about settings\nnote: another\n"

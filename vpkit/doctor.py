@@ -347,7 +347,7 @@ def _resident_peak_mib() -> float | None:
 def check_paths(device: str, quick: bool = False, progress: bool = True, on_result=None) -> list[PathResult]:
     """Every planned path checked in turn; `on_result` is called with each result as it is known (a compile path
     takes minutes with a cold cache, so a person sees each line when it is decided)."""
-    from tqdm.auto import tqdm
+    from vpkit.progress import tqdm
 
     if torch.device(device).type == "cpu":
         torch.set_flush_denormal(True)  # as a CPU run does (vpkit.train.train)

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from vpkit.compile_cache import use_compile_cache
 from vpkit.device import autocast, model_dtype_on, to_model_input
+from vpkit.progress import tqdm
 
 
 class PromptedScorer(torch.nn.Module):

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from vpkit.progress import tqdm
 
 HF_DEFAULT_ENDPOINT = "https://huggingface.co"
 # ORG/NAME, optionally @REVISION (a branch, tag or commit): how a model on the Hub is named wherever vpkit takes

@@ -1,6 +1,6 @@
 """The paper's own artifacts in one place: its pinned split files, its model, its released prompts (the Hub
 archive and the import of its Hugging Face Trainer experiment folders as vpkit run folders). Its published
-numbers are data/paper_results.csv (vpkit.tables reads them).
+numbers are vpkit/assets/paper_results.csv (vpkit.tables reads them).
 
 Everything fetched goes through vpkit.hub.
 """

@@ -16,16 +16,14 @@ import pandas as pd
 
 from vpkit.atomic import atomic_replace
 from vpkit.data.specs import DATASETS, SPECS
+from vpkit.progress import live_frontend  # widgets only where a front end shows them
 from vpkit.vocabulary import shape_of
 
+SYNTHETIC_TITLE = "synthetic demo set ({} layout)"  # never the real dataset's name for generated images
 CURVE_METRICS = (("train_loss", "train loss (MSE)"), ("val_srcc", "validation SRCC"))
 
 
 # ----------------------------------------------------------------------------- showing and saving
-
-
-def _title(dataset: str) -> str:
-    return SPECS[dataset].title if dataset in SPECS else dataset
 
 
 def in_notebook() -> bool:
@@ -52,15 +50,35 @@ def save_figure(fig, path: str | Path) -> Path:
     return path
 
 
+# A figure whose PNG is larger than this (the prompt gallery: photographs, ~2 MB) is shown in the notebook as a JPEG,
+# so the executed notebook stays small; the PNG file keeps every pixel.
+PREVIEW_LIMIT_BYTES = 1_000_000
+
+
 def publish(fig, path: str | Path) -> Path:
-    """Save `fig` as a PNG, show it when in a notebook, close it; returns the path."""
+    """Save `fig` as a PNG, show it when in a notebook (a JPEG of it above PREVIEW_LIMIT_BYTES), close it;
+    returns the path."""
     saved = save_figure(fig, path)
     if in_notebook():
         from IPython.display import Image, display
 
-        display(Image(data=saved.read_bytes()))
+        data = saved.read_bytes()
+        if len(data) > PREVIEW_LIMIT_BYTES:
+            display(Image(data=jpeg_preview(data), format="jpeg"))
+        else:
+            display(Image(data=data))
     plt.close(fig)
     return saved
+
+
+def jpeg_preview(png: bytes, quality: int = 85) -> bytes:
+    """A JPEG of a PNG image (for showing, not for keeping)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    with Image.open(io.BytesIO(png)) as image:
+        image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
 
 
 def _new_figure(rows: int, cols: int, width: float, height: float):
@@ -79,6 +97,20 @@ def _nothing_to_show(fig, ax, message: str):
 # ----------------------------------------------------------------------------- data
 
 
+def dataset_title(name: str, synthetic: bool = False) -> str:
+    """The dataset's name for figures; a generated set (vpkit data synth) says it is one."""
+    title = SPECS[name].title if name in SPECS else name
+    return SYNTHETIC_TITLE.format(title) if synthetic else title
+
+
+def _beside(ax) -> None:
+    """Put a seaborn legend right of the axes, where it covers no data."""
+    import seaborn as sns
+
+    if ax.get_legend() is not None:
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title_fontsize=8, frameon=False)
+
+
 def mos_histograms(tables: dict) -> object:
     """Distribution of the scores (MOS as in each dataset's file) per split, one panel per dataset."""
     import seaborn as sns
@@ -87,8 +119,9 @@ def mos_histograms(tables: dict) -> object:
     for ax, (name, table) in zip(axes[0], tables.items()):
         sns.histplot(table.frame, x="mos", hue="split", hue_order=["train", "val", "test"], multiple="stack",
                      bins=20, ax=ax)
-        ax.set_title(f"{_title(name)} ({len(table)} images)")
+        ax.set_title(f"{dataset_title(name, table.synthetic)} ({len(table)} images)", fontsize=9)
         ax.set_xlabel("MOS")
+        _beside(ax)
     return fig
 
 
@@ -110,7 +143,7 @@ def example_grid(tables: dict, per_dataset: int = 6, image_size: int = 224) -> o
         for ax, (_, item) in zip(row, examples.iterrows()):
             ax.imshow(prepare_image(item["path"], image_size))
             ax.set_title(f"MOS {item['mos']:.2f}", fontsize=9)
-        row[0].set_ylabel(_title(name))
+        row[0].set_ylabel(dataset_title(name, table.synthetic), fontsize=8)
         for ax in row:
             ax.set_xticks([])
             ax.set_yticks([])
@@ -126,6 +159,7 @@ def score_type_bars(zero_shot: pd.DataFrame) -> object:
     axes[0, 0].set_ylabel("score type (positive vs negative words)")
     axes[0, 0].set_xlabel("SRCC (test split)")
     axes[0, 0].axvline(0, color="black", linewidth=0.8)
+    _beside(axes[0, 0])
     return fig
 
 
@@ -199,16 +233,23 @@ class LiveCurves:
 
 def comparison_bars(table: pd.DataFrame) -> object:
     """Our SRCC beside the paper's and zero-shot, per dataset (vpkit.tables.padding_table); each of our bars
-    is labelled with its difference from the paper's number where the paper publishes one."""
+    is labelled with its difference from the paper's number where the paper publishes one. Where an experiment
+    was trained with several seeds (extra_seeds), our bar is their mean with their range as an error bar, and
+    says how many; a single seed's bar says so."""
     groups = [d for d in DATASETS if d in set(table["dataset"])]
     bars = {what: [] for what in ("zero-shot", "ours", "paper")}
+    ranges, seed_counts = [], []
     for dataset in groups:
         rows = table[table["dataset"] == dataset]
         zero = rows[rows["experiment"] == "zero-shot"]
         ours = rows[rows["experiment"] != "zero-shot"]
+        mean = ours["srcc_mean"].iloc[0] if not ours.empty and "srcc_mean" in ours else np.nan
+        several = not np.isnan(mean)
         bars["zero-shot"].append(zero["srcc"].iloc[0] if not zero.empty else np.nan)
-        bars["ours"].append(ours["srcc"].iloc[0] if not ours.empty else np.nan)
+        bars["ours"].append(mean if several else ours["srcc"].iloc[0] if not ours.empty else np.nan)
         bars["paper"].append(ours["paper_srcc"].iloc[0] if not ours.empty else np.nan)
+        ranges.append((mean - ours["srcc_min"].iloc[0], ours["srcc_max"].iloc[0] - mean) if several else (0.0, 0.0))
+        seed_counts.append(len(str(ours["seeds"].iloc[0]).split(",")) if several else 1)
     fig, axes = _new_figure(1, 1, 7.5, 3.8)
     ax = axes[0, 0]
     if all(np.isnan(v) for values in bars.values() for v in values):
@@ -216,20 +257,28 @@ def comparison_bars(table: pd.DataFrame) -> object:
     x = np.arange(len(groups))
     width = 0.27
     colours = {"zero-shot": "tab:grey", "ours": "tab:blue", "paper": "tab:orange"}
+    labels = {"ours": "ours (mean and range over seeds where several)" if max(seed_counts, default=1) > 1
+              else "ours"}
     for offset, (what, values) in zip((-width, 0.0, width), bars.items()):
-        ax.bar(x + offset, np.nan_to_num(values), width, label=what, color=colours[what])
+        ax.bar(x + offset, np.nan_to_num(values), width, label=labels.get(what, what), color=colours[what])
+    if max(seed_counts, default=1) > 1:
+        ax.errorbar(x, np.nan_to_num(bars["ours"]), yerr=np.array(ranges).T, fmt="none", ecolor="black",
+                    capsize=3, linewidth=1)
     for i, (ours, paper) in enumerate(zip(bars["ours"], bars["paper"])):
+        seeds = f"{seed_counts[i]} seeds" if seed_counts[i] > 1 else "1 seed"
         if np.isnan(ours):
             ax.annotate("not run", (x[i], 0.0), ha="center", va="bottom", fontsize=7, rotation=90,
                         xytext=(0, 2), textcoords="offset points")
-        elif not np.isnan(paper):
-            ax.annotate(f"{ours - paper:+.3f}\nvs paper", (x[i], max(ours, 0.0)), ha="center", va="bottom",
-                        fontsize=7, xytext=(0, 2), textcoords="offset points")
-    ax.set_xticks(x, [_title(d) for d in groups])
+        else:
+            top = max(ours + ranges[i][1], 0.0)
+            versus = f"{ours - paper:+.3f} vs paper\n" if not np.isnan(paper) else ""
+            ax.annotate(f"{versus}{seeds}", (x[i], top), ha="center", va="bottom", fontsize=7, xytext=(0, 2),
+                        textcoords="offset points")
+    ax.set_xticks(x, [dataset_title(d) for d in groups])
     ax.set_ylabel("SRCC (test split)")
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_ylim(min(0.0, *(v for values in bars.values() for v in values if not np.isnan(v))) - 0.05, 1.1)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig
 
 
@@ -288,6 +337,12 @@ def add_mul_bars(table: pd.DataFrame) -> object:
     if long["srcc"].isna().all():
         return _nothing_to_show(fig, ax, "no add/mul runs yet")
     sns.barplot(long, x="prompt", y="srcc", hue="mode", ax=ax)
+    width = 0.8 / len(modes)  # seaborn's bars share a width of 0.8 per group
+    for index, (_, row) in enumerate(table.iterrows()):
+        for position, mode in enumerate(modes):
+            if pd.isna(row[f"srcc_{mode}"]):  # an empty slot says why, as in comparison_bars
+                ax.annotate("not run", (index - 0.4 + width * (position + 0.5), 0.0), ha="center", va="bottom",
+                            fontsize=7, rotation=90, xytext=(0, 2), textcoords="offset points")
     published = table["paper_srcc_add"].to_numpy(dtype=float)
     if not np.isnan(published).all():
         add_bar = -0.4 + 0.4 / len(modes)  # seaborn's bars share a width of 0.8; add is the first of each group
@@ -297,8 +352,9 @@ def add_mul_bars(table: pd.DataFrame) -> object:
                                                              if len(modes) == 3 else ""))
     ax.set_ylabel("SRCC (test split)")
     ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xlim(-0.5, len(table) - 0.5)  # seaborn ends the axis at the last drawn bar, cutting off a group run in add only
     ax.tick_params(axis="x", labelrotation=30)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig
 
 
@@ -325,14 +381,16 @@ MODE_ORDER = ("add", "mul", "mul_residual")  # a prompt's mul_residual run is sh
 def run_label(run_dir: str | Path) -> str:
     """'folder: dataset, prompt, mode' of a run folder, e.g. 'exp_22_kadid_padding_30px_mul: KADID-10k,
     padding 15 px (at 224 px), mul'."""
+    from vpkit.data.table import SYNTHETIC_MARKER
     from vpkit.runs import read_config
 
-    prompt = read_config(run_dir).prompt
-    dataset = read_config(run_dir).dataset.name
+    config = read_config(run_dir)
+    prompt, dataset = config.prompt, config.dataset.name
+    synthetic = any(Path(config.dataset.root).glob(f"*/{SYNTHETIC_MARKER}"))
     paper_shape = shape_of(prompt.type, prompt.is_center)
     shape = "replaced padding" if paper_shape is None else paper_shape.label
     size = "" if prompt.type == "full" or prompt.size is None else f" {prompt.size} px (at {prompt.image_size} px)"
-    return f"{Path(run_dir).name}: {_title(dataset)}, {shape}{size}, {prompt.mode}"
+    return f"{Path(run_dir).name}: {dataset_title(dataset, synthetic)}, {shape}{size}, {prompt.mode}"
 
 
 def gallery_order(run_dirs: Iterable[str | Path]) -> list[Path]:
@@ -350,14 +408,18 @@ def gallery_order(run_dirs: Iterable[str | Path]) -> list[Path]:
 
 
 def mul_note(prompter) -> str:
-    """The sentence shown next to a `mul` run: why its prompted images are black, with this prompt's largest value."""
+    """The sentence shown next to a `mul` run: why its prompted images are black, with this prompt's typical
+    (median) and largest value inside its region."""
     import torch
 
     with torch.no_grad():
-        peak = float(prompter.canvas().abs().max())
-    return (f"mul (the paper's mode) multiplies each pixel by the prompt itself: 0 outside the prompt's region and at "
-            f"most {peak:.2f} inside it here, so no pixel keeps more than {peak:.0%} of its brightness; mul_residual, "
-            "image x (1 + prompt), keeps the image.")
+        mask = prompter.region_mask()
+        inside = prompter.canvas()[mask.expand(-1, 3, -1, -1)].abs().float()
+        typical, peak = float(inside.median()), float(inside.max())
+    outside = "" if bool(mask.all()) else "0 outside the prompt's region and "
+    return (f"mul (the paper's mode) multiplies each pixel by the prompt itself: {outside}typically {typical:.2f} "
+            f"inside it here (at most {peak:.2f}), so a typical pixel keeps {typical:.0%} of its brightness; "
+            "mul_residual, image x (1 + prompt), keeps the image.")
 
 
 def mul_residual_note(prompter) -> str:
@@ -412,8 +474,13 @@ def prompt_views(prompter, image_path: str | Path, amplify: float | str) -> dict
             "image": image, "prompted": (prompted * 255).round().astype(np.uint8)}
 
 
-def _amplify_label(amplify) -> str:
-    return "auto" if amplify == "auto" else f"x{amplify:g}"
+def _amplify_label(amplify, prompter=None) -> str:
+    """'x12.3 (auto)' for "auto" (the factor it chose for this prompter), else 'x30'."""
+    from vpkit.prompters import auto_amplification
+
+    if amplify == "auto":
+        return f"x{auto_amplification(prompter):.3g} (auto)" if prompter is not None else "auto"
+    return f"x{amplify:g}"
 
 
 def gallery_figure(run_dirs: Iterable[str | Path], examples: int = 3, amplify: float | str = "auto",
@@ -438,14 +505,14 @@ def gallery_figure(run_dirs: Iterable[str | Path], examples: int = 3, amplify: f
                 row[0].imshow(views["prompt"])
                 row[1].imshow(views["amplified"])
                 row[0].set_title("prompt", fontsize=9)
-                row[1].set_title(f"prompt {_amplify_label(amplify)}", fontsize=9)
+                row[1].set_title(f"prompt {_amplify_label(amplify, prompter)}", fontsize=9)
             row[2 + column].imshow(views["prompted"])
             row[2 + column].set_title(f"MOS {item['mos']:.2f}, prompted", fontsize=9)
         row_figure.suptitle(run_label(run_dir), fontsize=9)
         mode = _mode_of(run_dir)
         note = mode_note(mode, prompter)
         if note:
-            row_figure.supxlabel(_wrapped(note, 20 * (2 + examples)), fontsize=8, color=NOTE_COLOURS[mode])
+            row_figure.supxlabel(_wrapped(note, 16 * (2 + examples)), fontsize=10, color=NOTE_COLOURS[mode])
         for ax in row:
             ax.set_xticks([])
             ax.set_yticks([])
@@ -487,21 +554,29 @@ def prompt_gallery(run_dirs: Iterable[str | Path], examples: int = 6):
     except ImportError:
         print("ipywidgets is not installed (pip install 'vpkit[notebooks]'); see the static gallery above")
         return None
-    if not in_notebook():
-        print("not in a notebook: the interactive gallery needs Jupyter; see the static gallery")
+    if not live_frontend():
+        # papermill/nbclient would keep only the widget's text fallback, "VBox(children=(Dropdown(..."
+        print("The interactive gallery needs a live Jupyter kernel (open this notebook in JupyterLab and run it); "
+              "the static gallery above shows the same prompts.")
         return None
+    import html
+
     from vpkit.evaluate import load_trained_prompt
+    from vpkit.prompters import auto_amplification
 
     run_dirs = gallery_order(run_dirs)
-    wide = {"layout": widgets.Layout(width="100%"), "style": {"description_width": "initial"}}
-    # the full label (folder, dataset, prompt, mode) on a row of its own, so no name is cut off
-    run = widgets.Dropdown(options=[(run_label(p), p) for p in run_dirs], description="run", **wide)
+    # width "auto" fills the row without the 4 px of margin that 100% adds (a horizontal scrollbar)
+    wide = {"layout": widgets.Layout(width="auto"), "style": {"description_width": "initial"}}
+    # the run folder in the list; what it is (dataset, prompt, mode) below it, wrapping in a narrow notebook
+    run = widgets.Dropdown(options=[(p.name, p) for p in run_dirs], description="run", **wide)
+    about = widgets.HTML(layout=widgets.Layout(width="auto", margin="0 0 0 2.5em"))
+    note = widgets.HTML(layout=widgets.Layout(width="auto"))
     epoch = widgets.Dropdown(description="epoch")
     image = widgets.Dropdown(description="image", layout=widgets.Layout(width="auto"),
                              style={"description_width": "initial"})
-    auto = widgets.Checkbox(value=True, description="auto amplification (largest value to full black/white)",
+    auto = widgets.Checkbox(value=True, description="auto amplification (99th percentile to full black/white)",
                             indent=False, layout=widgets.Layout(width="auto"))
-    amplify = widgets.FloatLogSlider(value=10.0, base=10, min=0, max=2, step=0.05, description="amplify",
+    amplify = widgets.FloatLogSlider(value=10.0, base=10, min=0, max=3, step=0.01, description="amplify",
                                      disabled=True)
     # An Image widget, not an Output widget: an Output widget capturing a display while a notebook is
     # executed headlessly (papermill/nbclient) can deadlock the execution (jupyter/nbclient#312).
@@ -514,19 +589,34 @@ def prompt_gallery(run_dirs: Iterable[str | Path], examples: int = 6):
             return
         amplify.disabled = auto.value
         prompter = load_trained_prompt(epoch_checkpoints(run.value)[epoch.value]).prompter
+        if auto.value:  # the slider shows the factor "auto" chose, so unticking it starts from there
+            choosing.append(True)
+            try:
+                amplify.value = auto_amplification(prompter)
+            finally:
+                choosing.clear()
         views = prompt_views(prompter, image.value, "auto" if auto.value else amplify.value)
+        factor = _amplify_label("auto" if auto.value else amplify.value, prompter)
+        views = {f"amplified {factor}" if name == "amplified" else name: pixels for name, pixels in views.items()}
         mode = _mode_of(run.value)
-        fig = view_figure(views, f"{run.value.name}, {epoch.value}", mode_note(mode, prompter),
-                          NOTE_COLOURS.get(mode, "darkred"))
-        picture.value = figure_png(fig)
+        picture.value = figure_png(view_figure(views, f"{run.value.name}, {epoch.value}"))
+        # as text beside the picture, not inside it: a picture scaled to a narrow notebook would shrink it to ~6 px
+        said = mode_note(mode, prompter)
+        note.value = f'<span style="color: {NOTE_COLOURS.get(mode, "darkred")}">{html.escape(said)}</span>' \
+            if said else ""
 
     def choose_run(change=None) -> None:
+        kept_epoch, kept_image = epoch.value, image.value  # switching runs keeps what still applies
+        about.value = html.escape(run_label(run.value).split(": ", 1)[1])
         choosing.append(run.value)
         try:
             epoch.options = list(epoch_checkpoints(run.value))
             image.options = [(f"{r['name']} (MOS {r['mos']:.2f})", r["path"])
                              for _, r in gallery_examples(run.value, examples).iterrows()]
-            epoch.index = image.index = 0  # a Dropdown that started empty keeps no selection by itself
+            paths = [path for _, path in image.options]
+            # a Dropdown that started empty keeps no selection by itself
+            epoch.index = list(epoch.options).index(kept_epoch) if kept_epoch in epoch.options else 0
+            image.index = paths.index(kept_image) if kept_image in paths else 0
         finally:
             choosing.clear()
         redraw()
@@ -535,4 +625,5 @@ def prompt_gallery(run_dirs: Iterable[str | Path], examples: int = 6):
     run.observe(choose_run, names="value")
     for control in (epoch, image, auto, amplify):
         control.observe(redraw, names="value")
-    return widgets.VBox([run, widgets.HBox([epoch, image]), widgets.HBox([auto, amplify]), picture])
+    return widgets.VBox([run, about, widgets.HBox([epoch, image]), widgets.HBox([auto, amplify]), picture, note],
+                        layout=widgets.Layout(width="auto", overflow="hidden"))

@@ -11,10 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from vpkit.data.images import TOO_LARGE, image_problem, large_image_warnings_told
 from vpkit.metrics import MIN_SAMPLES
+from vpkit.progress import tqdm
 
 RUN_SPLITS = ("train", "val", "test")
 CORRELATED_SPLITS = ("val", "test")  # scored by correlation every epoch / at the end

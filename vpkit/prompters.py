@@ -278,19 +278,30 @@ def num_trainable_parameters(prompter: nn.Module) -> int:
     return sum(p.numel() for p in prompter.parameters() if p.requires_grad)
 
 
+AUTO_PERCENTILE = 99.0  # of |p| inside the region: a few outlying values must not set the scale for the rest
+
+
+def auto_amplification(prompter: VisualPrompter) -> float:
+    """The factor that shows the AUTO_PERCENTILE-th percentile of the prompt's |value| inside its region as full
+    black/white (1.0 for an all-zero prompt); the largest value would leave most of a trained prompt grey."""
+    with torch.no_grad():
+        inside = prompter.canvas()[prompter.region_mask().expand(-1, 3, -1, -1)].abs().float().cpu()
+    level = float(torch.quantile(inside, AUTO_PERCENTILE / 100.0)) if inside.numel() else 0.0
+    return 1.0 / level if level > 0 else 1.0
+
+
 def render_prompt(prompter: VisualPrompter, amplify: float | str = 1.0) -> np.ndarray:
     """The prompt as a uint8 ``[S, S, 3]`` image for a gallery.
 
     Shows ``0.5 + 0.5 * amplify * p`` clipped to [0, 1]: mid-grey is "no change", and at
-    ``amplify=1`` a prompt value of -1 is black and +1 white. ``amplify="auto"`` scales the
-    largest ``|p|`` to full black/white, which makes a freshly initialised (~0.01) prompt visible.
+    ``amplify=1`` a prompt value of -1 is black and +1 white. ``amplify="auto"`` is
+    auto_amplification(prompter), which makes a freshly initialised (~0.01) prompt visible.
     Pixels outside the prompt's region are mid-grey.
     """
     with torch.no_grad():
         prompt = prompter.canvas()[0].float().cpu()
     if amplify == "auto":
-        peak = float(prompt.abs().max())
-        amplify = 1.0 / peak if peak > 0 else 1.0
+        amplify = auto_amplification(prompter)
     if isinstance(amplify, bool) or not isinstance(amplify, (int, float)) or not math.isfinite(amplify) \
             or amplify <= 0:
         raise ValueError(f"amplify must be a positive number or 'auto', got {amplify!r}")

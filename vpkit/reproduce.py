@@ -1,9 +1,9 @@
 """Reproducing the paper: the notebooks' settings, which experiments run, and `vpkit reproduce`.
 
-The notebooks in notebooks/ only call this module, vpkit.tables and vpkit.plots. Each starts with a
+The notebooks (vpkit/notebooks, `notebooks/` in a clone) only call this module, vpkit.tables and vpkit.plots. Each starts with a
 papermill `parameters` cell (model, data_root, experiments, mul_residual, epochs, batch_size, lr, limit,
 device, out_dir, figures_dir, seed) and passes it to `notebook_settings`. `vpkit reproduce --profile
-demo|released|paper` runs them in order with the parameters of configs/profiles/<profile>.yaml (the released
+demo|released|paper` runs them in order with the parameters of vpkit/configs/profiles/<profile>.yaml (the released
 profile first imports and tests the paper's released prompts, `released_runs`, so nothing is trained), into
 
     OUT/runs/<experiment>/   one run folder per experiment (vpkit.runs), and one per mul_residual variant
@@ -21,16 +21,16 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from vpkit.data.specs import DATASETS as DATASET_ORDER
+from vpkit.resources import package_path, project_path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
-PROFILES_DIR = REPO_ROOT / "configs" / "profiles"
+NOTEBOOKS_DIR = package_path("notebooks")
+PROFILES_DIR = package_path("configs", "profiles")
 NOTEBOOKS = ("00_data", "01_zero_shot", "02_train_padding", "03_train_patches", "04_train_full", "05_tables",
              "06_prompt_gallery")
 KERNEL_NAME = "python3"
@@ -53,8 +53,9 @@ PARAMETERS: dict[str, tuple[tuple[type, ...], bool]] = {
     "limit": ((int,), True),
     "device": ((str,), False),
     "out_dir": ((str,), False),
-    "figures_dir": ((str,), False),
+    "figures_dir": ((str,), True),
     "seed": ((int,), False),
+    "extra_seeds": ((dict,), False),
 }
 # Parameters that come from where the reproduction writes, not from a profile.
 OUTPUT_PARAMETERS = ("out_dir", "figures_dir")
@@ -129,6 +130,8 @@ def _check_value(where: str, name: str, value):
         return sorted(set(value))
     if name == "mul_residual":
         return _check_mul_residual(where, value)
+    if name == "extra_seeds":
+        return _check_extra_seeds(where, value)
     if name in ("data_root", "out_dir", "figures_dir") and not value.strip():
         raise ReproduceError(f"{where} is empty")
     return value
@@ -150,6 +153,22 @@ def _check_mul_residual(where: str, value: list) -> list[int]:
     return sorted(set(value))
 
 
+def _check_extra_seeds(where: str, value: dict) -> dict[int, list[int]]:
+    from vpkit.config import PAPER_EXPERIMENTS
+
+    # papermill writes a dict's keys as strings ({"4": [1, 2]}); they are experiment numbers all the same
+    value = {int(k) if isinstance(k, str) and k.isdigit() else k: v for k, v in value.items()}
+    for number, seeds in value.items():
+        if type(number) is not int or not 1 <= number <= len(PAPER_EXPERIMENTS):
+            raise ReproduceError(f"{where} = {value!r}: {number!r} is no experiment; map paper experiment numbers "
+                                 f"1..{len(PAPER_EXPERIMENTS)} to lists of more seeds, e.g. {{4: [1, 2]}}, or {{}}")
+        if not isinstance(seeds, list) or not seeds or any(type(seed) is not int or seed < 0 for seed in seeds) \
+                or len(set(seeds)) != len(seeds):
+            raise ReproduceError(f"{where} = {value!r}: experiment {number} needs a list of distinct seeds "
+                                 "(whole numbers >= 0), e.g. {4: [1, 2]}")
+    return {number: list(seeds) for number, seeds in sorted(value.items())}
+
+
 # ----------------------------------------------------------------------------- profiles
 
 
@@ -166,7 +185,7 @@ class Profile:
 
 
 def profile_path(name_or_path: str | Path) -> Path:
-    """configs/profiles/<name>.yaml for a bare name, else the given file."""
+    """The shipped profile <name>.yaml for a bare name, else the given file."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.parent != Path("."):
         return path
@@ -255,6 +274,7 @@ class Settings:
     out_dir: Path
     figures_dir: Path
     seed: int
+    extra_seeds: dict[int, list[int]] = field(default_factory=dict)  # experiment -> more seeds it is trained with
 
     @property
     def runs_dir(self) -> Path:
@@ -268,7 +288,11 @@ class Settings:
 def notebook_settings(*, progress: bool = True, device_here: bool = True, **parameters) -> Settings:
     """Check a notebook's parameters, make the output folders and, for data_root="demo", the demo set.
     device_here=False keeps the device as asked (cpu, cuda, cuda:N, auto) for jobs that resolve it on their own
-    node (`vpkit sweep --slurm`); by default it is resolved on this machine."""
+    node (`vpkit sweep --slurm`); by default it is resolved on this machine..
+
+    Relative paths are relative to vpkit.resources.project_root() (the clone's root, where the README's
+    `vpkit reproduce --profile demo` writes reproduce/demo), never to the folder Jupyter or papermill started in;
+    figures_dir None is out_dir/figures."""
     from vpkit.device import resolve_device
 
     missing = sorted(set(PARAMETERS) - set(parameters))
@@ -276,23 +300,27 @@ def notebook_settings(*, progress: bool = True, device_here: bool = True, **para
         raise ReproduceError(f"notebook parameters: {', '.join(missing)} missing; the parameters cell sets "
                              f"all of {', '.join(PARAMETERS)}")
     values = check_parameters(parameters, "notebook parameters")
-    out_dir = Path(values["out_dir"]).expanduser().resolve()
-    figures_dir = Path(values["figures_dir"]).expanduser().resolve()
+    out_dir = project_path(values["out_dir"])
+    figures_dir = project_path(values["figures_dir"]) if values["figures_dir"] is not None else out_dir / "figures"
     for folder in (out_dir / "runs", out_dir / "tables", figures_dir):
         folder.mkdir(parents=True, exist_ok=True)
     if values["data_root"] == DEMO_DATA:
         data_root = ensure_demo_data(out_dir / DEMO_DATA_FOLDER, progress=progress)
     else:
         data_root = existing_data_root(values["data_root"])
-    return Settings(values["model"], data_root, values["experiments"], values["mul_residual"],
+    model = values["model"]
+    if project_path(model).exists():  # a model folder, relative like the other paths
+        model = str(project_path(model))
+    return Settings(model, data_root, values["experiments"], values["mul_residual"],
                     values["epochs"], values["batch_size"], values["lr"], values["limit"],
                     resolve_device(values["device"]) if device_here else values["device"], out_dir, figures_dir,
-                    values["seed"])
+                    values["seed"], values["extra_seeds"])
 
 
 def existing_data_root(data_root: str) -> Path:
-    """The data_root parameter as an absolute folder; an error when it is not one."""
-    folder = Path(data_root).expanduser().resolve()
+    """The data_root parameter as an absolute folder (a relative one is taken from the project root,
+    vpkit.resources.project_path); an error when it is not one."""
+    folder = project_path(data_root)
     if not folder.is_dir():
         raise ReproduceError(f"data_root {folder} is not a folder; give the folder holding kadid10k/, "
                              f"koniq10k/, AGIQA-3K/ (see data/README.md), or '{DEMO_DATA}'")
@@ -305,7 +333,9 @@ def ensure_demo_data(root: Path, progress: bool = True) -> Path:
     from vpkit.data.synth import DEFAULT_N_REFS, DEMO_DISTORTIONS, generate
 
     if not (root / "kadid10k" / "synthetic.json").is_file():  # the set is moved into place whole
-        print(f"making the synthetic demo set in {root} (scores are synthetic, not human opinions)")
+        print(f"making the synthetic demo set in {root} (about 450 MB and a minute on 2 cores; scores are "
+              f"synthetic, not human opinions): data_root = {DEMO_DATA!r} uses out_dir/{DEMO_DATA_FOLDER}, and "
+              f"this out_dir has none yet; to share another folder's set, set data_root to its {DEMO_DATA_FOLDER}")
         generate(root, n_refs=DEFAULT_N_REFS, distortions=DEMO_DISTORTIONS, progress=progress)
     return root
 
@@ -394,9 +424,10 @@ def mul_residual_variants(numbers: Iterable[int], settings: Settings) -> list[in
     return [number for number in numbers if number in settings.mul_residual]
 
 
-def experiment_config(number: int, settings: Settings, mode: str | None = None):
+def experiment_config(number: int, settings: Settings, mode: str | None = None, seed: int | None = None):
     """Paper experiment `number` with the notebook's model, data, device and training overrides; with `mode`
-    (mul_residual), that experiment in another prompt mode, named for it (vpkit.config.paper_config)."""
+    (mul_residual), that experiment in another prompt mode, named for it (vpkit.config.paper_config); with `seed`
+    (one of settings.extra_seeds), trained with that seed instead, named ..._seedN (seed_run_name)."""
     from vpkit.config import paper_config
 
     overrides = {
@@ -406,23 +437,38 @@ def experiment_config(number: int, settings: Settings, mode: str | None = None):
                   "limit": settings.limit, "device": settings.device, "seed": settings.seed},
     }
     source = f"experiment {number}{f' ({mode})' if mode else ''} with notebook parameters"
-    return paper_config(number, mode).with_overrides(overrides, source=source)
+    config = paper_config(number, mode).with_overrides(overrides, source=source)
+    if seed is None:
+        return config
+    return config.with_overrides({"name": seed_run_name(config.name, seed), "train": {"seed": seed}}, source=source)
+
+
+def seed_run_name(name: str, seed: int) -> str:
+    """The run of experiment `name` trained with another seed (extra_seeds): it stands beside the paper's run, and
+    vpkit.tables counts it in that experiment's mean and range, never as its result."""
+    return f"{name}_seed{seed}"
 
 
 def experiment_configs(numbers: Iterable[int], settings: Settings, mul_residual: Iterable[int] = ()) -> list:
     """What to train, in order: each of `numbers` as the paper runs it, then each of `mul_residual` (from
-    mul_residual_variants) with prompt mode mul_residual."""
+    mul_residual_variants) with prompt mode mul_residual, then those of `numbers` in settings.extra_seeds with
+    each of their other seeds."""
+    numbers = list(numbers)
     return ([experiment_config(number, settings) for number in numbers]
-            + [experiment_config(number, settings, MUL_RESIDUAL) for number in mul_residual])
+            + [experiment_config(number, settings, MUL_RESIDUAL) for number in mul_residual]
+            + [experiment_config(number, settings, seed=seed) for number in numbers
+               for seed in settings.extra_seeds.get(number, [])])
 
 
 def run_experiments(numbers: Iterable[int], settings: Settings,
                     callback_for: Callable[[str], Callable[[dict], None]] | None = None,
                     progress: bool = True, mul_residual: Iterable[int] = ()) -> pd.DataFrame:
     """Train each experiment into settings.runs_dir/<name>, then each of `mul_residual` in that mode (finished
-    runs are skipped, stopped ones resumed); `callback_for(name)` gives the per-epoch callback. Returns
+    runs of the same settings are reused, stopped ones resumed); `callback_for(name)` gives the per-epoch
+    callback, which also receives a reused run's recorded epochs (so live curves show it). Returns
     vpkit.runs.collect_runs of them."""
-    from vpkit.runs import collect_runs, lock_run_dir
+    from vpkit.provenance import read_record
+    from vpkit.runs import RunFolderError, collect_runs, lock_run_dir, read_metrics, run_status
     from vpkit.train import train
 
     run_dirs = []
@@ -431,7 +477,19 @@ def run_experiments(numbers: Iterable[int], settings: Settings,
         callbacks = [callback_for(config.name)] if callback_for is not None else []
         with lock_run_dir(run_dir):  # no other process may finish or change the run between check and training
             check_finished_run(config, run_dir)
-            train(config, run_dir, resume=True, callbacks=callbacks, progress=progress)
+            if run_status(run_dir) == "finished":
+                made = "imported" if (read_record(run_dir) or {}).get("kind") == "import" else "trained"
+                print(f"{config.name}: {made} earlier with these settings, reused (delete {run_dir} to train "
+                      "it again)")
+                for row in read_metrics(run_dir):
+                    for callback in callbacks:
+                        callback(row)
+            else:
+                try:
+                    train(config, run_dir, resume=True, callbacks=callbacks, progress=progress)
+                except RunFolderError as error:  # its advice names `vpkit train` options; here it is a folder
+                    raise ReproduceError(f"{error} (from a notebook: delete {run_dir} and run this cell again "
+                                         "to start it afresh)") from None
         run_dirs.append(run_dir)
     return collect_runs(run_dirs) if run_dirs else pd.DataFrame(columns=["run", "name", "status"])
 
@@ -442,11 +500,14 @@ def trained_runs(settings: Settings) -> list[Path]:
     from vpkit.runs import BEST_CHECKPOINT, collect_runs
 
     runs = collect_runs(settings.runs_dir)
-    if runs.empty:
-        return []
-    if settings.experiments is not None:
+    if not runs.empty and settings.experiments is not None:
         runs = runs[runs["number"].isin(settings.experiments)]
-    return [Path(run) for run in runs["run"] if (Path(run) / BEST_CHECKPOINT).is_file()]
+    found = [] if runs.empty else [Path(run) for run in runs["run"] if (Path(run) / BEST_CHECKPOINT).is_file()]
+    if not found:  # a notebook that exists to show runs must not pass showing none
+        which = f" of experiments {settings.experiments}" if settings.experiments is not None else ""
+        raise ReproduceError(f"{settings.runs_dir}: no trained run{which} here; run notebooks 02-04 (or `vpkit "
+                             "reproduce`) with these parameters first, or set out_dir to the folder that holds them")
+    return found
 
 
 def check_finished_run(config, run_dir: Path) -> None:
@@ -564,11 +625,11 @@ def zero_shot_scores(settings: Settings, datasets: Iterable[str], split: str = "
 def _zero_shot_logits(scorer, dataset: str, settings: Settings, split: str, progress: bool):
     import numpy as np
     import torch
-    from tqdm.auto import tqdm
 
     from vpkit.data import load_table, make_loader
     from vpkit.device import HALF_PRECISION, amp_on
     from vpkit.evaluate import autocast, limit_table, to_model_input
+    from vpkit.progress import tqdm
 
     table = load_table(dataset, settings.data_root, split="paper", seed=settings.seed)
     if settings.limit is not None:
@@ -711,6 +772,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float)
     parser.add_argument("--limit", type=int, help="at most N images per split")
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--extra-seeds", help="experiments also trained with more seeds, for a mean and range, "
+                        "e.g. 4:1,2 (default: the profile's; demo 4:1,2), or none")
     parser.add_argument("--only", help="comma-separated notebook prefixes, e.g. 00,05")
     parser.add_argument("--notebooks", help="folder of the notebooks (default: the repository's notebooks/)")
     parser.add_argument("--verbose", action="store_true", help="show the notebooks' output as they run")
@@ -762,7 +825,21 @@ def profile_overrides(args) -> dict:
     return {"model": args.model, "data_root": args.data_root, "device": args.device, "epochs": args.epochs,
             "batch_size": args.batch_size, "lr": args.lr, "limit": args.limit, "seed": args.seed,
             "experiments": _number_list(args.experiments),
-            "mul_residual": _number_list(args.mul_residual, "--mul-residual")}
+            "mul_residual": _number_list(args.mul_residual, "--mul-residual"),
+            "extra_seeds": _seed_map(getattr(args, "extra_seeds", None))}
+
+
+def _seed_map(text: str | None) -> dict[int, list[int]] | None:
+    """--extra-seeds "4:1,2;5:1" -> {4: [1, 2], 5: [1]}; "none" -> {}."""
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return {}
+    try:
+        return {int(number): [int(seed) for seed in seeds.split(",") if seed.strip()]
+                for number, seeds in (part.split(":") for part in text.split(";") if part.strip())}
+    except ValueError:
+        raise ReproduceError(f"--extra-seeds {text!r}: give EXPERIMENT:SEED,SEED;..., e.g. 4:1,2, or none") from None
 
 
 def _number_list(text: str | None, option: str = "--experiments") -> list[int] | None:

@@ -1,7 +1,7 @@
 """The paper's tables rebuilt from run folders, each beside the numbers the paper reports.
 
     results = run_results("OUT/runs")          # one row per paper experiment that has a run folder
-    paper = read_paper_results()               # data/paper_results.csv: every published number, with source
+    paper = read_paper_results()               # vpkit/assets/paper_results.csv: every published number, with source
     padding_table(results, paper, zero_shot)   # 30 px padding + addition per dataset (and the zero-shot row)
     prompt_type_table(results, paper)          # SRCC for each prompt type x dataset (addition)
     residual = mul_residual_results("OUT/runs")  # vpkit's mul_residual runs of mul experiments, kept apart
@@ -9,7 +9,7 @@
     methods_table(paper, results)              # the paper's comparison with other methods (+ our runs)
     note_provenance_differences(results, residual)  # says when runs differ in model revision or vpkit version
 
-data/paper_results.csv has one row per published number: `kind` "experiment" (a paper experiment,
+vpkit/assets/paper_results.csv has one row per published number: `kind` "experiment" (a paper experiment,
 `experiment` = its number in vpkit.config.PAPER_EXPERIMENTS) or "method" (a row of the paper's
 comparison with other methods, `method` = its name), the `source` file and the `table` in it that
 prints the number, and a `note`. The multiplication experiments 22-33 have rows with empty numbers:
@@ -30,10 +30,10 @@ import numpy as np
 import pandas as pd
 
 from vpkit.data.specs import DATASETS
+from vpkit.resources import package_path
 from vpkit.vocabulary import SHAPES
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-PAPER_RESULTS = REPO_ROOT / "data" / "paper_results.csv"
+PAPER_RESULTS = package_path("assets", "paper_results.csv")
 PAPER_RESULTS_COLUMNS = ("kind", "experiment", "method", "dataset", "prompt", "size", "mode", "srcc", "plcc",
                          "parameters_reported", "source", "table", "note")
 RESULT_KINDS = ("experiment", "method")
@@ -52,8 +52,8 @@ def read_paper_results(path: str | Path = PAPER_RESULTS) -> pd.DataFrame:
     vpkit.config.PAPER_EXPERIMENTS (dataset, prompt, size, mode), numbers in [-1, 1]."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: the paper's reported numbers are missing (data/paper_results.csv "
-                                "ships with the repository; pass its path)")
+        raise FileNotFoundError(f"{path}: the paper's reported numbers are missing (vpkit/assets/paper_results.csv "
+                                "ships inside the package; pass its path)")
     frame = pd.read_csv(path, na_values=[NOT_AVAILABLE, ""], keep_default_na=True)
     missing = [c for c in PAPER_RESULTS_COLUMNS if c not in frame.columns]
     if missing:
@@ -112,7 +112,44 @@ def run_results(runs_dir: str | Path) -> pd.DataFrame:
             print(f"note: {', '.join(other['name'])}: another prompt mode than the paper's for that experiment, "
                   "so not taken for the paper's result")
         runs = runs[paper_mode]
-    return _result_rows(runs, "experiment(s)")
+    seed_runs = _is_seed_run(runs)
+    results = _result_rows(runs[~seed_runs] if not runs.empty else runs, "experiment(s)")
+    return _with_seed_statistics(results, runs[seed_runs] if not runs.empty else runs)
+
+
+def _is_seed_run(runs: pd.DataFrame) -> pd.Series:
+    """Runs of an experiment trained with one of its extra seeds (vpkit.reproduce.seed_run_name): they count in
+    its mean and range, never as its result."""
+    from vpkit.config import paper_config
+    from vpkit.reproduce import seed_run_name
+
+    if runs.empty:
+        return pd.Series(dtype=bool)
+    prefixes = [seed_run_name(paper_config(int(number)).name, 0)[:-1] for number in runs["number"]]
+    return pd.Series([name.startswith(prefix) and name[len(prefix):].isdigit()
+                      for name, prefix in zip(runs["name"], prefixes)], index=runs.index)
+
+
+def _with_seed_statistics(results: pd.DataFrame, seed_runs: pd.DataFrame) -> pd.DataFrame:
+    """`seeds` (the training seeds of each experiment's finished runs, its own first) and, where there are several,
+    the mean, lowest and highest test SRCC over them; one seed leaves those n/a."""
+    from vpkit.runs import read_config
+
+    results = results.copy()
+    seeds, means, lows, highs = [], [], [], []
+    for _, row in results.iterrows():
+        mine = seed_runs[(seed_runs["number"] == row["experiment"]) & (seed_runs["status"] == "finished")] \
+            if not seed_runs.empty else seed_runs
+        runs = [(read_config(row["run"]).train.seed, row["srcc"])] + [
+            (read_config(run["run"]).train.seed, run.get("test_srcc", np.nan)) for _, run in mine.iterrows()]
+        values = [float(v) for _, v in runs if not pd.isna(v)]
+        seeds.append(", ".join(str(seed) for seed, _ in runs))
+        several = len(runs) > 1 and len(values) == len(runs)
+        means.append(float(np.mean(values)) if several else np.nan)
+        lows.append(min(values) if several else np.nan)
+        highs.append(max(values) if several else np.nan)
+    results["seeds"], results["srcc_mean"], results["srcc_min"], results["srcc_max"] = seeds, means, lows, highs
+    return results
 
 
 def mul_residual_results(runs_dir: str | Path) -> pd.DataFrame:
@@ -278,9 +315,10 @@ def add_vs_mul_table(results: pd.DataFrame, paper: pd.DataFrame, residual: pd.Da
     return table
 
 
-_ADD_MUL_COLUMNS = ["dataset", "prompt", "size", "experiment_add", "experiment_mul", "srcc_add", "plcc_add",
-                    "paper_srcc_add", "srcc_diff_add", "srcc_mul", "plcc_mul", "paper_srcc_mul", "srcc_diff_mul",
-                    "srcc_mul_minus_add", "run_mul_residual", "srcc_mul_residual", "plcc_mul_residual"]
+# The three modes' SRCC side by side first (vpkit's mul_residual fix beside the paper's mul), then the rest.
+_ADD_MUL_COLUMNS = ["dataset", "prompt", "size", "srcc_add", "srcc_mul", "srcc_mul_residual", "srcc_mul_minus_add",
+                    "paper_srcc_add", "srcc_diff_add", "paper_srcc_mul", "srcc_diff_mul", "plcc_add", "plcc_mul",
+                    "plcc_mul_residual", "experiment_add", "experiment_mul", "run_mul_residual"]
 
 
 def srcc_grid(table: pd.DataFrame, value: str = "srcc") -> pd.DataFrame:
@@ -325,12 +363,42 @@ def methods_table(paper: pd.DataFrame, results: pd.DataFrame | None = None) -> p
 # ----------------------------------------------------------------------------- output
 
 
-def display_table(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
-    """Numbers rounded, NaN shown as n/a: for showing in a notebook."""
+# Long text (a dataset's problem, a source) wraps instead of being cut at pandas' 50 characters or widening the
+# table past the notebook; the row index (0, 1, ...) says nothing and is left out.
+_CELL = "white-space: normal; max-width: 16em; vertical-align: top; padding: 2px 4px;"
+TABLE_STYLES = [{"selector": "td", "props": _CELL}, {"selector": "th", "props": _CELL}]  # Styler scopes each to the table
+# Provenance columns a reader looks up rather than reads: in the written CSV, left out of the notebook's view so
+# that the numbers and their differences fit its width (the view's caption names them).
+DISPLAY_HIDDEN = ("source", "paper_table", "paper_parameters", "run_mul_residual", "run", "model")
+
+
+def display_table(frame: pd.DataFrame, digits: int = 3):
+    """For showing in a notebook: every number of a column at one precision ("0.810" beside "0.932", not "0.81"),
+    whole-number columns (counts that NaN made float) without decimals, NaN as n/a, long text wrapped (a pandas
+    Styler; its `.data` is the formatted frame; the frame itself where Styler's jinja2 is not installed)."""
+    shown = display_values(frame, digits)
+    try:
+        import jinja2  # noqa: F401  (pandas' Styler needs it; the notebooks extra brings it with JupyterLab)
+    except ImportError:
+        return shown
+    hidden = [column for column in DISPLAY_HIDDEN if column in shown.columns]
+    styled = shown.style.hide(axis="index").set_table_styles(TABLE_STYLES)
+    # a header may break after an underscore (zero-width space), so long names do not set the column width
+    styled = styled.format_index(lambda name: str(name).replace("_", "_\u200b"), axis="columns")
+    if hidden:
+        styled = styled.hide(subset=hidden, axis="columns").set_caption(
+            f"Also in the CSV: {', '.join(hidden)}.")
+    return styled
+
+
+def display_values(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """The values display_table shows, as strings: one precision per column, n/a for NaN."""
     shown = frame.copy().astype(object)
     for column in frame.columns:
         if pd.api.types.is_float_dtype(frame[column]):
-            shown[column] = [NOT_AVAILABLE if pd.isna(v) else round(float(v), digits) for v in frame[column]]
+            values = frame[column].dropna()
+            places = 0 if len(values) and (values == values.round()).all() and values.abs().max() > 1 else digits
+            shown[column] = [NOT_AVAILABLE if pd.isna(v) else f"{float(v):.{places}f}" for v in frame[column]]
         else:
             shown[column] = [NOT_AVAILABLE if _missing(v) else v for v in frame[column]]
     return shown
@@ -375,22 +443,29 @@ def _compare(numbers: list[int], results: pd.DataFrame, paper: pd.DataFrame) -> 
         base = {"experiment": int(number), "dataset": exp.dataset, "prompt": _label(exp), "mode": exp.mode,
                 "status": "not run" if run is None else run["status"],
                 "srcc": np.nan if run is None else run["srcc"], "plcc": np.nan if run is None else run["plcc"],
+                **{column: np.nan if run is None else run.get(column, np.nan) for column in SEED_COLUMNS},
                 "parameters": np.nan if run is None else run["parameters"],
                 "parameters_448": _paper_parameters(int(number))}
         sources = reported[reported["experiment"] == number]
         for _, source in (sources.iterrows() if not sources.empty else [(None, None)]):
             rows.append({**base, **_reported(source)})
     table = pd.DataFrame(rows, columns=_COMPARE_COLUMNS)
-    for column in ("srcc", "plcc", "paper_srcc", "paper_plcc"):
+    for column in ("srcc", "plcc", "srcc_mean", "srcc_min", "srcc_max", "paper_srcc", "paper_plcc"):
         table[column] = pd.to_numeric(table[column], errors="coerce")
     table["parameters"] = pd.to_numeric(table["parameters"], errors="coerce").astype("Int64")
     table["srcc_diff"] = table["srcc"] - table["paper_srcc"]
     table["plcc_diff"] = table["plcc"] - table["paper_plcc"]
-    return table
+    return table[_COMPARE_ORDER]
 
 
-_COMPARE_COLUMNS = ["experiment", "dataset", "prompt", "mode", "status", "srcc", "plcc", "parameters",
+SEED_COLUMNS = ("seeds", "srcc_mean", "srcc_min", "srcc_max")  # run_results: over an experiment's extra seeds
+_COMPARE_COLUMNS = ["experiment", "dataset", "prompt", "mode", "status", "srcc", "plcc", *SEED_COLUMNS, "parameters",
                     "parameters_448", "paper_srcc", "paper_plcc", "paper_parameters", "source", "paper_table"]
+# Each of our numbers beside the paper's and the difference, first, where a narrow notebook still shows them; the
+# seeds, the parameter counts and the provenance after.
+_COMPARE_ORDER = ["experiment", "dataset", "prompt", "mode", "status", "srcc", "paper_srcc", "srcc_diff", "plcc",
+                  "paper_plcc", "plcc_diff", *SEED_COLUMNS, "parameters", "parameters_448", "paper_parameters",
+                  "source", "paper_table"]
 
 
 def _reported(source) -> dict:

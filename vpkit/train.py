@@ -24,13 +24,13 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from vpkit import distributed, provenance
 from vpkit.config import ExperimentConfig, resolve_for_model
 from vpkit.device import autocast, resolve_device, to_model_input
 from vpkit.evaluate import PromptedScorer, correlation_metrics, limit_table, predict
 from vpkit.preflight import check_images, check_run_data
+from vpkit.progress import tqdm
 from vpkit.runs import (
     BEST_CHECKPOINT,
     PREDICTIONS_FILE,
@@ -133,7 +133,7 @@ def train(
             )
         config, more_notes = resolve_for_model(config, scorer.image_size, device)  # then the prompt size
         for note in notes + more_notes:
-            print(f"note: {note}")
+            say_once(f"note: {note}")
 
         with distributed.writer_first():  # rank 0 builds the prepared-image cache, the others then read it
             loaders = (_loader(config, table, "train", scorer.image_size, train=True, progress=progress),
@@ -472,6 +472,17 @@ def load_run_scorer(config: ExperimentConfig, device: str):
         score_type=model.score_type,
         checkpointing=config.train.checkpointing,
     )
+
+
+_SAID: set[str] = set()  # notes already printed by this process
+
+
+def say_once(line: str) -> None:
+    """Print `line` the first time this process says it: a notebook that trains several runs with the same
+    settings shows "fp16 -> fp32 on CPU" once, not before every run."""
+    if line not in _SAID:
+        _SAID.add(line)
+        print(line)
 
 
 def _load_table(config: ExperimentConfig):

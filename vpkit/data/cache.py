@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from vpkit.atomic import write_text_atomic
+from vpkit.progress import tqdm
 
 from .images import METHODS, PREP_VERSION, prepare_image
 from .table import IQATable

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from vpkit.progress import tqdm
 
 from .images import (
     MODE_NOTES,

@@ -22,10 +22,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from filelock import FileLock, Timeout
-from tqdm.auto import tqdm
 
 from vpkit.atomic import write_json_atomic
 from vpkit.hub import FetchError, fetch_file, remote_size, require_free_space
+from vpkit.progress import tqdm
 from vpkit.provenance import DOWNLOAD_RECORD
 
 from .specs import dataset_spec

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from tqdm.auto import tqdm
+
+from vpkit.progress import tqdm
 
 from .mplug_owl2_config import MPLUGOwl2Config
 

@@ -6,18 +6,17 @@ with pretrained weights shipped in `vpkit/assets/tiny_mplug_owl2/` (written by `
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
+from vpkit.resources import package_path
 from vpkit.scoring import all_score_words
 
 from .mplug_owl2 import MPLUGOwl2ForCausalLM
 from .mplug_owl2_config import AbstractorConfig, MPLUGOwl2Config, VisionConfig
 
 TINY_RANDOM = "tiny-random"
-TINY_ASSET_DIR = Path(__file__).resolve().parents[1] / "assets" / "tiny_mplug_owl2"
+TINY_ASSET_DIR = package_path("assets", "tiny_mplug_owl2")
 TINY_IMAGE_SIZE = 224
 
 SPACE = "\u2581"  # SentencePiece's word-start marker, as in the LLaMA tokenizer

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image, features
-from tqdm.auto import tqdm
 
 from vpkit.atomic import write_csv_atomic
+from vpkit.progress import tqdm
 
 from ..specs import SPLIT_NAMES
 from ..splits import split_sizes
