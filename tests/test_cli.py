@@ -265,7 +265,7 @@ def test_nan_learning_rate_and_bad_out_paths_are_named(trained_run, tmp_path, ca
 def test_a_failed_write_names_the_target_not_the_temporary_file(trained_run, tmp_path, capsys, monkeypatch):
     import errno
 
-    import vpkit.runs
+    import vpkit.runs.checkpoint
 
     run, _ = trained_run
     state, _ = load_prompt_checkpoint(run / "best.safetensors")
@@ -276,7 +276,7 @@ def test_a_failed_write_names_the_target_not_the_temporary_file(trained_run, tmp
         open(path, "wb").close()
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(vpkit.runs.Path, "write_bytes", disk_full)
+    monkeypatch.setattr(vpkit.runs.checkpoint.Path, "write_bytes", disk_full)
     out = tmp_path / "imported"
     err = one_line_error(capsys, ["import-prompt", str(pth), "--experiment", "4", "--image-size", "224", "--size", "15",
                                   "--model", "tiny-random", "--out", str(out)])

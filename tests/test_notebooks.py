@@ -281,6 +281,7 @@ def fabricate_finished_runs(out_dir: Path, numbers, mode: str | None = None, see
     """Finished run folders as `vpkit reproduce --profile demo` leaves them (config, metrics, state, test
     result, prompts), for the notebooks' default parameters with `changes`, without training; with `mode`,
     the experiments' variants in that prompt mode."""
+    from vpkit.atomic import write_json_atomic
     from vpkit.config import resolve_for_model
     from vpkit.prompters import build_prompter
     from vpkit.runs import (
@@ -291,7 +292,6 @@ def fabricate_finished_runs(out_dir: Path, numbers, mode: str | None = None, see
         prompt_checkpoint_metadata,
         save_prompt_checkpoint,
         write_config,
-        write_json_atomic,
         write_metrics,
         write_state,
     )

@@ -1,5 +1,6 @@
 """Run folders: atomic files, prompt checkpoints, overwrite/resume rules, reading back, importing prompts."""
 
+import importlib
 import json
 import os
 from pathlib import Path
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from vpkit import provenance
-from vpkit.atomic import atomic_replace
+from vpkit.atomic import atomic_replace, write_json_atomic
 from vpkit.config import paper_config
 from vpkit.evaluate import load_trained_prompt
 from vpkit.paper import import_prompt
@@ -29,7 +30,6 @@ from vpkit.runs import (
     save_prompt_checkpoint,
     write_config,
     write_data_record,
-    write_json_atomic,
     write_metrics,
     write_state,
 )
@@ -179,3 +179,20 @@ def test_other_data_without_the_image_list_still_names_the_splits_that_differ(tm
     with pytest.raises(RunFolderError, match=r"\(test: 1 -> 1 images, or other files or labels\)"):
         check_same_data(tmp_path, new, changed)
     assert check_same_data(tmp_path, {**record, "root": "/moved"}, images).startswith(f"{tmp_path} was trained on")
+
+
+def test_the_run_folder_names_resolve_from_their_modules_and_load_only_those():
+    import subprocess
+    import sys
+
+    import vpkit.runs
+
+    assert sorted(vpkit.runs.__all__) == sorted(vpkit.runs._MODULE_OF)
+    for name, module in vpkit.runs._MODULE_OF.items():
+        assert getattr(vpkit.runs, name) is vars(importlib.import_module(f"vpkit.runs.{module}"))[name], name
+    with pytest.raises(AttributeError, match="'vpkit.runs' has no attribute 'json_or_error'"):
+        vpkit.runs.json_or_error  # noqa: B018  (a helper of the package, not exported)
+    script = ("import sys; from vpkit.runs import lock_run_dir; "
+              "print(sorted(m for m in sys.modules if m.startswith('vpkit.runs.')))")
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "['vpkit.runs.files', 'vpkit.runs.lock']"

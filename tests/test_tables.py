@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 from vpkit import provenance, tables
+from vpkit.atomic import write_json_atomic
 from vpkit.config import paper_config, resolve_for_model
-from vpkit.runs import TEST_FILE, RunState, write_config, write_json_atomic, write_metrics, write_state
+from vpkit.runs import TEST_FILE, RunState, write_config, write_metrics, write_state
 
 PAPER_CSV = tables.PAPER_RESULTS
 # The paper's published description and results: the README.md of yahya-ben/mplug2-vp-for-nriqa at commit 4c56315,

@@ -406,7 +406,7 @@ def display_values(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write a table as CSV atomically, with n/a for missing numbers; returns the path."""
-    from vpkit.runs import write_csv_atomic
+    from vpkit.atomic import write_csv_atomic
 
     path = Path(path)
     written = frame.copy().astype(object)

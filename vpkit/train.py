@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from vpkit import distributed, provenance
+from vpkit.atomic import json_safe, write_csv_atomic, write_json_atomic
 from vpkit.config import ExperimentConfig, resolve_for_model
 from vpkit.device import autocast, resolve_device, to_model_input
 from vpkit.evaluate import PromptedScorer, correlation_metrics, limit_table, predict
@@ -46,7 +47,6 @@ from vpkit.runs import (
     data_record,
     edited_config_hash,
     epoch_checkpoint_name,
-    json_safe,
     load_checkpoint_tensors,
     load_prompt_checkpoint,
     lock_run_dir,
@@ -61,9 +61,7 @@ from vpkit.runs import (
     save_prompt_checkpoint,
     torch_save_atomic,
     write_config,
-    write_csv_atomic,
     write_data_record,
-    write_json_atomic,
     write_metrics,
     write_state,
 )
