@@ -342,7 +342,7 @@ def test_unknown_names_are_rejected(tmp_path):
 def test_public_names_resolve():
     from vpkit import data
 
-    assert sorted(data.__all__) == sorted(data._MODULE_OF)
+    assert sorted(data.__all__) == sorted(name for names in data._EXPORTS.values() for name in names)
     assert all(getattr(data, name) is not None for name in data.__all__)
     with pytest.raises(AttributeError):
         data.not_a_name  # noqa: B018

@@ -187,8 +187,9 @@ def test_the_run_folder_names_resolve_from_their_modules_and_load_only_those():
 
     import vpkit.runs
 
-    assert sorted(vpkit.runs.__all__) == sorted(vpkit.runs._MODULE_OF)
-    for name, module in vpkit.runs._MODULE_OF.items():
+    exported = {name: module for module, names in vpkit.runs._EXPORTS.items() for name in names}
+    assert sorted(vpkit.runs.__all__) == sorted(exported)
+    for name, module in exported.items():
         assert getattr(vpkit.runs, name) is vars(importlib.import_module(f"vpkit.runs.{module}"))[name], name
     with pytest.raises(AttributeError, match="'vpkit.runs' has no attribute 'json_or_error'"):
         vpkit.runs.json_or_error  # noqa: B018  (a helper of the package, not exported)

@@ -5,7 +5,7 @@ preparation, fast loading with an optional prepared-image cache, and a synthetic
 Names are imported on first use, so `vpkit data check` and `vpkit data synth` start without torch."""
 from __future__ import annotations
 
-import importlib
+from vpkit.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "cache": ("PreparedCache", "ensure_cache"),
@@ -18,7 +18,6 @@ _EXPORTS = {
     "table": ("IQATable", "build_table", "load_table"),
     "workers": ("available_cpus", "default_num_workers"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = [  # the same names as _EXPORTS, spelled out for tools that read __all__
     "LAYOUTS", "METHODS", "PAD_COLOUR", "SPECS", "SPLIT_KINDS", "SPLIT_NAMES",
     "DatasetError", "DatasetSpec", "EpochSampler", "IQATable", "PreparedCache", "PreparedImageDataset", "Problem",
@@ -28,14 +27,4 @@ __all__ = [  # the same names as _EXPORTS, spelled out for tools that read __all
 ]
 
 
-def __getattr__(name: str):
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'vpkit.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -12,7 +12,7 @@
 Names are imported on first use: a caller loads only the modules behind the names it uses."""
 from __future__ import annotations
 
-import importlib
+from vpkit.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "files": (
@@ -37,7 +37,6 @@ _EXPORTS = {
     ),
     "collect": ("RunRecord", "collect_runs", "read_predictions", "read_run", "read_test"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = [  # the same names as _EXPORTS, spelled out for tools that read __all__
     "BEST_CHECKPOINT", "CONFIG_FILE", "LOCK_FILE", "OWNER_FILE", "PREDICTIONS_FILE", "SPLITS", "TEST_FILE",
     "RunFolderBusy", "RunFolderError", "RunFormatError", "RunRecord", "RunState",
@@ -51,14 +50,4 @@ __all__ = [  # the same names as _EXPORTS, spelled out for tools that read __all
 ]
 
 
-def __getattr__(name: str):
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'vpkit.runs' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
