@@ -62,6 +62,16 @@ def test_version(capsys):
     assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"vpkit {__version__}"
 
 
+def test_the_command_line_starts_without_torch():
+    """`vpkit --help` (and every parser) builds without importing torch: seconds on a login node's cold disk."""
+    import subprocess
+    import sys
+
+    script = "import sys; from vpkit.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
 def test_data_and_reproduce_commands_are_wired_in():
     parser = build_parser()
     assert callable(parser.parse_args(["data", "check", "somewhere"]).handler)

@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_import_prompt(commands)
     _add_data(commands)
     _register(commands, "vpkit.sweep")  # `vpkit sweep`: many experiments, local GPUs or Slurm
-    _register(commands, "vpkit.doctor")  # `vpkit doctor`: this machine and every training path
+    _add_doctor(commands)
     _add_reproduce(commands)
     return parser
 
@@ -690,6 +690,22 @@ def _import_experiment(args, inferred: tuple[int, str] | None) -> int | None:
 
 
 # ----------------------------------------------------------------------------- data, reproduce
+
+
+def _add_doctor(commands) -> None:
+    parser = commands.add_parser(
+        "doctor", help="check this machine: versions, caches, and every training path on the tiny model"
+    )
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda when available)")
+    parser.add_argument("--quick", action="store_true", help="skip the torch.compile paths (seconds, not a minute)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
+    parser.set_defaults(handler=_run_doctor)
+
+
+def _run_doctor(args) -> int:
+    from vpkit.doctor import run_doctor  # torch and the training code load only for this command
+
+    return run_doctor(args)
 
 
 def _register(commands, module_name: str) -> None:

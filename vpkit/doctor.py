@@ -16,7 +16,6 @@ two uninterrupted steps do. Exit status 1 if any path fails.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import json
@@ -388,19 +387,8 @@ def environment_lines(facts: dict) -> list[str]:
     return lines
 
 
-def register(subparsers) -> argparse.ArgumentParser:
-    """Add `vpkit doctor` to the vpkit command line."""
-    parser = subparsers.add_parser(
-        "doctor", help="check this machine: versions, caches, and every training path on the tiny model"
-    )
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda when available)")
-    parser.add_argument("--quick", action="store_true", help="skip the torch.compile paths (seconds, not a minute)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
-    parser.set_defaults(handler=_run_doctor)
-    return parser
-
-
-def _run_doctor(args) -> int:
+def run_doctor(args) -> int:
+    """`vpkit doctor` (its options: vpkit.cli)."""
     from vpkit.atomic import json_safe
     from vpkit.device import resolve_device
     from vpkit.provenance import environment_facts
