@@ -3,10 +3,11 @@ from pathlib import Path
 
 import nbformat
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from vpkit import provenance, reproduce
+from vpkit import plan, provenance, reproduce
 from vpkit.config import paper_config, resolve_for_model
 from vpkit.reproduce import ReproduceError
 from vpkit.runs import RunState, write_config, write_state
@@ -46,7 +47,7 @@ def synth_root(tmp_path_factory) -> Path:
     return root
 
 
-def settings_for(root: Path, tmp_path: Path, **changes) -> reproduce.Settings:
+def settings_for(root: Path, tmp_path: Path, **changes) -> plan.Settings:
     values = {"model": "tiny-random", "data_root": str(root), "experiments": None, "mul_residual": [],
               "epochs": 1, "batch_size": 8,
               "lr": None, "limit": 16, "device": "cpu", "out_dir": str(tmp_path / "out"),
@@ -61,7 +62,7 @@ def settings_for(root: Path, tmp_path: Path, **changes) -> reproduce.Settings:
 @pytest.mark.parametrize("name", ["demo", "paper"])
 def test_shipped_profiles_are_valid_and_complete(name):
     profile = reproduce.load_profile(name)
-    assert set(profile.parameters) == set(reproduce.PARAMETERS) - set(reproduce.OUTPUT_PARAMETERS)
+    assert set(profile.parameters) == set(plan.PARAMETERS) - set(plan.OUTPUT_PARAMETERS)
     assert profile.path == reproduce.PROFILES_DIR / f"{name}.yaml"
 
 
@@ -71,7 +72,7 @@ def test_demo_profile_runs_one_add_mul_pair_of_each_family_on_cpu():
     profile = reproduce.load_profile("demo")
     experiments = [paper_experiment(n) for n in profile.parameters["experiments"]]
     assert {e.dataset for e in experiments} == {"kadid"}  # the demo set has KADID's layout only
-    assert {(e.prompt_type, e.mode) for e in experiments} == {(f, m) for f in reproduce.FAMILIES for m in ("add", "mul")}
+    assert {(e.prompt_type, e.mode) for e in experiments} == {(f, m) for f in plan.FAMILIES for m in ("add", "mul")}
     assert profile.parameters["device"] == "cpu" and profile.parameters["data_root"] == "demo"
     assert profile.required == ()
     assert profile.parameters["mul_residual"] == [22]  # the fix beside the paper's black 30 px padding mul
@@ -221,7 +222,7 @@ def test_a_second_reproduction_into_one_folder_is_refused_at_once(tmp_path, monk
     error = capsys.readouterr().err.strip()
     assert error == (f"vpkit reproduce: error: {out}: in use by pid 4242 on node7 (`vpkit reproduce --out out`, "
                      "since 2026-12-05 10:00:00 UTC); wait for it to finish, or give another --out")
-    assert not (out / reproduce.DEMO_DATA_FOLDER).exists()
+    assert not (out / plan.DEMO_DATA_FOLDER).exists()
 
 
 def test_a_reproduction_owns_its_output_folder_while_it_runs(tmp_path, monkeypatch):
@@ -261,43 +262,43 @@ def test_notebook_settings_check_everything_and_make_folders(synth_root, tmp_pat
 def test_demo_data_root_uses_the_existing_set(synth_root, tmp_path):
     import shutil
 
-    shutil.copytree(synth_root, tmp_path / "out" / reproduce.DEMO_DATA_FOLDER)
+    shutil.copytree(synth_root, tmp_path / "out" / plan.DEMO_DATA_FOLDER)
     settings = settings_for(synth_root, tmp_path, data_root="demo")
-    assert settings.data_root == tmp_path / "out" / reproduce.DEMO_DATA_FOLDER
-    assert reproduce.usable_datasets(settings) == ["kadid"]
+    assert settings.data_root == tmp_path / "out" / plan.DEMO_DATA_FOLDER
+    assert plan.usable_datasets(settings) == ["kadid"]
 
 
 def test_family_experiments_follow_the_data_and_the_list(synth_root, tmp_path, capsys):
     every = settings_for(synth_root, tmp_path)
-    assert reproduce.family_experiments("padding", every) == [1, 4, 22]
-    assert reproduce.family_experiments("fixed_patch", every) == [7, 10, 13, 16, 25, 28]
-    assert reproduce.family_experiments("full", every) == [19, 31]
+    assert plan.family_experiments("padding", every) == [1, 4, 22]
+    assert plan.family_experiments("fixed_patch", every) == [7, 10, 13, 16, 25, 28]
+    assert plan.family_experiments("full", every) == [19, 31]
     assert "skipped: koniq, agiqa" in capsys.readouterr().out
     chosen = settings_for(synth_root, tmp_path, experiments=[4, 10])
-    assert reproduce.family_experiments("padding", chosen) == [4]
-    assert reproduce.family_experiments("full", chosen) == []
+    assert plan.family_experiments("padding", chosen) == [4]
+    assert plan.family_experiments("full", chosen) == []
     with pytest.raises(ReproduceError, match="need koniq, which cannot be loaded"):
-        reproduce.family_experiments("padding", settings_for(synth_root, tmp_path, experiments=[4, 5]))
+        plan.family_experiments("padding", settings_for(synth_root, tmp_path, experiments=[4, 5]))
     with pytest.raises(ReproduceError, match="unknown prompt family 'patch'"):
-        reproduce.family_experiments("patch", every)
+        plan.family_experiments("patch", every)
 
 
 def test_experiment_config_applies_the_notebook_parameters(synth_root, tmp_path):
-    config = reproduce.experiment_config(22, settings_for(synth_root, tmp_path, lr=5.0, epochs=2))
+    config = plan.experiment_config(22, settings_for(synth_root, tmp_path, lr=5.0, epochs=2))
     assert config.number == 22 and config.prompt.mode == "mul" and config.prompt.size == 30
     assert config.model.name_or_path == "tiny-random" and config.dataset.root == str(synth_root)
     assert (config.train.epochs, config.train.lr, config.train.limit, config.train.batch_size) == (2, 5.0, 16, 8)
-    paper = reproduce.experiment_config(22, settings_for(synth_root, tmp_path, epochs=None, batch_size=None))
+    paper = plan.experiment_config(22, settings_for(synth_root, tmp_path, epochs=None, batch_size=None))
     assert (paper.train.epochs, paper.train.batch_size, paper.train.lr) == (25, 32, 60.0)  # the paper's own
 
 
 def test_mul_residual_variant_is_the_experiment_in_that_mode_with_its_own_run_folder(synth_root, tmp_path):
     settings = settings_for(synth_root, tmp_path, mul_residual=[22, 31], lr=5.0)
-    numbers = reproduce.family_experiments("padding", settings)
-    assert reproduce.mul_residual_variants(numbers, settings) == [22]  # 31 is trained by the full-overlay notebook
-    assert reproduce.mul_residual_variants(reproduce.family_experiments("full", settings), settings) == [31]
-    assert reproduce.mul_residual_variants([4], settings) == []  # a variant follows its experiment
-    configs = reproduce.experiment_configs(numbers, settings, [22])
+    numbers = plan.family_experiments("padding", settings)
+    assert plan.mul_residual_variants(numbers, settings) == [22]  # 31 is trained by the full-overlay notebook
+    assert plan.mul_residual_variants(plan.family_experiments("full", settings), settings) == [31]
+    assert plan.mul_residual_variants([4], settings) == []  # a variant follows its experiment
+    configs = plan.experiment_configs(numbers, settings, [22])
     assert [c.name for c in configs] == ["exp_01_kadid_padding_10px_add", "exp_04_kadid_padding_30px_add",
                                          "exp_22_kadid_padding_30px_mul", "exp_22_kadid_padding_30px_mul_residual"]
     paper, fix = configs[2], configs[3]
@@ -305,14 +306,14 @@ def test_mul_residual_variant_is_the_experiment_in_that_mode_with_its_own_run_fo
     assert fix.to_dict() == {**paper.to_dict(), "name": fix.name, "prompt": {**paper.to_dict()["prompt"],
                                                                              "mode": "mul_residual"}}
     assert fix.train.lr == 5.0 and fix.model.name_or_path == "tiny-random"  # the notebook parameters apply
-    assert reproduce.experiment_configs([22], settings) == [paper]  # no variant unless asked for
+    assert plan.experiment_configs([22], settings) == [paper]  # no variant unless asked for
     with pytest.raises(ReproduceError, match=r"mul_residual = \[25, 10\]: experiment 10 is add, not mul"):
         settings_for(synth_root, tmp_path, mul_residual=[25, 10])
 
 
 def test_a_finished_run_with_other_settings_is_refused(synth_root, tmp_path):
     settings = settings_for(synth_root, tmp_path)
-    config = reproduce.experiment_config(4, settings)
+    config = plan.experiment_config(4, settings)
     resolved, _ = resolve_for_model(config, 224, "cpu")
     run = tmp_path / "run"
     run.mkdir()
@@ -320,7 +321,7 @@ def test_a_finished_run_with_other_settings_is_refused(synth_root, tmp_path):
     write_config(run, resolved)
     write_state(run, RunState(config_hash=resolved.hash(), epoch=1, best_epoch=1, finished=True))
     reproduce.check_finished_run(config, run)  # same settings: reused
-    other = reproduce.experiment_config(4, settings_for(synth_root, tmp_path, epochs=2, limit=32))
+    other = plan.experiment_config(4, settings_for(synth_root, tmp_path, epochs=2, limit=32))
     with pytest.raises(reproduce.RunSettingsError) as error:
         reproduce.check_finished_run(other, run)
     message = str(error.value)
@@ -328,12 +329,18 @@ def test_a_finished_run_with_other_settings_is_refused(synth_root, tmp_path):
     assert "epochs = 1 there, 2 in this notebook; limit = 16 there, 32 in this notebook" in message
     assert "to reuse it, set epochs = 1, limit = 16 in the parameters cell" in message
     assert "set out_dir to another folder" in message and "--" not in message  # notebook words, no CLI flags
+    with pytest.raises(reproduce.RunSettingsError) as error:  # vpkit sweep (and reproduce's notebooks): options
+        reproduce.check_finished_run(other, run, plan.COMMAND_LINE)
+    message = str(error.value)
+    assert "--epochs 1 there, 2 now; --limit 16 there, 32 now" in message
+    assert "to reuse it, give --epochs 1 --limit 16; " in message and "give another --out" in message
+    assert "parameters cell" not in message
     reproduce.check_finished_run(paper_config(1), tmp_path / "no-run")  # nothing there: nothing to check
 
 
 def test_a_stopped_run_or_a_setting_without_a_parameter_is_named_too(synth_root, tmp_path):
     settings = settings_for(synth_root, tmp_path)
-    config = reproduce.experiment_config(4, settings)
+    config = plan.experiment_config(4, settings)
     recorded, _ = resolve_for_model(config.with_overrides({"prompt": {"delta": 0.5}}, source="test"), 224, "cpu")
     run = tmp_path / "run"
     run.mkdir()
@@ -366,6 +373,27 @@ def test_score_type_metrics_cover_every_score_type():
     assert "excellent" in frame.loc["qalign", "note"]
     # 'fine' and 'bad' logits are equal for every image: a constant score has no correlation, and says why
     assert np.isnan(frame.loc["fine_vs_bad", "srcc"]) and "constant" in frame.loc["fine_vs_bad", "note"]
+
+
+def test_zero_shot_scores_are_kept_and_shown_again_until_a_setting_changes(synth_root, tmp_path, capsys, monkeypatch):
+    import vpkit.models
+
+    settings = settings_for(synth_root, tmp_path)
+    first = reproduce.zero_shot_scores(settings, ["kadid"], progress=False)
+    kept = tmp_path / "out" / reproduce.ZERO_SHOT_FOLDER / "kadid_test.json"
+    assert kept.is_file() and set(first["n_images"]) == {12}
+    capsys.readouterr()
+    with monkeypatch.context() as patched:  # the same settings: shown from the file, no model loaded
+        patched.setattr(vpkit.models, "load_scorer", lambda *args, **kwargs: pytest.fail("scored again"))
+        again = reproduce.zero_shot_scores(settings, ["kadid"], progress=False)
+    pd.testing.assert_frame_equal(again, first)
+    said = capsys.readouterr().out
+    assert f"zero-shot scores reused from {kept}" in said and "delete it, or pass recompute=True" in said
+    fewer = reproduce.zero_shot_scores(settings_for(synth_root, tmp_path, limit=8), ["kadid"], progress=False)
+    assert set(fewer["n_images"]) == {8} and "limit, images differ); scoring again" in capsys.readouterr().out
+    fresh = reproduce.zero_shot_scores(settings, ["kadid"], progress=False, recompute=True)
+    pd.testing.assert_frame_equal(fresh, first)  # scored again, the same numbers
+    assert "reused" not in capsys.readouterr().out
 
 
 # ----------------------------------------------------------------------------- running notebooks
@@ -407,12 +435,12 @@ def test_a_failing_notebook_is_named_with_its_cell(tmp_path):
 
 def test_extra_seeds_train_an_experiment_again_beside_its_paper_run(synth_root, tmp_path, capsys):
     settings = settings_for(synth_root, tmp_path, extra_seeds={4: [1, 2]})
-    configs = reproduce.experiment_configs([1, 4], settings)
+    configs = plan.experiment_configs([1, 4], settings)
     assert [c.name for c in configs] == ["exp_01_kadid_padding_10px_add", "exp_04_kadid_padding_30px_add",
                                          "exp_04_kadid_padding_30px_add_seed1", "exp_04_kadid_padding_30px_add_seed2"]
     paper, seed = configs[1], configs[2]
     assert seed.to_dict() == {**paper.to_dict(), "name": seed.name, "train": {**paper.to_dict()["train"], "seed": 1}}
-    assert reproduce.experiment_configs([1], settings) == configs[:1]  # seeds follow their experiment
+    assert plan.experiment_configs([1], settings) == configs[:1]  # seeds follow their experiment
     # papermill writes a dict's keys as strings
     assert settings_for(synth_root, tmp_path, extra_seeds={"4": [1]}).extra_seeds == {4: [1]}
     for bad, said in (({40: [1]}, "40 is no experiment"), ({4: []}, "experiment 4 needs a list of distinct seeds"),

@@ -156,6 +156,24 @@ def test_the_plan_holds_the_mul_residual_variants_reproduce_trains(data_root, tm
     assert len(jobs) == 3
 
 
+
+def test_planning_a_demo_sweep_makes_no_data_and_no_folders(tmp_path, monkeypatch):
+    """The plan is vpkit.plan's, without side effects: the demo set is planned as the dataset it will hold, and only
+    the job configs are written; the set is made when there is something to train (prepare_sweep)."""
+    import vpkit.reproduce
+
+    monkeypatch.setattr(vpkit.reproduce, "ensure_demo_data", lambda *args, **kwargs: pytest.fail("data made"))
+    jobs, out = plan_sweep("demo", {"model": "tiny-random", "experiments": [4, 10]}, tmp_path, device_here=False)
+    assert [job.name for job in jobs][:2] == ["exp_04_kadid_padding_30px_add", "exp_10_kadid_center_patch_30px_add"]
+    assert sorted(path.name for path in out.iterdir()) == ["sweep"]  # the configs; no runs/, tables/, demo_data/
+    assert load_config(jobs[0].config_path).dataset.root == str(tmp_path / "demo_data")
+    made = []
+    monkeypatch.setattr(vpkit.reproduce, "ensure_demo_data", made.append)
+    sweep.prepare_sweep("demo", out)
+    sweep.prepare_sweep(str(tmp_path / "elsewhere"), out)  # a data root of the user's own: nothing to make
+    assert made == [tmp_path / "demo_data"]
+
+
 # ----------------------------------------------------------------------------- submitting from a login node
 
 

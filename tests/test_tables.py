@@ -29,7 +29,7 @@ def fake_run(runs_dir: Path, number: int, srcc: float, plcc: float, finished: bo
     """A run folder as vpkit.train leaves it, for the tiny 224 px model, without training (`mode`: the
     experiment in another prompt mode, as vpkit.reproduce trains a mul_residual variant; `seed`: trained with
     that extra seed, named as vpkit.reproduce names it)."""
-    from vpkit.reproduce import seed_run_name
+    from vpkit.plan import seed_run_name
 
     config = paper_config(number, mode).with_overrides({"model": {"name_or_path": "tiny-random"},
                                                         "train": {"epochs": 2}})

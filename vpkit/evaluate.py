@@ -6,7 +6,7 @@ and by `vpkit score` (a user's own image files).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,9 +58,11 @@ class PromptedScorer(torch.nn.Module):
 
 @torch.no_grad()
 def predict(
-    model, loader, device: str, amp: str = "none", progress: bool = True, desc: str = "scoring"
+    model, loader, device: str, amp: str = "none", progress: bool = True, desc: str = "scoring",
+    columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Score every batch of `loader` with `model` (e.g. a PromptedScorer); columns name, label, score.
+    """Score every batch of `loader` with `model` (e.g. a PromptedScorer); columns name, label, score. With
+    `columns`, `model` gives that many values an image (e.g. scorer.word_logits), one column each, for score.
 
     Under data-parallel training the loader holds this rank's share of the images (make_loader's rank);
     the shares are gathered, so every rank returns every image once, in the one-process order.
@@ -73,14 +75,17 @@ def predict(
         with autocast(device, amp):
             batch_scores = model(images)
         # kept on the device (no sync per batch), copied: a CUDA-graph replay would overwrite the model's output
-        scores.append(batch_scores.detach().float().reshape(-1).clone())
+        shape = -1 if columns is None else (-1, len(columns))
+        scores.append(batch_scores.detach().float().reshape(shape).clone())
         labels.append(np.asarray(batch["label"], dtype=np.float32))
         names.extend(batch["name"])
+    empty = np.zeros(0 if columns is None else (0, len(columns)), np.float32)
+    values = torch.cat(scores).cpu().numpy() if scores else empty  # float32, one (row of) value(s) an image
     shard = pd.DataFrame(
         {
             "name": names,
             "label": np.concatenate(labels) if labels else np.zeros(0, np.float32),
-            "score": torch.cat(scores).cpu().numpy() if scores else np.zeros(0, np.float32),  # one float an image
+            **({"score": values} if columns is None else {name: values[:, i] for i, name in enumerate(columns)}),
         }
     )
     predictions = gather_predictions(shard)
@@ -288,6 +293,35 @@ def load_scorer_for(
     )
 
 
+def split_table(dataset: str, root: str | Path, split: str = "test", *, split_scheme: str = "paper",
+                layout: str = "auto", limit: int | None = None, seed: int = 42):
+    """`dataset`'s table, split by `split_scheme`, with at most `limit` images of `split` (a seeded sample)."""
+    from vpkit.data import load_table
+
+    table = load_table(dataset, root, layout=layout, split=split_scheme, seed=seed)
+    if table.rows(split).empty:
+        raise ValueError(
+            f"{dataset} at {root}: no images in split '{split}' ({table.split_counts()}); "
+            "use --subset all to score every image"
+        )
+    return limit_table(table, limit, seed, split=split) if limit is not None else table
+
+
+def predict_split(model, table, split: str, image_size: int, *, method: str = "resize_crop", batch_size: int = 32,
+                  device: str = "cpu", amp: str = "none", seed: int = 42, cache_dir: str | None = None,
+                  num_workers: int | None = None, progress: bool = True, desc: str = "scoring",
+                  columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """`predict` over the images of `table`'s `split`, with each image's mos beside its label."""
+    from vpkit.data import make_loader
+
+    loader = make_loader(table, split, image_size, batch_size, train=False, method=method, cache_dir=cache_dir,
+                         num_workers=num_workers, seed=seed, progress=progress)
+    predictions = predict(model, loader, device, amp, progress, desc, columns)
+    mos = table.frame.set_index("name")["mos"]
+    predictions.insert(1, "mos", mos.loc[predictions["name"]].to_numpy())
+    return predictions
+
+
 def evaluate_on_dataset(
     scorer,
     prompter,
@@ -311,35 +345,14 @@ def evaluate_on_dataset(
 
     `split` is train|val|test, or `all` for every image (cross-dataset tests).
     """
-    from vpkit.data import load_table, make_loader
-
-    table = load_table(dataset, root, layout=layout, split=split_scheme, seed=seed)
-    if table.rows(split).empty:
-        raise ValueError(
-            f"{dataset} at {root}: no images in split '{split}' ({table.split_counts()}); "
-            "use --subset all to score every image"
-        )
-    if limit is not None:
-        table = limit_table(table, limit, seed, split=split)
+    table = split_table(dataset, root, split, split_scheme=split_scheme, layout=layout, limit=limit, seed=seed)
     if prompter is not None:
         check_prompt_fits(prompter, scorer, "prompt")
-    loader = make_loader(
-        table,
-        split,
-        scorer.image_size,
-        batch_size,
-        train=False,
-        method=method,
-        cache_dir=cache_dir,
-        num_workers=num_workers,
-        seed=seed,
-        progress=progress,
+    predictions = predict_split(
+        PromptedScorer(scorer, prompter), table, split, scorer.image_size, method=method, batch_size=batch_size,
+        device=device, amp=amp, seed=seed, cache_dir=cache_dir, num_workers=num_workers, progress=progress,
+        desc=f"{dataset} {split}",
     )
-    predictions = predict(
-        PromptedScorer(scorer, prompter), loader, device, amp, progress, f"{dataset} {split}"
-    )
-    mos = table.frame.set_index("name")["mos"]
-    predictions.insert(1, "mos", mos.loc[predictions["name"]].to_numpy())
     metrics = correlation_metrics(predictions)
     metrics.update({"dataset": dataset, "split": split, "n_images": len(predictions)})
     return metrics, predictions

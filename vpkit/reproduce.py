@@ -1,13 +1,16 @@
-"""Reproducing the paper: the notebooks' settings, which experiments run, and `vpkit reproduce`.
+"""Running the reproduction: the notebooks' side effects (folders, demo data, training, zero-shot scoring) and
+`vpkit reproduce`, which runs the notebooks with papermill.
 
-The notebooks (vpkit/notebooks, `notebooks/` in a clone) only call this module, vpkit.tables and vpkit.plots. Each starts with a
-papermill `parameters` cell (model, data_root, experiments, mul_residual, epochs, batch_size, lr, limit,
-device, out_dir, figures_dir, seed) and passes it to `notebook_settings`. `vpkit reproduce --profile
-demo|released|paper` runs them in order with the parameters of vpkit/configs/profiles/<profile>.yaml (the released
-profile first imports and tests the paper's released prompts, `released_runs`, so nothing is trained), into
+What to run, with which settings, into which folders is vpkit.plan's (the notebooks' parameters, the experiments
+of each notebook, their configs); this module does it. The notebooks (vpkit/notebooks, `notebooks/` in a clone)
+only call vpkit.plan, this module, vpkit.tables and vpkit.plots. Each starts with a papermill `parameters` cell
+(vpkit.plan.PARAMETERS) and passes it to `notebook_settings`. `vpkit reproduce --profile demo|released|paper`
+runs them in order with the parameters of vpkit/configs/profiles/<profile>.yaml (the released profile first
+imports and tests the paper's released prompts, `released_runs`, so nothing is trained), into
 
     OUT/runs/<experiment>/   one run folder per experiment (vpkit.runs), and one per mul_residual variant
     OUT/tables/*.csv         zero-shot scores and the paper's tables
+    OUT/zero_shot/*.json     each dataset's zero-shot scores with the settings that decide them (reused)
     OUT/figures/*.png        every figure the notebooks draw
     OUT/notebooks/*.ipynb    the executed notebooks
 
@@ -21,13 +24,36 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from vpkit.data.specs import DATASETS as DATASET_ORDER
-from vpkit.resources import package_path, project_path
+from vpkit.plan import (
+    CALLER_VARIABLE,
+    COMMAND_LINE,
+    DEMO_DATA,
+    DEMO_DATA_FOLDER,
+    OUTPUT_PARAMETERS,
+    PARAMETER_OF_FIELD,
+    PARAMETERS,
+    ReproduceError,
+    RunSettingsError,
+    Settings,
+    caller,
+    check_parameters,
+    demo_data_made,
+    existing_data_root,
+    experiment_config,
+    experiment_configs,
+    find_datasets,  # noqa: F401  notebook 00 calls it as reproduce.find_datasets
+    how_to_set,
+    named,
+    option,
+    plan_settings,
+    usable_tables,  # noqa: F401  notebook 00 calls it as reproduce.usable_tables
+)
+from vpkit.resources import package_path
 
 NOTEBOOKS_DIR = package_path("notebooks")
 PROFILES_DIR = package_path("configs", "profiles")
@@ -37,136 +63,9 @@ KERNEL_NAME = "python3"
 # The kernel's start-up warning about unencrypted local TCP says nothing about the notebook; errors still show.
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
-DEMO_DATA = "demo"  # data_root value meaning "the generated synthetic set, made if absent"
-DEMO_DATA_FOLDER = "demo_data"  # where it is made, inside out_dir
-FAMILIES = ("padding", "fixed_patch", "full")  # the three training notebooks, by prompt type
-
-# name -> (allowed types, may be null). The order is the notebooks' parameters cell.
-PARAMETERS: dict[str, tuple[tuple[type, ...], bool]] = {
-    "model": ((str,), False),
-    "data_root": ((str,), False),
-    "experiments": ((list,), True),
-    "mul_residual": ((list,), False),
-    "epochs": ((int,), True),
-    "batch_size": ((int,), True),
-    "lr": ((int, float), True),
-    "limit": ((int,), True),
-    "device": ((str,), False),
-    "out_dir": ((str,), False),
-    "figures_dir": ((str,), True),
-    "seed": ((int,), False),
-    "extra_seeds": ((dict,), False),
-}
-# Parameters that come from where the reproduction writes, not from a profile.
-OUTPUT_PARAMETERS = ("out_dir", "figures_dir")
 # slurm: read by vpkit.sweep; released: a Hub repository of the paper's released prompts, imported and tested
 # (released_runs) instead of trained
 PROFILE_KEYS = ("description", "required", "parameters", "slurm", "released")
-MUL_RESIDUAL = "mul_residual"  # the prompt mode of vpkit's fix of the paper's mul
-
-
-class ReproduceError(RuntimeError):
-    """Bad parameters or profile, or a notebook that failed; the message says where and what to do."""
-
-    def _render_traceback_(self) -> list[str]:
-        """How IPython (a notebook) shows this error: the one-line message, which names the parameter to change,
-        without vpkit's internal traceback."""
-        return [f"{type(self).__name__}: {self}"]
-
-
-class RunSettingsError(ReproduceError):
-    """A run folder under out_dir holds the experiment trained with other settings; the message names the
-    notebook parameters to change (vpkit reproduce adds its options of the same names)."""
-
-
-# Config fields a notebook parameter sets (experiment_config), so a mismatch can name the parameter to change.
-PARAMETER_OF_FIELD = {("model", "name_or_path"): "model", ("train", "epochs"): "epochs",
-                      ("train", "batch_size"): "batch_size", ("train", "lr"): "lr", ("train", "limit"): "limit",
-                      ("train", "seed"): "seed"}
-# Parameters that are config settings, checked by the config's rules (one home for bounds and devices).
-CONFIG_FIELD_OF_PARAMETER = {**{parameter: field for field, parameter in PARAMETER_OF_FIELD.items()},
-                             "device": ("train", "device")}
-
-
-# ----------------------------------------------------------------------------- parameters
-
-
-def check_parameters(values: dict, source: str) -> dict:
-    """Validate notebook parameters (any subset of PARAMETERS); returns them with lr as float."""
-    unknown = sorted(set(values) - set(PARAMETERS))
-    if unknown:
-        raise ReproduceError(f"{source}: unknown parameter(s) {', '.join(unknown)}; allowed: {', '.join(PARAMETERS)}")
-    checked = {}
-    for name, value in values.items():
-        types, nullable = PARAMETERS[name]
-        where = f"{source}: {name}"
-        if value is None:
-            if not nullable:
-                raise ReproduceError(f"{where} must be given (it cannot be null)")
-            checked[name] = None
-            continue
-        if isinstance(value, bool) or not isinstance(value, types):
-            wanted = " or ".join(t.__name__ for t in types) + (" or null" if nullable else "")
-            raise ReproduceError(f"{where} = {value!r} must be {wanted}")
-        checked[name] = _check_value(where, name, value)
-    return checked
-
-
-def _check_value(where: str, name: str, value):
-    from vpkit.config import PAPER_EXPERIMENTS, ConfigError, check_field
-
-    field = CONFIG_FIELD_OF_PARAMETER.get(name)
-    if field is not None:  # the config's own rules (type, bounds, finite numbers, devices), looked up
-        try:
-            return check_field(where, *field, value)
-        except ConfigError as error:
-            raise ReproduceError(str(error)) from None
-    if name == "experiments":
-        numbers = range(1, len(PAPER_EXPERIMENTS) + 1)
-        bad = [n for n in value if isinstance(n, bool) or not isinstance(n, int) or n not in numbers]
-        if bad or not value:
-            raise ReproduceError(f"{where} = {value!r}: give paper experiment numbers 1..{len(PAPER_EXPERIMENTS)} "
-                                 "(or null for every experiment of each notebook's family)")
-        return sorted(set(value))
-    if name == "mul_residual":
-        return _check_mul_residual(where, value)
-    if name == "extra_seeds":
-        return _check_extra_seeds(where, value)
-    if name in ("data_root", "out_dir", "figures_dir") and not value.strip():
-        raise ReproduceError(f"{where} is empty")
-    return value
-
-
-def _check_mul_residual(where: str, value: list) -> list[int]:
-    from vpkit.config import PAPER_EXPERIMENTS
-
-    muls = [exp.number for exp in PAPER_EXPERIMENTS if exp.mode == "mul"]
-    for number in value:
-        if type(number) is int and number in muls:  # type(): True is no experiment number
-            continue
-        known = type(number) is int and 1 <= number <= len(PAPER_EXPERIMENTS)
-        what = f"experiment {number} is {PAPER_EXPERIMENTS[number - 1].mode}, not mul" if known else \
-            f"{number!r} is no experiment"
-        raise ReproduceError(f"{where} = {value!r}: {what}; give paper mul experiment numbers "
-                             f"{muls[0]}..{muls[-1]} to also train with prompt mode {MUL_RESIDUAL} (e.g. [22]), "
-                             "or [] for none")
-    return sorted(set(value))
-
-
-def _check_extra_seeds(where: str, value: dict) -> dict[int, list[int]]:
-    from vpkit.config import PAPER_EXPERIMENTS
-
-    # papermill writes a dict's keys as strings ({"4": [1, 2]}); they are experiment numbers all the same
-    value = {int(k) if isinstance(k, str) and k.isdigit() else k: v for k, v in value.items()}
-    for number, seeds in value.items():
-        if type(number) is not int or not 1 <= number <= len(PAPER_EXPERIMENTS):
-            raise ReproduceError(f"{where} = {value!r}: {number!r} is no experiment; map paper experiment numbers "
-                                 f"1..{len(PAPER_EXPERIMENTS)} to lists of more seeds, e.g. {{4: [1, 2]}}, or {{}}")
-        if not isinstance(seeds, list) or not seeds or any(type(seed) is not int or seed < 0 for seed in seeds) \
-                or len(set(seeds)) != len(seeds):
-            raise ReproduceError(f"{where} = {value!r}: experiment {number} needs a list of distinct seeds "
-                                 "(whole numbers >= 0), e.g. {4: [1, 2]}")
-    return {number: list(seeds) for number, seeds in sorted(value.items())}
 
 
 # ----------------------------------------------------------------------------- profiles
@@ -235,7 +134,7 @@ def profile_parameters(profile: Profile, overrides: dict, out_dir: str | Path) -
     merged.update({k: v for k, v in overrides.items() if v is not None})
     missing = [name for name in profile.required if merged.get(name) is None]
     if missing:
-        options = " and ".join(f"--{name.replace('_', '-')}" for name in missing)
+        options = " and ".join(option(name) for name in missing)
         raise ReproduceError(f"profile '{profile.name}' ({profile.path}) needs {options} on the command line "
                              "(e.g. --model MAGAer13/mplug-owl2-llama2-7b --data-root data)")
     out_dir = Path(out_dir).expanduser().resolve()
@@ -258,73 +157,16 @@ def profile_parameters(profile: Profile, overrides: dict, out_dir: str | Path) -
 # ----------------------------------------------------------------------------- notebook settings
 
 
-@dataclass
-class Settings:
-    """A notebook's parameters, checked, with paths resolved and folders made."""
-
-    model: str
-    data_root: Path
-    experiments: list[int] | None
-    mul_residual: list[int]  # mul experiments also trained with prompt mode mul_residual
-    epochs: int | None
-    batch_size: int | None
-    lr: float | None
-    limit: int | None
-    device: str
-    out_dir: Path
-    figures_dir: Path
-    seed: int
-    extra_seeds: dict[int, list[int]] = field(default_factory=dict)  # experiment -> more seeds it is trained with
-
-    @property
-    def runs_dir(self) -> Path:
-        return self.out_dir / "runs"
-
-    @property
-    def tables_dir(self) -> Path:
-        return self.out_dir / "tables"
-
-
 def notebook_settings(*, progress: bool = True, device_here: bool = True, **parameters) -> Settings:
-    """Check a notebook's parameters, make the output folders and, for data_root="demo", the demo set.
-    device_here=False keeps the device as asked (cpu, cuda, cuda:N, auto) for jobs that resolve it on their own
-    node (`vpkit sweep --slurm`); by default it is resolved on this machine..
-
-    Relative paths are relative to vpkit.resources.project_root() (the clone's root, where the README's
-    `vpkit reproduce --profile demo` writes reproduce/demo), never to the folder Jupyter or papermill started in;
-    figures_dir None is out_dir/figures."""
-    from vpkit.device import resolve_device
-
-    missing = sorted(set(PARAMETERS) - set(parameters))
-    if missing:
-        raise ReproduceError(f"notebook parameters: {', '.join(missing)} missing; the parameters cell sets "
-                             f"all of {', '.join(PARAMETERS)}")
-    values = check_parameters(parameters, "notebook parameters")
-    out_dir = project_path(values["out_dir"])
-    figures_dir = project_path(values["figures_dir"]) if values["figures_dir"] is not None else out_dir / "figures"
-    for folder in (out_dir / "runs", out_dir / "tables", figures_dir):
+    """A notebook's settings (vpkit.plan.plan_settings, every parameter given), with the output folders made and,
+    for data_root="demo", the demo set. The device is resolved on this machine unless device_here=False, which
+    keeps it as asked (cpu, cuda, cuda:N, auto) for a job that resolves it on its own node."""
+    settings = plan_settings(parameters, resolve_device=device_here)
+    for folder in (settings.runs_dir, settings.tables_dir, settings.figures_dir):
         folder.mkdir(parents=True, exist_ok=True)
-    if values["data_root"] == DEMO_DATA:
-        data_root = ensure_demo_data(out_dir / DEMO_DATA_FOLDER, progress=progress)
-    else:
-        data_root = existing_data_root(values["data_root"])
-    model = values["model"]
-    if project_path(model).exists():  # a model folder, relative like the other paths
-        model = str(project_path(model))
-    return Settings(model, data_root, values["experiments"], values["mul_residual"],
-                    values["epochs"], values["batch_size"], values["lr"], values["limit"],
-                    resolve_device(values["device"]) if device_here else values["device"], out_dir, figures_dir,
-                    values["seed"], values["extra_seeds"])
-
-
-def existing_data_root(data_root: str) -> Path:
-    """The data_root parameter as an absolute folder (a relative one is taken from the project root,
-    vpkit.resources.project_path); an error when it is not one."""
-    folder = project_path(data_root)
-    if not folder.is_dir():
-        raise ReproduceError(f"data_root {folder} is not a folder; give the folder holding kadid10k/, "
-                             f"koniq10k/, AGIQA-3K/ (see data/README.md), or '{DEMO_DATA}'")
-    return folder
+    if settings.demo_data:
+        ensure_demo_data(settings.data_root, progress=progress)
+    return settings
 
 
 def ensure_demo_data(root: Path, progress: bool = True) -> Path:
@@ -332,7 +174,7 @@ def ensure_demo_data(root: Path, progress: bool = True) -> Path:
     held-out test split has 16 references and 400 images), made if absent."""
     from vpkit.data.synth import DEFAULT_N_REFS, DEMO_DISTORTIONS, generate
 
-    if not (root / "kadid10k" / "synthetic.json").is_file():  # the set is moved into place whole
+    if not demo_data_made(root):
         print(f"making the synthetic demo set in {root} (about 450 MB and a minute on 2 cores; scores are "
               f"synthetic, not human opinions): data_root = {DEMO_DATA!r} uses out_dir/{DEMO_DATA_FOLDER}, and "
               f"this out_dir has none yet; to share another folder's set, set data_root to its {DEMO_DATA_FOLDER}")
@@ -340,124 +182,7 @@ def ensure_demo_data(root: Path, progress: bool = True) -> Path:
     return root
 
 
-# ----------------------------------------------------------------------------- datasets
-
-
-@dataclass
-class FoundDataset:
-    """One dataset looked for under a data root: its table, or why it cannot be used."""
-
-    name: str
-    table: object | None  # vpkit.data.IQATable
-    problems: list
-
-    @property
-    def usable(self) -> bool:
-        return self.table is not None and not self.problems
-
-
-def find_datasets(data_root: str | Path, seed: int = 42) -> dict[str, FoundDataset]:
-    """Each of KADID-10k, KonIQ-10k and AGIQA-3K under `data_root`, loaded with the paper's split."""
-    import warnings
-
-    from vpkit.data import build_table
-
-    found = {}
-    for name in DATASET_ORDER:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a subset's image count is reported by `vpkit data check`
-            table, problems = build_table(name, data_root, split="paper", seed=seed)
-        found[name] = FoundDataset(name, table, list(problems))
-    return found
-
-
-def usable_tables(found: dict[str, FoundDataset]) -> dict:
-    """name -> IQATable of the datasets that load without problems; an error when there are none."""
-    usable = {name: item.table for name, item in found.items() if item.usable}
-    if not usable:
-        first = next((item.problems[0] for item in found.values() if item.problems), "nothing found")
-        raise ReproduceError(f"no usable dataset: {first}")
-    return usable
-
-
-def usable_datasets(settings: Settings) -> list[str]:
-    """Datasets that load without problems (and that `settings.experiments` asks for, when it is set)."""
-    found = find_datasets(settings.data_root, settings.seed)
-    wanted = {_dataset_of(n) for n in settings.experiments} if settings.experiments else set(DATASET_ORDER)
-    unusable = [name for name in DATASET_ORDER if name in wanted and not found[name].usable]
-    if settings.experiments and unusable:
-        problem = found[unusable[0]].problems
-        raise ReproduceError(f"experiments {settings.experiments} need {', '.join(unusable)}, which cannot be "
-                             f"loaded from {settings.data_root}: {problem[0] if problem else 'not found'}")
-    return [name for name in DATASET_ORDER if name in wanted and found[name].usable]
-
-
-def _dataset_of(number: int) -> str:
-    from vpkit.config import paper_experiment
-
-    return paper_experiment(number).dataset
-
-
 # ----------------------------------------------------------------------------- experiments
-
-
-def family_experiments(family: str, settings: Settings) -> list[int]:
-    """The paper experiments of one prompt family to run: `settings.experiments` (or all) of that family,
-    on the datasets found under the data root."""
-    from vpkit.config import PAPER_EXPERIMENTS
-
-    if family not in FAMILIES:
-        raise ReproduceError(f"unknown prompt family {family!r}; use one of {', '.join(FAMILIES)}")
-    datasets = usable_datasets(settings)
-    chosen = [exp.number for exp in PAPER_EXPERIMENTS
-              if exp.prompt_type == family and exp.dataset in datasets
-              and (settings.experiments is None or exp.number in settings.experiments)]
-    skipped = [name for name in DATASET_ORDER if name not in datasets]
-    if skipped and settings.experiments is None:
-        print(f"not under {settings.data_root}, so skipped: {', '.join(skipped)}")
-    return chosen
-
-
-def mul_residual_variants(numbers: Iterable[int], settings: Settings) -> list[int]:
-    """Which of `numbers` (the experiments a notebook trains, family_experiments) it also trains with prompt
-    mode mul_residual: those in settings.mul_residual. A variant follows its experiment: none without it."""
-    return [number for number in numbers if number in settings.mul_residual]
-
-
-def experiment_config(number: int, settings: Settings, mode: str | None = None, seed: int | None = None):
-    """Paper experiment `number` with the notebook's model, data, device and training overrides; with `mode`
-    (mul_residual), that experiment in another prompt mode, named for it (vpkit.config.paper_config); with `seed`
-    (one of settings.extra_seeds), trained with that seed instead, named ..._seedN (seed_run_name)."""
-    from vpkit.config import paper_config
-
-    overrides = {
-        "model": {"name_or_path": settings.model},
-        "dataset": {"root": str(settings.data_root)},
-        "train": {"epochs": settings.epochs, "batch_size": settings.batch_size, "lr": settings.lr,
-                  "limit": settings.limit, "device": settings.device, "seed": settings.seed},
-    }
-    source = f"experiment {number}{f' ({mode})' if mode else ''} with notebook parameters"
-    config = paper_config(number, mode).with_overrides(overrides, source=source)
-    if seed is None:
-        return config
-    return config.with_overrides({"name": seed_run_name(config.name, seed), "train": {"seed": seed}}, source=source)
-
-
-def seed_run_name(name: str, seed: int) -> str:
-    """The run of experiment `name` trained with another seed (extra_seeds): it stands beside the paper's run, and
-    vpkit.tables counts it in that experiment's mean and range, never as its result."""
-    return f"{name}_seed{seed}"
-
-
-def experiment_configs(numbers: Iterable[int], settings: Settings, mul_residual: Iterable[int] = ()) -> list:
-    """What to train, in order: each of `numbers` as the paper runs it, then each of `mul_residual` (from
-    mul_residual_variants) with prompt mode mul_residual, then those of `numbers` in settings.extra_seeds with
-    each of their other seeds."""
-    numbers = list(numbers)
-    return ([experiment_config(number, settings) for number in numbers]
-            + [experiment_config(number, settings, MUL_RESIDUAL) for number in mul_residual]
-            + [experiment_config(number, settings, seed=seed) for number in numbers
-               for seed in settings.extra_seeds.get(number, [])])
 
 
 def run_experiments(numbers: Iterable[int], settings: Settings,
@@ -506,13 +231,15 @@ def trained_runs(settings: Settings) -> list[Path]:
     if not found:  # a notebook that exists to show runs must not pass showing none
         which = f" of experiments {settings.experiments}" if settings.experiments is not None else ""
         raise ReproduceError(f"{settings.runs_dir}: no trained run{which} here; run notebooks 02-04 (or `vpkit "
-                             "reproduce`) with these parameters first, or set out_dir to the folder that holds them")
+                             f"reproduce`) with these parameters first, or point {named('out_dir')} at the folder that "
+                             "holds them")
     return found
 
 
-def check_finished_run(config, run_dir: Path) -> None:
+def check_finished_run(config, run_dir: Path, who: str | None = None) -> None:
     """Refuse to reuse a finished or stopped run that was trained with other settings (train() would just report
-    or continue it), naming the notebook parameters that differ and the values that would reuse it."""
+    or continue it), naming the parameters that differ and the values that would reuse it, the way `who`
+    (vpkit.plan.caller() by default) sets them."""
     from vpkit.runs import compare_with_run, read_config, run_status
 
     if run_status(run_dir) not in ("finished", "partial"):
@@ -525,22 +252,26 @@ def check_finished_run(config, run_dir: Path) -> None:
         return
     changed = [(section, key) for section, key in comparison.changed() if key is not None]
     raise RunSettingsError(_mismatch_message(run_dir, run_status(run_dir), changed, comparison.recorded.to_dict(),
-                                             comparison.expected.to_dict()))
+                                             comparison.expected.to_dict(), who or caller()))
 
 
-def _mismatch_message(run_dir: Path, status: str, changed: list, old: dict, new: dict) -> str:
-    """One line: what differs (as notebook parameters where one sets it) and how to reuse or retrain."""
+def _mismatch_message(run_dir: Path, status: str, changed: list, old: dict, new: dict, who: str) -> str:
+    """One line: what differs (as parameters where one sets it, the way `who` sets them) and how to reuse or
+    retrain."""
     parameters = [(PARAMETER_OF_FIELD[field], old[field[0]][field[1]], new[field[0]][field[1]])
                   for field in changed if field in PARAMETER_OF_FIELD]
     others = [f"{section}.{key} {old[section].get(key)!r} there, {new[section][key]!r} now"
               for section, key in changed if (section, key) not in PARAMETER_OF_FIELD]
-    differences = [f"{name} = {there!r} there, {here!r} in this notebook" for name, there, here in parameters]
+    here_is = "now" if who == COMMAND_LINE else "in this notebook"
+    differences = [f"{named(name, who)} {'' if who == COMMAND_LINE else '= '}{there!r} there, {here!r} {here_is}"
+                   for name, there, here in parameters]
     what = "; ".join(differences + others) or "none visible (a different vpkit version?)"
-    reuse = (f"to reuse it, set {', '.join(f'{name} = {there!r}' for name, there, _ in parameters)} in the "
-             "parameters cell; " if parameters and not others else "")
+    reuse = (f"to reuse it, {how_to_set({name: there for name, there, _ in parameters}, who)}; "
+             if parameters and not others else "")
     state = "finished" if status == "finished" else "stopped part-way"
+    retrain = "give another --out" if who == COMMAND_LINE else "set out_dir to another folder"
     return (f"{run_dir}: this experiment was already trained there ({state}) with other settings ({what}); {reuse}"
-            "to train it with these settings, set out_dir to another folder or delete that run folder")
+            f"to train it with these settings, {retrain} or delete that run folder")
 
 
 # ----------------------------------------------------------------------------- the paper's released prompts
@@ -603,48 +334,100 @@ def _test_released(run_dir: Path, scorer, settings: Settings, progress: bool) ->
 # ----------------------------------------------------------------------------- zero-shot
 
 
-def zero_shot_scores(settings: Settings, datasets: Iterable[str], split: str = "test",
-                     progress: bool = True) -> pd.DataFrame:
+def zero_shot_scores(settings: Settings, datasets: Iterable[str], split: str = "test", progress: bool = True,
+                     recompute: bool = False) -> pd.DataFrame:
     """The frozen model without a prompt on each dataset's split: SRCC, PLCC, KRCC per score type
-    (every type of vpkit.scoring, plus Q-Align's weighted levels)."""
-    from vpkit.device import HALF_PRECISION, model_dtype_on
-    from vpkit.models import load_scorer
+    (every type of vpkit.scoring, plus Q-Align's weighted levels).
+
+    Each dataset's scores are kept in OUT/zero_shot/<dataset>_<split>.json with the settings that decide them
+    (zero_shot_key), and shown from there while those stay the same; `recompute` (or deleting the file) scores
+    again."""
+    from vpkit.atomic import write_json_atomic
+    from vpkit.device import HALF_PRECISION, amp_on, model_dtype_on
+    from vpkit.evaluate import split_table
 
     dtype = model_dtype_on(settings.device, HALF_PRECISION)  # the paper's precision where it is used
-    scorer = load_scorer(settings.model, dtype=dtype, device=settings.device)
-    frames = []
+    scorer, frames = None, []
     for dataset in datasets:
-        logits, mos = _zero_shot_logits(scorer, dataset, settings, split, progress)
-        frame = _score_type_metrics(logits, mos, scorer.score_word_list)
-        frame.insert(0, "dataset", dataset)
-        frame["split"], frame["n_images"], frame["model"] = split, len(mos), settings.model
+        table = split_table(dataset, settings.data_root, split, limit=settings.limit, seed=settings.seed)
+        path = settings.out_dir / ZERO_SHOT_FOLDER / f"{dataset}_{split}.json"
+        key = zero_shot_key(settings, dataset, split, table, dtype)
+        frame = None if recompute else _cached_zero_shot(path, key)
+        if frame is None:
+            if scorer is None:
+                from vpkit.models import load_scorer
+
+                scorer = load_scorer(settings.model, dtype=dtype, device=settings.device)
+            frame = _zero_shot_frame(scorer, table, dataset, settings, split, amp_on(settings.device, HALF_PRECISION),
+                                     progress)
+            records = frame.to_dict("split")
+            write_json_atomic(path, {"settings": key, "image_size": scorer.image_size, "columns": records["columns"],
+                                     "dtypes": {name: str(kind) for name, kind in frame.dtypes.items()},
+                                     "data": records["data"]})
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 
 
-def _zero_shot_logits(scorer, dataset: str, settings: Settings, split: str, progress: bool):
+ZERO_SHOT_FOLDER = "zero_shot"  # under out_dir: each dataset's zero-shot scores with the settings that decide them
+
+
+def zero_shot_key(settings: Settings, dataset: str, split: str, table, dtype: str) -> dict:
+    """What decides a dataset's zero-shot scores: the model and its source (a folder's or preset's fingerprint,
+    which covers its config and so its image size), the images scored (name, split, label: the data, split and
+    limit), the seed, device, dtype and batch size, and the score types."""
+    from vpkit.provenance import model_source
+    from vpkit.runs.data_identity import data_images, images_fingerprint
+    from vpkit.scoring import SCORE_TYPES
+
+    return {"model": settings.model, "model_source": model_source(settings.model), "dataset": dataset,
+            "data_root": str(settings.data_root), "split": split, "limit": settings.limit,
+            "images": images_fingerprint(data_images(table.rows(split))), "seed": settings.seed,
+            "device": settings.device, "dtype": dtype, "batch_size": settings.batch_size or 32,
+            "score_types": [*SCORE_TYPES, "qalign"]}
+
+
+def _cached_zero_shot(path: Path, key: dict) -> pd.DataFrame | None:
+    """The scores kept in `path` when they were made with `key`'s settings (said either way), else None."""
+    import json
+
+    if not path.is_file():
+        return None
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+        frame = pd.DataFrame(kept["data"], columns=kept["columns"]).astype(kept["dtypes"])
+        recorded = kept["settings"]
+    except (ValueError, KeyError, TypeError):
+        print(f"{path}: not a zero-shot result vpkit can read; scoring again")
+        return None
+    changed = [name for name in key if recorded.get(name) != key[name]]
+    if changed:
+        print(f"{path}: scored with other settings ({', '.join(changed)} differ); scoring again")
+        return None
+    print(f"{key['dataset']}: zero-shot scores reused from {path}, made earlier with these settings (delete it, or "
+          "pass recompute=True to zero_shot_scores, to score again)")
+    return frame
+
+
+def _zero_shot_frame(scorer, table, dataset: str, settings: Settings, split: str, amp: str,
+                     progress: bool) -> pd.DataFrame:
+    """Score `table`'s split with the frozen model (vpkit.evaluate.predict_split over the score words' logits),
+    then every score type from those logits."""
     import numpy as np
     import torch
 
-    from vpkit.data import load_table, make_loader
-    from vpkit.device import HALF_PRECISION, amp_on
-    from vpkit.evaluate import autocast, limit_table, to_model_input
-    from vpkit.progress import tqdm
+    from vpkit.evaluate import predict_split
 
-    table = load_table(dataset, settings.data_root, split="paper", seed=settings.seed)
-    if settings.limit is not None:
-        table = limit_table(table, settings.limit, settings.seed, split=split)
-    loader = make_loader(table, split, scorer.image_size, settings.batch_size or 32, train=False,
-                         seed=settings.seed, progress=progress)
-    amp = amp_on(settings.device, HALF_PRECISION)
-    logits, names = [], []
-    with torch.no_grad():
-        for batch in tqdm(loader, desc=f"zero-shot {dataset}", leave=False, disable=not progress):
-            with autocast(settings.device, amp):
-                logits.append(scorer.word_logits(to_model_input(batch["image"], settings.device)).float().cpu())
-            names.extend(batch["name"])
-    mos = table.frame.set_index("name")["mos"].loc[names].to_numpy(dtype=np.float64)
-    return torch.cat(logits), mos
+    words = scorer.score_word_list
+    columns = [f"logit {word}" for word in words]
+    predictions = predict_split(scorer.word_logits, table, split, scorer.image_size,
+                                batch_size=settings.batch_size or 32, device=settings.device, amp=amp,
+                                seed=settings.seed, progress=progress, desc=f"zero-shot {dataset}", columns=columns)
+    logits = torch.tensor(predictions[columns].to_numpy(dtype=np.float32))
+    mos = predictions["mos"].to_numpy(dtype=np.float64)
+    frame = _score_type_metrics(logits, mos, words)
+    frame.insert(0, "dataset", dataset)
+    frame["split"], frame["n_images"], frame["model"] = split, len(mos), settings.model
+    return frame
 
 
 def _score_type_metrics(logits, mos, words: tuple[str, ...]) -> pd.DataFrame:
@@ -700,25 +483,31 @@ def notebook_paths(notebooks_dir: str | Path = NOTEBOOKS_DIR, only: Iterable[str
 def run_notebook(source: Path, target: Path, parameters: dict, stream_output: bool = False) -> float:
     """Execute one notebook with papermill into `target`; returns seconds. `stream_output` copies the
     cells' printed output to this process's stdout/stderr (else a progress bar over the cells). A failing
-    cell raises ReproduceError naming the notebook, the cell and the error (the executed notebook is kept)."""
+    cell raises ReproduceError naming the notebook, the cell and the error (the executed notebook is kept).
+    The notebook's messages name the command-line options, not its parameters cell (vpkit.plan.caller)."""
+    import os
     import sys
 
     import papermill
 
     streams = {"stdout_file": sys.stdout, "stderr_file": sys.stderr} if stream_output else {}
     started = time.perf_counter()
+    before = os.environ.get(CALLER_VARIABLE)
+    os.environ[CALLER_VARIABLE] = COMMAND_LINE  # the kernel papermill starts inherits this process's environment
     try:
         papermill.execute_notebook(str(source), str(target), parameters=parameters, kernel_name=KERNEL_NAME,
                                    progress_bar=not stream_output, cwd=str(target.parent),
                                    extra_arguments=KERNEL_ARGUMENTS, **streams)
     except papermill.PapermillExecutionError as error:
         cell = _source_cell_number(source, error)
-        # the notebook's message names its parameters; `vpkit reproduce` sets them from the profile and options
-        hint = (" (vpkit reproduce: the parameters come from the profile and the options of the same names, "
-                "--limit, --epochs, ...; out_dir is --out)" if error.ename == RunSettingsError.__name__ else "")
         raise ReproduceError(
-            f"{source} failed in cell {cell} (In [{error.exec_count}]): {error.ename}: {error.evalue}{hint}\n"
+            f"{source} failed in cell {cell} (In [{error.exec_count}]): {error.ename}: {error.evalue}\n"
             f"the executed notebook with the traceback is {target}") from None
+    finally:
+        if before is None:
+            os.environ.pop(CALLER_VARIABLE, None)
+        else:
+            os.environ[CALLER_VARIABLE] = before
     return time.perf_counter() - started
 
 
@@ -842,7 +631,7 @@ def _seed_map(text: str | None) -> dict[int, list[int]] | None:
         raise ReproduceError(f"--extra-seeds {text!r}: give EXPERIMENT:SEED,SEED;..., e.g. 4:1,2, or none") from None
 
 
-def _number_list(text: str | None, option: str = "--experiments") -> list[int] | None:
+def _number_list(text: str | None, flag: str = "--experiments") -> list[int] | None:
     if text is None:
         return None
     if text.strip().lower() == "none":
@@ -850,5 +639,5 @@ def _number_list(text: str | None, option: str = "--experiments") -> list[int] |
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise ReproduceError(f"{option} {text!r}: give comma-separated numbers, e.g. 4,22,10, or none") \
+        raise ReproduceError(f"{flag} {text!r}: give comma-separated numbers, e.g. 4,22,10, or none") \
             from None

@@ -80,26 +80,26 @@ class SweepJob:
 def plan_sweep(profile: str, overrides: dict, out_dir: str | Path,
                device_here: bool = True) -> tuple[list[SweepJob], Path]:
     """The experiments of a reproduction profile (with command-line overrides), their configs written to
-    OUT/sweep/configs/; returns the jobs and OUT. The same configs and run folders as `vpkit reproduce`.
+    OUT/sweep/configs/; returns the jobs and OUT. The same configs and run folders as `vpkit reproduce`
+    (vpkit.plan): planning makes no data, so with data_root "demo" the demo set is made by prepare_sweep.
     device_here=False (Slurm) writes the device as asked, for each job to resolve on its own node."""
     from vpkit.atomic import write_text_atomic
-    from vpkit.reproduce import (
+    from vpkit.plan import (
+        COMMAND_LINE,
         FAMILIES,
-        check_finished_run,
         experiment_configs,
         family_experiments,
-        load_profile,
         mul_residual_variants,
-        notebook_settings,
-        profile_parameters,
+        plan_settings,
     )
+    from vpkit.reproduce import check_finished_run, load_profile, profile_parameters
 
     loaded = load_profile(profile)
     if loaded.released:
         raise SweepError(f"profile '{loaded.name}' tests the released prompts of {loaded.released} and trains "
                          f"nothing; run it with `vpkit reproduce --profile {loaded.name}`")
     parameters = profile_parameters(loaded, overrides, out_dir)
-    settings = notebook_settings(progress=False, device_here=device_here, **parameters)
+    settings = plan_settings(parameters, resolve_device=device_here)
     numbers = sorted(n for family in FAMILIES for n in family_experiments(family, settings))
     if not numbers:
         raise SweepError(f"no experiment to train: none of {settings.experiments or 'the 33'} has its dataset "
@@ -108,12 +108,22 @@ def plan_sweep(profile: str, overrides: dict, out_dir: str | Path,
     jobs = []
     for config in experiment_configs(numbers, settings, mul_residual_variants(numbers, settings)):
         run_dir = settings.runs_dir / config.name
-        check_finished_run(config, run_dir)
+        check_finished_run(config, run_dir, COMMAND_LINE)
         config_path = sweep_dir / "configs" / f"{config.name}.yaml"
         write_text_atomic(config_path, config.to_yaml())
         jobs.append(SweepJob(config.name, str(config_path), str(run_dir), str(sweep_dir / "logs" / f"{config.name}.log"),
                              error_file=str(sweep_dir / "errors" / f"{config.name}.txt")))
     return jobs, settings.out_dir
+
+
+def prepare_sweep(data_root: str, out_dir: Path) -> None:
+    """What the jobs need before they start, which planning does not make: with data_root "demo", the demo set
+    in OUT/demo_data."""
+    from vpkit.plan import DEMO_DATA, DEMO_DATA_FOLDER
+    from vpkit.reproduce import ensure_demo_data
+
+    if data_root == DEMO_DATA:
+        ensure_demo_data(out_dir / DEMO_DATA_FOLDER)
 
 
 def write_jobs(out_dir: str | Path, jobs: list[SweepJob]) -> None:
@@ -503,8 +513,8 @@ def _run_sweep(args) -> int:
     from vpkit.runs import run_status
 
     overrides = profile_overrides(args)
+    asked = {**load_profile(args.profile).parameters, **{k: v for k, v in overrides.items() if v is not None}}
     if args.slurm:  # checked before anything is written: the jobs run elsewhere, later
-        asked = {**load_profile(args.profile).parameters, **{k: v for k, v in overrides.items() if v is not None}}
         check_shared_paths(asked, args.out, default_out)
         given = {"partition": args.partition, "time": args.time, "gpus_per_job": args.gpus_per_job,
                  "account": args.account, "cpus_per_task": args.cpus_per_task,
@@ -527,6 +537,7 @@ def _run_sweep(args) -> int:
         if args.dry_run:
             print(sbatch_script(out_dir / SWEEP_DIR / "slurm", options, len(todo)))
             return 0
+        prepare_sweep(asked["data_root"], out_dir)
         clear_errors(todo)
         submitted = submit_slurm(todo, out_dir, options, args.cluster)
         write_jobs(out_dir, done + todo)
@@ -538,6 +549,7 @@ def _run_sweep(args) -> int:
             write_jobs(out_dir, done + todo)
     else:
         slots = gpu_slots(args.gpus, args.gpus_per_experiment, args.workers)
+        prepare_sweep(asked["data_root"], out_dir)
         clear_errors(todo)
         write_jobs(out_dir, done + todo)
         run_local(todo, slots, on_change=lambda: write_jobs(out_dir, done + todo))

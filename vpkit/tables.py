@@ -118,10 +118,10 @@ def run_results(runs_dir: str | Path) -> pd.DataFrame:
 
 
 def _is_seed_run(runs: pd.DataFrame) -> pd.Series:
-    """Runs of an experiment trained with one of its extra seeds (vpkit.reproduce.seed_run_name): they count in
+    """Runs of an experiment trained with one of its extra seeds (vpkit.plan.seed_run_name): they count in
     its mean and range, never as its result."""
     from vpkit.config import paper_config
-    from vpkit.reproduce import seed_run_name
+    from vpkit.plan import seed_run_name
 
     if runs.empty:
         return pd.Series(dtype=bool)
