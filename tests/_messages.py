@@ -21,7 +21,7 @@ FIX_WORDS = ("use ", "give ", "choose ", "run ", "rerun", "check ", "set ", "low
              "delete ", "fix ", "free ", "pass ", "add ", "save ", "rename ", "install", "undo ", "move ", "make ",
              "wait ", "start ", "try ", "convert", "download", "write ", "put ", "keep ", "drop ", "one of",
              "must be", "allowed", " only", "needs ", "divide ", "extract ", "fix:", "replace ", "known:", "copy ",
-             "accept ", "log in", "see ", "supported:", "resize ",
+             "accept ", "log in", "see ", "supported:", "resize ", "prepare ",
              "--", "`vpkit")
 
 OFFERS_A_FIX = re.compile("|".join(rf"\b{re.escape(word)}" if word[0].isalpha() else re.escape(word)
