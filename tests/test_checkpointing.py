@@ -56,32 +56,34 @@ def test_every_mode_gives_the_same_loss_and_prompt_gradient(scorer):
         assert torch.allclose(grad, plain_grad, rtol=1e-5, atol=1e-9), mode
 
 
+MATMULS = ("mm", "addmm", "bmm")
+
+
+def matmuls(ops: Counter) -> int:
+    return sum(ops[op] for op in MATMULS)
+
+
 def test_selective_recomputes_the_cheap_ops_and_no_matmul(scorer):
-    """Backward through frozen weights runs one matmul per forward matmul (the input gradient). Full
-    checkpointing runs the forward's matmuls again before that; selective keeps their outputs and reruns only
-    norms and activations; without checkpointing nothing of the forward runs again."""
+    """What each mode trades is the work backward runs, so the count of ops is the behaviour here; only matmuls
+    (the expensive ops) are told apart, which kernels run the rest is torch's business. Backward through frozen
+    weights runs one matmul per forward matmul (the input gradient). Full checkpointing runs the forward's
+    matmuls again before that; selective keeps their outputs and reruns only cheaper ops (norms, activations);
+    without checkpointing nothing of the forward runs again."""
     _, _, off = prompt_step(scorer, "off")
     _, _, full = prompt_step(scorer, "full")
     _, _, selective = prompt_step(scorer, "selective")
-    matmuls = ("mm", "addmm", "bmm")
-    assert sum(off[op] for op in matmuls) > 0
-    assert sum(full[op] for op in matmuls) > sum(off[op] for op in matmuls)
-    assert sum(selective[op] for op in matmuls) == sum(off[op] for op in matmuls)
-    assert full["native_layer_norm"] > 0 and selective["native_layer_norm"] == full["native_layer_norm"]
-    assert off["native_layer_norm"] == 0
-    assert selective["silu"] > 0 and off["silu"] == 0  # the decoder MLP's activation, recomputed
-    attention = "_scaled_dot_product_flash_attention_for_cpu"
-    assert full[attention] > 0 and selective[attention] == off[attention] == 0
+    assert 0 < matmuls(off) < matmuls(full)
+    assert matmuls(selective) == matmuls(off)  # no matmul runs twice
+    assert sum(off.values()) < sum(selective.values()) < sum(full.values())  # some of the forward reruns
 
 
 def test_mixed_recomputes_the_vision_side_whole_and_the_language_model_selectively(scorer):
+    """Whole layers of the vision side rerun (their matmuls too), the language model's only cheap ops: more
+    matmuls than selective or none, fewer than full."""
     _, _, off = prompt_step(scorer, "off")
     _, _, full = prompt_step(scorer, "full")
     _, _, mixed = prompt_step(scorer, "mixed")
-    matmuls = ("mm", "addmm", "bmm")
-    assert sum(off[op] for op in matmuls) < sum(mixed[op] for op in matmuls) < sum(full[op] for op in matmuls)
-    assert mixed["native_layer_norm"] == full["native_layer_norm"]  # vision and abstractor norms (LayerNorm)
-    assert mixed["silu"] == full["silu"] > 0  # the abstractor MLP (full) and the LLM MLP (selective) activations
+    assert matmuls(off) < matmuls(mixed) < matmuls(full)
 
 
 def test_the_config_and_the_models_name_the_same_modes():

@@ -3,6 +3,7 @@
 
 import pytest
 import yaml
+from _messages import raises_one_line
 
 from vpkit import provenance
 from vpkit.config import (
@@ -59,7 +60,7 @@ def test_a_paper_experiment_in_another_mode_is_named_for_that_mode():
     assert fix.to_dict() == {**paper_config(31).to_dict(), "name": fix.name,
                              "prompt": {**paper_config(31).to_dict()["prompt"], "mode": "mul_residual"}}
     assert paper_config(22, None) == paper_config(22)
-    with pytest.raises(ConfigError, match="paper experiment 22: prompt.mode"):
+    with raises_one_line(ConfigError, names=("paper experiment 22", "prompt.mode", "sum", "mul_residual")):
         paper_config(22, "sum")
 
 
@@ -108,50 +109,41 @@ def test_paper_style_yaml_maps_onto_the_same_experiment(tmp_path):
 def test_paper_style_yaml_with_an_unsupported_optimiser_is_an_error(tmp_path):
     path = tmp_path / "paper.yaml"
     path.write_text(PAPER_STYLE_YAML.replace('optim: "sgd"', 'optim: "adamw_torch"'))
-    with pytest.raises(ConfigError, match=r"paper.yaml: training.optim = 'adamw_torch' is not supported"):
+    with raises_one_line(ConfigError, names=(path, "training.optim", "adamw_torch")):
         load_config(path)
 
 
 @pytest.mark.parametrize(
-    "section, values, message",
+    "section, values, names",
     [
-        ("train", {"epoch": 3}, r"unknown key\(s\) train.epoch; allowed in 'train': epochs"),
-        (
-            "dataset",
-            {"name": "live"},
-            r"dataset.name = 'live' is not allowed; choose one of: kadid, koniq, agiqa",
-        ),
-        ("train", {"amp": "fp8"}, r"train.amp = 'fp8' is not allowed; choose one of: none, fp16, bf16"),
-        ("train", {"batch_size": 2.5}, r"train.batch_size = 2.5 must be a whole number"),
-        ("train", {"lr": 0}, r"train.lr = 0.0 must be > 0"),
-        ("prompt", {"mode": "sub"}, r"prompt.mode = 'sub' is not allowed"),
-        ("prompt", {"size": 300}, r"prompt.size = 300 leaves no image"),
-        (
-            "train",
-            {"checkpointing": "yes"},
-            r"train.checkpointing = 'yes' is not allowed; choose one of: off, full, selective, mixed",
-        ),
-        ("train", {"lr": float("nan")}, r"train.lr = nan must be a finite number"),  # NaN passed lr > 0
-        ("prompt", {"delta": float("inf")}, r"prompt.delta = inf must be a finite number"),
-        ("train", {"seed": -1}, r"train.seed = -1 must be >= 0"),
+        ("train", {"epoch": 3}, ("train.epoch", "epochs")),
+        ("dataset", {"name": "live"}, ("dataset.name", "'live'", "kadid, koniq, agiqa")),
+        ("train", {"amp": "fp8"}, ("train.amp", "'fp8'", "none, fp16, bf16")),
+        ("train", {"batch_size": 2.5}, ("train.batch_size", "2.5")),
+        ("train", {"lr": 0}, ("train.lr", "0.0", "> 0")),
+        ("prompt", {"mode": "sub"}, ("prompt.mode", "'sub'", "mul_residual")),
+        ("prompt", {"size": 300}, ("prompt.size", "300")),
+        ("train", {"checkpointing": "yes"}, ("train.checkpointing", "'yes'", "off, full, selective, mixed")),
+        ("train", {"lr": float("nan")}, ("train.lr", "nan")),  # NaN passed lr > 0
+        ("prompt", {"delta": float("inf")}, ("prompt.delta", "inf")),
+        ("train", {"seed": -1}, ("train.seed", "-1", ">= 0")),
     ],
 )
-def test_bad_values_name_the_file_the_field_and_what_is_allowed(tmp_path, section, values, message):
+def test_bad_values_name_the_file_the_field_and_what_is_allowed(tmp_path, section, values, names):
     data = paper_config(1).to_dict()
     data[section].update(values)
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(data))
-    with pytest.raises(ConfigError, match=message) as error:
+    with raises_one_line(ConfigError, names=(path, *names)):
         load_config(path)
-    assert str(path) in str(error.value)
 
 
 def test_unknown_section_missing_file_and_unknown_number():
-    with pytest.raises(ConfigError, match=r"unknown top-level key\(s\) optimizer"):
+    with raises_one_line(ConfigError, names=("x.yaml", "optimizer", "train")):
         config_from_dict({"optimizer": {}}, "x.yaml")
-    with pytest.raises(ConfigError, match="no such config file"):
+    with raises_one_line(ConfigError, names=("does/not/exist.yaml",)):
         load_config("does/not/exist.yaml")
-    with pytest.raises(ConfigError, match="experiment number 34 does not exist"):
+    with raises_one_line(ConfigError, names=("34",), fix="1..33"):  # the range it has
         load_config(34)
 
 
@@ -160,7 +152,7 @@ def test_overrides_are_validated():
         {"train": {"epochs": 2, "lr": None}, "model": {"name_or_path": "tiny"}}
     )
     assert config.train.epochs == 2 and config.train.lr == 60.0 and config.model.name_or_path == "tiny"
-    with pytest.raises(ConfigError, match="train.epochs = 0 must be >= 1"):
+    with raises_one_line(ConfigError, names=("train.epochs", "0", ">= 1")):
         paper_config(4).with_overrides({"train": {"epochs": 0}})
 
 
@@ -201,8 +193,7 @@ def test_checkpointing_reads_its_modes(tmp_path, written, mode):
 def test_checkpointing_on_is_not_a_mode(tmp_path, written):
     path = tmp_path / "c.yaml"
     path.write_text(paper_config(4).to_yaml().replace("  checkpointing: 'off'\n", f"  checkpointing: {written}\n"))
-    with pytest.raises(ConfigError, match=r"c.yaml: train.checkpointing = true is not allowed; choose one of: off, "
-                                          r"full, selective, mixed$"):
+    with raises_one_line(ConfigError, names=(path, "train.checkpointing", "off, full, selective, mixed")):
         load_config(path)
 
 
@@ -212,30 +203,31 @@ def test_a_key_given_twice_in_any_yaml_vpkit_reads_is_refused(tmp_path):
 
     text = paper_config(4).to_yaml().replace("  lr: 60.0\n", "  lr: 60.0\n  lr: 6.0\n")  # yaml keeps the last
     assert yaml.safe_load(text)["train"]["lr"] == 6.0
+    second = f"line {text.splitlines().index('  lr: 6.0') + 1}"
     config_file = tmp_path / "twice.yaml"
     config_file.write_text(text)
-    with pytest.raises(ConfigError, match=r"twice.yaml, line \d+: key 'lr' appears twice in one mapping"):
+    with raises_one_line(ConfigError, names=(config_file, second, "'lr'")):
         load_config(config_file)
     run = tmp_path / "run"
     run.mkdir()
     provenance.write_record(run, "training", [])
     (run / "config.yaml").write_text(text)
-    with pytest.raises(ConfigError, match=r"run/config.yaml, line \d+: key 'lr' appears twice"):
+    with raises_one_line(ConfigError, names=(run / "config.yaml", second, "'lr'")):
         read_config(run)
     profile = tmp_path / "profile.yaml"
     profile.write_text("description: x\ndescription: y\n")
-    with pytest.raises(ReproduceError, match=r"profile.yaml, line 2: key 'description' appears twice"):
+    with raises_one_line(ReproduceError, names=(profile, "line 2", "'description'")):
         load_profile(profile)
 
 
 def test_damaged_yaml_names_the_file_and_the_line(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(paper_config(4).to_yaml() + "  - : [\n")
-    with pytest.raises(ConfigError, match=r"config.yaml, line \d+, column \d+: not valid YAML") as error:
+    lines = len(path.read_text().splitlines())
+    with raises_one_line(ConfigError, names=(path, f"line {lines}, column")):
         load_config(path)
-    assert "\n" not in str(error.value)
     path.write_bytes(b"\xff\xfe binary")
-    with pytest.raises(ConfigError, match="not a text file"):
+    with raises_one_line(ConfigError, names=(path,)):
         load_config(path)
 
 

@@ -2,7 +2,11 @@
 
 Tolerance: the two runs add the same numbers in another order (each rank's mean over its share, then the
 all-reduce), so gradients differ in the last float32 bits and lr 60 carries that into the prompt. Measured:
-at most 2e-7 on prompt values of about 0.4; the tests allow 1e-5 for prompts, scores and metrics.
+at most 2e-7 on prompt values of about 0.4; the tests allow 1e-5 for prompts, losses, scores and correlations.
+The PLCC after a logistic fit is the one figure that is not a fixed sum of the scores: the least-squares fit on
+6 test images stops where its own tolerance says, and that point moves with the scores' last bits (1.04e-5 was
+seen once, with lens blur and multiplicative noise as the data's distortions), so it is allowed 1e-4, whatever
+distortions the data has.
 """
 import json
 import subprocess
@@ -13,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _messages import raises_one_line
 
 from vpkit import distributed
 from vpkit.data.loader import EpochSampler
@@ -23,6 +28,7 @@ from _ddp_train import tiny_config
 
 WORKER = Path(__file__).parent / "_ddp_train.py"
 TOLERANCE = 1e-5
+FITTED_TOLERANCE = 1e-4  # test.json's PLCC after the 4- and 5-parameter logistic fits (see above)
 TIMING_COLUMNS = ["train_seconds", "train_images_per_s", "train_data_wait_s"]
 
 
@@ -39,9 +45,9 @@ def test_rank_shards_interleave_back_into_the_one_process_epoch():
 
 def test_a_batch_the_ranks_cannot_share_is_refused(monkeypatch):
     monkeypatch.setattr(distributed, "world", lambda: distributed.World(rank=0, size=4))
-    with pytest.raises(ValueError, match="batch_size 30 cannot be split over 4 processes"):
+    with raises_one_line(ValueError, names=("batch_size", "30", "4 processes")):
         distributed.check_global_batch(30, 100)
-    with pytest.raises(ValueError, match="last batch of 2 image"):
+    with raises_one_line(ValueError, names=("2 image", "4 processes")):
         distributed.check_global_batch(32, 66)
     distributed.check_global_batch(32, 68)  # a last batch of 4: one image per rank
 
@@ -176,7 +182,8 @@ def assert_same_run(run_dir: Path, reference: Path):
     got, want = json.loads((run_dir / "test.json").read_text()), json.loads((reference / "test.json").read_text())
     assert set(got) == set(want)
     for key, value in want.items():
-        assert got[key] == (pytest.approx(value, abs=TOLERANCE) if isinstance(value, float) else value), key
+        allowed = FITTED_TOLERANCE if key.startswith("plcc_logistic") else TOLERANCE
+        assert got[key] == (pytest.approx(value, abs=allowed) if isinstance(value, float) else value), key
     predictions, expected = pd.read_csv(run_dir / "predictions.csv"), pd.read_csv(reference / "predictions.csv")
     assert list(predictions["name"]) == list(expected["name"])  # every test image once, in the same order
     np.testing.assert_allclose(predictions["score"], expected["score"], rtol=0, atol=TOLERANCE)

@@ -4,6 +4,7 @@ import shutil
 
 import pytest
 import torch
+from _messages import raises_one_line
 from safetensors.torch import load_file, save_file
 
 from vpkit.models import (
@@ -91,29 +92,33 @@ def test_load_from_single_bin_with_inv_freq_and_no_tables(saved_dir, small_model
         assert torch.allclose(loaded(ids, pixels).logits, model(ids, pixels).logits, atol=1e-5)
 
 
+# A model folder's files that do not fit together are told by what is wrong with which file (a missing or extra
+# weight, a shape, a field): there is no option or command to offer, so these lines owe no fix (fix=False).
+
+
 def test_missing_folder_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not found"):
+    with raises_one_line(FileNotFoundError, names=(tmp_path / "nowhere",)):
         MPLUGOwl2ForCausalLM.from_pretrained(tmp_path / "nowhere")
 
 
 def test_missing_config_error(saved_dir, tmp_path):
     folder = _copy(saved_dir, tmp_path)
     (folder / "config.json").unlink()
-    with pytest.raises(FileNotFoundError, match="config.json"):
+    with raises_one_line(FileNotFoundError, names=(folder / "config.json",)):
         MPLUGOwl2ForCausalLM.from_pretrained(folder)
 
 
 def test_other_architecture_error(saved_dir, tmp_path):
     folder = _copy(saved_dir, tmp_path)
     (folder / "config.json").write_text(json.dumps({"model_type": "llava", "architectures": ["Llava"]}))
-    with pytest.raises(ConfigError, match="model_type.*llava"):
+    with raises_one_line(ConfigError, names=("model_type", "'llava'")):
         MPLUGOwl2ForCausalLM.from_pretrained(folder)
 
 
 def test_no_weights_error(saved_dir, tmp_path):
     folder = _copy(saved_dir, tmp_path)
     (folder / "model.safetensors").unlink()
-    with pytest.raises(FileNotFoundError, match="no weights found"):
+    with raises_one_line(FileNotFoundError, names=(folder, "safetensors"), fix=False):
         MPLUGOwl2ForCausalLM.from_pretrained(folder)
 
 
@@ -123,7 +128,8 @@ def test_missing_keys_error_lists_them(saved_dir, tmp_path):
     for key in ("lm_head.weight", "model.norm.weight"):
         del state[key]
     save_file(state, str(folder / "model.safetensors"))
-    with pytest.raises(CheckpointError, match=r"2 key\(s\) missing.*lm_head.weight.*model.norm.weight"):
+    with raises_one_line(CheckpointError, names=(folder, "2 key(s)", "lm_head.weight", "model.norm.weight"),
+                         fix=False):
         MPLUGOwl2ForCausalLM.from_pretrained(folder)
 
 
@@ -132,7 +138,7 @@ def test_unexpected_keys_error_lists_them(saved_dir, tmp_path):
     state = load_file(str(folder / "model.safetensors"))
     state["model.mm_projector.weight"] = torch.zeros(2, 2)
     save_file(state, str(folder / "model.safetensors"))
-    with pytest.raises(CheckpointError, match=r"unexpected key.*model.mm_projector.weight"):
+    with raises_one_line(CheckpointError, names=(folder, "model.mm_projector.weight"), fix=False):
         MPLUGOwl2ForCausalLM.from_pretrained(folder)
 
 
@@ -141,7 +147,7 @@ def test_unexpected_key_in_unindexed_bin(saved_dir, small_model, tmp_path):
     folder.mkdir()
     shutil.copy(saved_dir / "config.json", folder)
     torch.save(dict(small_model[0].state_dict(), **{"extra.bias": torch.zeros(1)}), folder / "pytorch_model.bin")
-    with pytest.raises(CheckpointError, match="extra.bias"):
+    with raises_one_line(CheckpointError, names=(folder, "extra.bias"), fix=False):
         MPLUGOwl2ForCausalLM.from_pretrained(folder)
 
 
@@ -150,7 +156,7 @@ def test_shape_mismatch_error_names_key(saved_dir, tmp_path):
     config = json.loads((folder / "config.json").read_text())
     config["intermediate_size"] = 64
     (folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match=r"mlp.*shape"):
+    with raises_one_line(CheckpointError, names=(folder, "mlp", "64"), fix=False):
         MPLUGOwl2ForCausalLM.from_pretrained(folder)
 
 
@@ -158,19 +164,20 @@ def test_index_naming_absent_shard_error(saved_dir, tmp_path):
     folder = _copy(saved_dir, tmp_path)
     (folder / "model.safetensors.index.json").write_text(
         json.dumps({"weight_map": {"lm_head.weight": "model-00002-of-00002.safetensors"}}))
-    with pytest.raises(FileNotFoundError, match="model-00002-of-00002"):
+    with raises_one_line(FileNotFoundError, names=("model-00002-of-00002.safetensors",)):
         MPLUGOwl2ForCausalLM.from_pretrained(folder)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"visual_config": {"visual_abstractor": {"grid_size": 5}}}, "grid_size"),
-    ({"visual_config": {"visual_abstractor": {"hidden_size": 48, "encoder_hidden_size": 48}}}, "must be equal"),
-    ({"hidden_size": 90}, "divisible"),
-    ({"rope_scaling": {"type": "linear", "factor": 2.0}}, "rope_scaling"),
-    ({"num_hidden_layers": 0}, "num_hidden_layers"),
-    ({"visual_config": {"visual_model": {"hidden_act": "tanh"}}}, "hidden_act"),
+@pytest.mark.parametrize("change, names", [
+    ({"visual_config": {"visual_abstractor": {"grid_size": 5}}}, ("grid_size", "5")),
+    ({"visual_config": {"visual_abstractor": {"hidden_size": 48, "encoder_hidden_size": 48}}},
+     ("encoder_hidden_size", "48")),
+    ({"hidden_size": 90}, ("hidden_size", "90")),
+    ({"rope_scaling": {"type": "linear", "factor": 2.0}}, ("rope_scaling",)),
+    ({"num_hidden_layers": 0}, ("num_hidden_layers", "0")),
+    ({"visual_config": {"visual_model": {"hidden_act": "tanh"}}}, ("hidden_act", "'tanh'")),
 ])
-def test_config_validation(change, message):
+def test_config_validation(change, names):
     data = tiny_config(100).to_dict()
     for key, value in change.items():
         if key == "visual_config":
@@ -178,7 +185,7 @@ def test_config_validation(change, message):
                 data["visual_config"][part].update(fields)
         else:
             data[key] = value
-    with pytest.raises(ConfigError, match=message):
+    with raises_one_line(ConfigError, names=("test.json", *names)):
         MPLUGOwl2Config.from_dict(data, source="test.json")
 
 
@@ -191,8 +198,8 @@ def test_config_defaults_are_the_7b_sizes():
 @pytest.mark.parametrize("read, name", [(MPLUGOwl2Config.from_json_file, "config.json"),
                                         (ReferenceImageProcessor.from_json_file, "preprocessor_config.json")])
 def test_model_folder_json_errors_name_the_file(tmp_path, read, name):
-    with pytest.raises(FileNotFoundError, match=f"{name} not found"):
+    with raises_one_line(FileNotFoundError, names=(tmp_path / name,), fix=False):
         read(tmp_path / name)
     (tmp_path / name).write_text("{not json")
-    with pytest.raises(ValueError, match=f"{name}: not valid JSON"):
+    with raises_one_line(ValueError, names=(tmp_path / name,), fix=False):
         read(tmp_path / name)

@@ -1,6 +1,7 @@
 """The quality query and QualityScorer on the tiny mPLUG-Owl2: prompt text, ids, normalisation, gradients."""
 import pytest
 import torch
+from _messages import raises_one_line
 from torch import nn
 
 import vpkit.models.tiny as tiny_module
@@ -48,7 +49,7 @@ def test_prompt_ids_follow_the_reference_chunking():
         "\u2581ASSISTANT", ":"]
     two = tokenize_with_image("USER: <|image|><|image|>Rate ASSISTANT:", tokenizer)
     assert two.count(IMAGE_TOKEN_INDEX) == 2 and two.count(tokenizer.bos_token_id) == 1
-    with pytest.raises(ValueError, match="placeholder"):
+    with raises_one_line(ValueError, names=("<|image|>",), fix=False):
         tokenize_with_image("no image here", tokenizer)
 
 
@@ -91,7 +92,7 @@ def test_clip_normalisation_is_the_correction():
     batch = images(1)
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in NORMALISATIONS["clip"])
     assert torch.allclose(clip.normalise(batch), (batch - mean) / std)
-    with pytest.raises(ValueError, match="normalisation"):
+    with raises_one_line(ValueError, names=("normalisation", "'mean'", "clip")):
         load_scorer("tiny-random", normalisation="mean")
 
 
@@ -127,20 +128,20 @@ def test_layout_is_cached_per_batch_size(scorer):
     assert scorer.layout(4).text_ids.shape[0] == 4
 
 
-@pytest.mark.parametrize("bad, message", [
-    (torch.rand(2, 3, 448, 448), "224x224"),
-    ((torch.rand(2, 3, 224, 224) * 255).to(torch.uint8), "divide uint8"),
-    (torch.rand(3, 224, 224), r"\[B, 3, 224, 224\]"),
+@pytest.mark.parametrize("bad, names", [
+    (torch.rand(2, 3, 448, 448), ("448", "224x224")),
+    ((torch.rand(2, 3, 224, 224) * 255).to(torch.uint8), ("uint8",)),
+    (torch.rand(3, 224, 224), ("[B, 3, 224, 224]",)),
 ])
-def test_image_errors(scorer, bad, message):
-    with pytest.raises(ValueError, match=message):
+def test_image_errors(scorer, bad, names):
+    with raises_one_line(ValueError, names=names):
         scorer(bad)
 
 
 def test_score_type_choice():
     other = load_scorer("tiny-random", score_type="high_vs_low")
     assert other.score_type == "high_vs_low"
-    with pytest.raises(ScoreWordError, match="unknown score type"):
+    with raises_one_line(ScoreWordError, names=("'nice_vs_ugly'", "high_vs_low")):
         load_scorer("tiny-random", score_type="nice_vs_ugly")
 
 
@@ -166,7 +167,7 @@ def test_load_scorer_from_saved_folder(scorer, tmp_path):
 
 def test_tiny_without_shipped_weights_names_tiny_random(tmp_path, monkeypatch):
     monkeypatch.setattr(tiny_module, "TINY_ASSET_DIR", tmp_path / "absent")
-    with pytest.raises(FileNotFoundError, match="tiny-random"):
+    with raises_one_line(FileNotFoundError, names=(tmp_path / "absent",), fix="tiny-random"):
         load_scorer("tiny")
 
 
@@ -179,10 +180,10 @@ def test_tiny_loads_the_shipped_folder(tmp_path, monkeypatch):
 
 
 def test_load_scorer_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="neither"):
+    with raises_one_line(FileNotFoundError, names=(tmp_path / "missing",), fix="tiny-random"):  # what it takes
         load_scorer(tmp_path / "missing")
     (tmp_path / "config.json").write_text('{"model_type": "qwen2"}')
-    with pytest.raises(ValueError, match="qwen2"):
+    with raises_one_line(ValueError, names=(tmp_path, "'qwen2'")):
         load_scorer(tmp_path)
 
 

@@ -1,11 +1,8 @@
-"""The tiny presets: tokenizer coverage, size, determinism and CPU speed."""
-import time
-
+"""The tiny presets: tokenizer coverage, size and determinism (their speed: benchmarks/bench_train.py --preset tiny)."""
 import torch
 
-from vpkit.models import TINY_RANDOM, build_tiny_model, build_tiny_tokenizer, load_scorer
+from vpkit.models import build_tiny_model, build_tiny_tokenizer
 from vpkit.models.tiny import PROMPT_WORDS
-from vpkit.prompters import build_prompter
 from vpkit.scoring import all_score_words, word_token_ids
 
 
@@ -28,15 +25,3 @@ def test_tiny_random_is_small_and_deterministic():
     assert model.config.vocab_size == len(tokenizer)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
 
-
-def test_tiny_random_training_step_speed():
-    scorer = load_scorer(TINY_RANDOM)
-    prompter = build_prompter("padding", size=30, image_size=224, generator=torch.Generator().manual_seed(0))
-    batch = torch.rand(32, 3, 224, 224, generator=torch.Generator().manual_seed(0))
-    scorer(batch, prompter).sum().backward()  # warm-up at the measured shape
-    start = time.perf_counter()
-    scorer(batch, prompter).sum().backward()
-    seconds = time.perf_counter() - start
-    print(f"\ntiny-random forward+backward to the prompt, batch 32: {seconds:.3f} s = {32 / seconds:.1f} images/s "
-          f"on {torch.get_num_threads()} threads")
-    assert seconds < 20

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from _messages import raises_one_line
 
 from vpkit import provenance
 from vpkit.atomic import atomic_replace, write_json_atomic
@@ -91,7 +92,7 @@ def test_existing_runs_are_never_overwritten_without_a_flag(tmp_path):
     assert prepare_run_dir(run_dir, resume=False, overwrite=False) == "new"
     fake_run(run_dir, small_config(), finished=False)
     assert run_status(run_dir) == "partial"
-    with pytest.raises(RunFolderError, match=r"stopped after epoch 2.*--resume.*--overwrite"):
+    with raises_one_line(RunFolderError, names=(run_dir, "epoch 2", "--resume"), fix="--overwrite"):
         prepare_run_dir(run_dir, resume=False, overwrite=False)
     assert prepare_run_dir(run_dir, resume=True, overwrite=False) == "resume"
 
@@ -138,14 +139,14 @@ def test_import_prompt_makes_a_run_folder_that_loads_back(tmp_path):
     [session] = record["sessions"]
     assert session["outcome"] == "finished" and session["data"]["imported"] == [str(pth.resolve())]
     assert session["model"] == {"kind": "preset", "name": "tiny-random", "fingerprint": None}
-    with pytest.raises(RunFolderError, match="--overwrite"):
+    with raises_one_line(RunFolderError, names=(out,), fix="--overwrite"):
         import_prompt(pth, out, config)
 
 
 def test_import_prompt_with_the_wrong_shape_says_what_the_checkpoint_holds(tmp_path):
     pth = tmp_path / "visual_prompt.pth"
     torch.save(build_prompter("padding", size=6, image_size=64).state_dict(), pth)
-    with pytest.raises(PromptStateError, match=r"size=6, image_size=64"):
+    with raises_one_line(PromptStateError, names=(pth, "size=6", "image_size=64")):
         import_prompt(pth, tmp_path / "imported", small_config(4))  # padding 4 px
 
 
@@ -173,10 +174,10 @@ def test_other_data_without_the_image_list_still_names_the_splits_that_differ(tm
     changed = images.assign(label=[0.1, 0.2, 0.3, 0.5])
     new = {**record, "fingerprint": images_fingerprint(changed),
            "split_fingerprints": {s: images_fingerprint(changed[changed["split"] == s]) for s in SPLITS}}
-    with pytest.raises(RunFolderError, match=r"test: 1 label\(s\) changed \(e.g. 'd' 0.4 -> 0.5\)\); use the data"):
+    with raises_one_line(RunFolderError, names=(tmp_path, "test: 1 label(s)", "'d' 0.4 -> 0.5")):
         check_same_data(tmp_path, new, changed)
     (tmp_path / "data-images.csv").unlink()  # a folder copied without it
-    with pytest.raises(RunFolderError, match=r"\(test: 1 -> 1 images, or other files or labels\)"):
+    with raises_one_line(RunFolderError, names=(tmp_path, "test: 1 -> 1 images")):
         check_same_data(tmp_path, new, changed)
     assert check_same_data(tmp_path, {**record, "root": "/moved"}, images).startswith(f"{tmp_path} was trained on")
 

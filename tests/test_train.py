@@ -5,6 +5,7 @@ import json
 import pandas as pd
 import pytest
 import torch
+from _messages import raises_one_line
 
 from vpkit.config import paper_config
 from vpkit.evaluate import evaluate_on_dataset, load_trained_prompt
@@ -107,7 +108,7 @@ def test_a_finished_run_is_reported_and_other_settings_are_refused(finished_run,
     run_dir, test, _ = finished_run
     assert train(quick_config(data_root), run_dir, scorer=scorer, progress=False) == test
     assert "already finished" in capsys.readouterr().out
-    with pytest.raises(RunFolderError, match=r"train.lr: 60.0 -> 30.0"):
+    with raises_one_line(RunFolderError, names=(run_dir, "train.lr: 60.0 -> 30.0"), fix="--overwrite"):
         train(quick_config(data_root, lr=30.0), run_dir, scorer=scorer, progress=False)
 
 
@@ -128,7 +129,7 @@ def test_a_killed_run_resumes_to_the_same_result(finished_run, data_root, scorer
             progress=False,
         )
     assert run_status(run_dir) == "partial"
-    with pytest.raises(RunFolderError, match="--resume"):
+    with raises_one_line(RunFolderError, names=(run_dir,), fix="--resume"):
         train(quick_config(data_root), run_dir, scorer=scorer, progress=False)
 
     resumed_test = train(quick_config(data_root), run_dir, resume=True, scorer=scorer, progress=False)

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 from _linear_prompt import LinearPrompt, LinearScore
+from _messages import raises_one_line
 
 from vpkit.train import train_one_epoch
 
@@ -109,15 +110,10 @@ def test_paper_style_yaml_loads_with_the_trainers_clipping(tmp_path, value, expe
 
 
 @pytest.mark.parametrize(
-    "value, message",
-    [
-        (0, r"train.max_grad_norm = 0.0 must be > 0"),
-        (-1, r"train.max_grad_norm = -1.0 must be > 0"),
-        (float("inf"), r"train.max_grad_norm = inf must be a finite number"),
-        ("big", r"train.max_grad_norm = 'big' must be a number"),
-    ],
+    "value, given",
+    [(0, "0.0"), (-1, "-1.0"), (float("inf"), "inf"), ("big", "'big'")],
 )
-def test_bad_max_grad_norm_is_one_clear_error(tmp_path, value, message):
+def test_bad_max_grad_norm_is_one_clear_error(tmp_path, value, given):
     import yaml
 
     from vpkit.config import ConfigError, load_config, paper_config
@@ -126,7 +122,7 @@ def test_bad_max_grad_norm_is_one_clear_error(tmp_path, value, message):
     data["train"]["max_grad_norm"] = value
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(data))
-    with pytest.raises(ConfigError, match=message):
+    with raises_one_line(ConfigError, names=(path, "train.max_grad_norm", given)):
         load_config(path)
     data["train"]["max_grad_norm"] = None  # null: clipping off
     path.write_text(yaml.safe_dump(data))

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 from _linear_prompt import LinearPrompt, LinearScore
+from _messages import raises_one_line
 from test_train_overhead import SyncCounter, batches
 
 import vpkit.evaluate
@@ -53,7 +54,7 @@ def test_the_optimizer_is_fused_on_cuda():
 
 def test_under_the_fp16_scaler_a_fused_step_does_not_wait_for_the_device():
     """Plain SGD makes GradScaler.step read the inf flag on the host each step (a sync on a GPU); fused SGD
-    takes it as a tensor. An epoch of 1 step and one of 3 read the loss and the norms once each (at the end), so
+    takes it as a tensor. The count of syncs is the behaviour: each one stalls a GPU's queue of steps. An epoch of 1 step and one of 3 read the loss and the norms once each (at the end), so
     the 2 more steps add only the optimizer's syncs."""
     per_step = {}
     for fused in (False, True):
@@ -128,44 +129,53 @@ def _plain_resumed(parameters, saved):
 
 
 class ReplayingCompile:
-    """Stands in for torch.compile(mode="reduce-overhead") on the CPU, where inductor has no CUDA graphs: the
-    function runs eagerly, but its output is written into one buffer that every call reuses, as a CUDA graph
-    replay does."""
+    """Stands in for torch.compile(mode="reduce-overhead") on the CPU, where inductor has no CUDA graphs, as a CUDA
+    graph tree behaves: the function runs eagerly and its output is written into the memory of a recorded graph,
+    which later replays reuse (overwriting the last output). A call that comes before
+    torch.compiler.cudagraph_mark_step_begin() said the previous step is done cannot reuse it (that step's outputs
+    or backward may still be in use): it records another graph with memory of its own, as torch does."""
 
-    def __init__(self):
-        self.modes, self.buffer = [], None
+    def __init__(self, monkeypatch):
+        self.modes, self.graphs, self.step_done = [], [], True  # graphs: those recorded, per compiled function
+        monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", self.mark_step_begin)
+
+    def mark_step_begin(self):
+        self.step_done = True
 
     def __call__(self, function, **options):
         self.modes.append(options.get("mode"))
+        graphs = []
+        self.graphs.append(graphs)
 
         def replay(images):
             scores = function(images)
-            if self.buffer is None or self.buffer.shape != scores.shape:
-                self.buffer = torch.empty_like(scores)
-            return self.buffer.copy_(scores.detach())
+            if not self.step_done or not graphs or graphs[-1].shape != scores.shape:
+                graphs.append(torch.empty_like(scores))  # another graph, and its memory
+            self.step_done = False
+            return graphs[-1].copy_(scores.detach())
 
         return replay
 
 
-def test_a_compile_mode_reaches_torch_compile_and_each_call_starts_a_step(scorer, monkeypatch):
-    compile_ = ReplayingCompile()
+def test_a_compile_mode_reaches_torch_compile_and_repeated_calls_reuse_one_graph(scorer, monkeypatch):
+    """Each call tells a CUDA graph tree that the previous step is done, so a training loop replays one graph in
+    the same memory instead of recording a graph per step."""
+    compile_ = ReplayingCompile(monkeypatch)
     monkeypatch.setattr(vpkit.evaluate.torch, "compile", compile_)
-    steps = []
-    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: steps.append(len(steps)))
     prompter = build_prompter("padding", 15, "add", image_size=scorer.image_size)
     for compile_model in (True, "reduce-overhead"):
         model = PromptedScorer(scorer, prompter, compile_model=compile_model)
-        model(torch.rand(2, 3, 224, 224))
-        model(torch.rand(2, 3, 224, 224))
-    PromptedScorer(scorer, prompter)(torch.rand(2, 3, 224, 224))  # eager: no step marks
-    assert compile_.modes == [None, "reduce-overhead"] and len(steps) == 4
+        for _ in range(3):
+            model(torch.rand(2, 3, 224, 224))
+    assert compile_.modes == [None, "reduce-overhead"]
+    assert [len(graphs) for graphs in compile_.graphs] == [1, 1]  # three calls each, one graph each
 
 
 def test_predict_keeps_each_batchs_scores_when_a_replay_reuses_the_output(scorer, monkeypatch):
     loader = image_batches(3)
     prompter = build_prompter("padding", 15, "add", image_size=scorer.image_size)
     eager = predict(PromptedScorer(scorer, prompter), loader, "cpu", progress=False)
-    monkeypatch.setattr(vpkit.evaluate.torch, "compile", ReplayingCompile())
+    monkeypatch.setattr(vpkit.evaluate.torch, "compile", ReplayingCompile(monkeypatch))
     replayed = predict(PromptedScorer(scorer, prompter, compile_model="reduce-overhead"), loader, "cpu",
                        progress=False)
     assert eager["score"].nunique() == 6  # distinct scores, so overwritten ones would show
@@ -241,8 +251,7 @@ def test_a_bad_compile_mode_is_one_clear_error(tmp_path):
 
     path = tmp_path / "c.yaml"
     path.write_text(paper_config(4).to_yaml().replace("  compile: false\n", "  compile: fast\n"))
-    with pytest.raises(ConfigError, match=r"c\.yaml: train\.compile = 'fast' is not allowed; choose true, false "
-                                          r"or a torch\.compile mode: default, reduce-overhead"):
+    with raises_one_line(ConfigError, names=(path, "train.compile", "'fast'", "reduce-overhead")):
         load_config(path)
 
 

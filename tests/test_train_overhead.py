@@ -10,6 +10,7 @@ import time
 import pytest
 import torch
 from _linear_prompt import LinearPrompt, LinearScore
+from _messages import raises_one_line
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import vpkit.train as vpkit_train
@@ -63,6 +64,8 @@ def reads_by_steps_only(monkeypatch):
 
 
 def test_the_loss_is_read_every_few_steps_not_every_step(reads_by_steps_only):
+    """The count of aten._local_scalar_dense is the behaviour here: each is a host-device sync on a GPU, which
+    stalls the step queue, so the loop must add one read per LOSS_READ_STEPS steps, not one per step."""
     syncs = []
     for n in (1, vpkit_train.LOSS_READ_STEPS + 5):
         with SyncCounter() as counter:
@@ -80,13 +83,13 @@ def test_the_epoch_loss_is_the_mean_of_the_step_losses():
 
 def test_a_non_finite_loss_stops_an_fp32_run_at_the_next_read(reads_by_steps_only):
     loader = CountingLoader(batches(vpkit_train.LOSS_READ_STEPS + 10, nan_at=2))
-    with pytest.raises(FloatingPointError, match=r"training loss is nan at a step in 1\.\.25; lower train.lr"):
+    with raises_one_line(FloatingPointError, names=("nan", "1..25", "train.lr")):
         one_epoch(loader)
     assert loader.taken == vpkit_train.LOSS_READ_STEPS  # stopped at the first read, not at the end of the epoch
 
 
 def test_a_non_finite_loss_in_the_last_steps_is_caught_at_the_end_of_the_epoch():
-    with pytest.raises(FloatingPointError, match=r"at a step in \d+\.\.3;"):
+    with raises_one_line(FloatingPointError, names=("nan", "..3", "train.lr")):  # the last steps named
         one_epoch(batches(3, nan_at=3))
 
 
@@ -96,8 +99,9 @@ def test_under_the_fp16_scaler_a_non_finite_step_is_skipped_not_fatal():
 
 
 def test_the_time_spent_waiting_for_data_is_measured():
-    loader = CountingLoader(batches(4), delay=0.05)
-    _, _, stats = one_epoch(loader)
-    assert 0.2 <= stats["train_data_wait_s"] < 2.0
-    _, _, stats = one_epoch(batches(4))
-    assert 0.0 <= stats["train_data_wait_s"] < 0.05
+    """The loader sleeps 4 x 0.05 s: at least that is measured. No upper bound on the wall clock (a loaded
+    machine stretches every step); a loader that does not wait measures less than one that does."""
+    _, _, slow = one_epoch(CountingLoader(batches(4), delay=0.05))
+    assert slow["train_data_wait_s"] >= 0.2
+    _, _, quick = one_epoch(batches(4))
+    assert 0.0 <= quick["train_data_wait_s"] < slow["train_data_wait_s"]
