@@ -186,6 +186,30 @@ def test_paper_tables_rebuilt_from_the_runs(executed):
     assert "Q-Align" in set(methods["method"]) and methods.iloc[-1]["srcc_kadid"] == pytest.approx(run_srcc)
 
 
+def test_the_tables_notebook_shows_what_ran_in_columns_that_fit(executed):
+    """05 shows the experiments that ran in a few short columns and says in one line how many paper experiments
+    were not run and that the CSV (which the test above reads) has every row and column."""
+    from vpkit import tables
+
+    notebook = nbformat.read(executed / "notebooks" / "05_tables.ipynb", as_version=4)
+    cell = next(cell for cell in notebook.cells if "tables.display_table(prompt_types" in cell.source)
+    html = next(o for o in cell.outputs if "text/html" in o.get("data", {}))["data"]["text/html"]
+    headers = [re.sub(r"<[^>]+>", "", header) for header in re.findall(r"<th [^>]*>(.*?)</th>", html)]
+    assert headers == list(tables.COMPARE_VIEW.values())
+    shown = [re.sub(r"<[^>]+>", "", row.split("</td>")[0]).strip() for row in html.split("<tr>")[2:]]
+    assert shown == ["zero-shot", "4", "10", "19"]  # the rows that ran, not the 18 not run
+    assert ("Not shown: 18 of the 22 rows (paper experiments not run here); the columns mode, status, plcc_diff, "
+            "parameters_448, paper_parameters, source, paper_table. table_prompt_types.csv has every row and column."
+            ) in html.replace("<wbr>", "")
+    written = read_table(executed, "table_prompt_types.csv")
+    assert len(written) == 22 and (written["status"] == "not run").sum() == 18
+    add_mul = next(cell for cell in notebook.cells if "tables.display_table(add_mul" in cell.source)
+    html = next(o for o in add_mul.outputs if "text/html" in o.get("data", {}))["data"]["text/html"]
+    headers = [re.sub(r"<[^>]+>", "", header) for header in re.findall(r"<th [^>]*>(.*?)</th>", html)]
+    assert headers == list(tables.ADD_MUL_VIEW.values())
+    assert "table_add_vs_mul.csv has every row and column" in html.replace("<wbr>", "")
+
+
 def test_figures_are_valid_pngs(executed):
     from PIL import Image
 

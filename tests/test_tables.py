@@ -254,7 +254,7 @@ def test_written_and_displayed_tables_say_n_a(runs_dir, paper, tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["padding.csv"]  # no temp file left behind
     again = pd.read_csv(path, na_values=["n/a"])
     assert again["paper_srcc"].tolist() == pytest.approx(table["paper_srcc"].tolist(), nan_ok=True)
-    shown = tables.display_table(table).data
+    shown = tables.display_values(table)
     assert shown.loc[shown["experiment"] == 5, "srcc"].tolist() == ["n/a"]
     assert shown.loc[shown["experiment"] == 5, "parameters"].tolist() == ["n/a"]
     assert shown.loc[shown["experiment"] == 5, "paper_srcc"].tolist() == ["0.852"]
@@ -262,11 +262,112 @@ def test_written_and_displayed_tables_say_n_a(runs_dir, paper, tmp_path):
     assert one_precision.to_dict("list") == {"srcc": ["0.810", "0.932", "n/a"], "parameters": ["37620", "n/a", "4"]}
     html = tables.display_table(pd.DataFrame({"note": ["x" * 120]})).to_html()
     assert "x" * 120 in html and "white-space: normal" in html  # wrapped, not cut at 50 characters
-    view = tables.display_table(table)
-    assert "Also in the CSV: source, paper_table" in view.to_html()
-    headers = [cell.split(">")[-1] for cell in view.to_html(exclude_styles=True).split("</th>")]
-    assert {"source", "paper_table"} <= set(table.columns) and "source" not in headers  # shown as a caption only
-    assert "paper_\u200bsrcc" in headers  # long names may wrap after an underscore
+    headers = [cell.split(">")[-1] for cell in tables.display_table(table).to_html(exclude_styles=True).split("</th>")]
+    assert [repr(tables.display_table(table)).splitlines()[2].split()[:2]] == [["exp.", "dataset"]]  # as text too
+    assert "paper SRCC" in headers and "source" not in headers  # short headers; provenance only in the CSV
+    generic = tables.display_table(pd.DataFrame({"name": ["a"], "run_name": ["b"], "model": ["tiny"]})).to_html()
+    assert "run_<wbr>name" in generic and "Not shown: the column model." in generic  # a long name may wrap
+
+
+def test_the_notebook_view_shows_the_runs_in_few_columns_and_says_what_the_csv_adds(runs_dir, paper, tmp_path):
+    """A notebook shows the experiments that ran (and zero-shot) in a few short columns, ours beside the paper's
+    number and the difference, with one line counting the experiments not run and naming what is left out: no CSS
+    needed to fit (JupyterLab drops the style of a notebook it did not execute). The CSV keeps every row/column."""
+    for seed, srcc in ((1, 0.40), (2, 0.60)):
+        fake_run(runs_dir, 4, srcc, 0.5, seed=seed)
+    zero_shot = pd.DataFrame({"dataset": ["kadid"], "srcc": [0.1], "plcc": [0.12]})
+    results = tables.run_results(runs_dir)
+    table = tables.prompt_type_table(results, paper, zero_shot)
+    csv = tables.write_table(table, tmp_path / "table_prompt_types.csv")
+    view, line, notes = tables.table_view(table, csv)
+    assert notes is None
+    assert list(view.columns) == list(tables.COMPARE_VIEW.values())
+    assert view["exp."].tolist() == ["zero-shot", 4, 10, 13]
+    assert view["SRCC"].tolist()[-1] == "partial" and view["paper SRCC"].tolist()[-1] == "0.465"  # stopped: said why
+    assert view.loc[1, ["SRCC", "paper SRCC", "SRCC \u2212 paper"]].tolist() == ["0.500", "0.932", "-0.432"]
+    assert view.loc[1, "seeds: SRCC mean [min, max]"] == f"{paper_config(4).train.seed}, 1, 2: 0.500 [0.400, 0.600]"
+    assert view.loc[2, "seeds: SRCC mean [min, max]"] == str(paper_config(10).train.seed)  # one seed: no mean
+    assert line == ("Not shown: 18 of the 22 rows (paper experiments not run here); the columns mode, status, "
+                    "plcc_diff, parameters_448, paper_parameters, source, paper_table. table_prompt_types.csv has every "
+                    "row and column.")
+    styled = tables.display_table(table, csv)
+    assert styled.data.equals(view) and line in styled.to_html(exclude_styles=True).replace("<wbr>", "")  # caption
+    written = pd.read_csv(csv, na_values=["n/a"])
+    assert written.columns.tolist() == table.columns.tolist() and len(written) == 22
+    assert (written["status"] == "not run").sum() == 18
+    add_mul = tables.add_vs_mul_table(results, paper, tables.mul_residual_results(runs_dir))
+    view, line, _ = tables.table_view(add_mul)
+    assert list(view.columns) == list(tables.ADD_MUL_VIEW.values()) and len(view) == len(add_mul)
+    assert view.loc[0, ["SRCC add", "SRCC mul", "mul \u2212 add"]].tolist() == ["0.500", "0.400", "-0.100"]
+    assert line.startswith("Not shown: the columns size, paper_srcc_mul, srcc_diff_mul, plcc_add,")
+    assert not line.endswith("column.")  # no CSV named: none claimed
+    every_run = tables.prompt_type_table(tables.run_results(runs_dir), paper).query("experiment in [4, 10, 13]")
+    assert tables.table_view(every_run).caption.startswith("Not shown: the columns mode")  # all ran: no count
+
+
+def test_the_notebook_view_of_runs_names_each_run_once(runs_dir):
+    """Notebooks 02-04 show their runs (vpkit.runs.collect_runs): the name says experiment, dataset, prompt and mode,
+    so those columns are left out (and said so); a run without a test result says its status instead."""
+    from vpkit.runs import collect_runs
+
+    runs = collect_runs(runs_dir).drop(columns=["run"])
+    view = tables.table_view(runs)
+    assert list(view.shown.columns) == [h for c, h in tables.RUNS_VIEW.items() if c in runs.columns]
+    stopped = view.shown[view.shown["run"] == paper_config(13).name]
+    assert stopped["test SRCC"].tolist() == ["partial"] and stopped["epochs"].tolist() == [2]  # no test: said why
+    assert (view.shown["test SRCC"] != "partial").sum() == 3
+    assert view.caption.startswith("Not shown: the columns number, dataset, prompt, size, mode, model, status")
+
+
+def test_runs_on_the_generated_set_are_never_labelled_as_the_papers_dataset(tmp_path, paper):
+    """The demo trains on a generated set in KADID-10k's layout: its rows and bars say so beside the paper's number."""
+    from vpkit import plots
+    from vpkit.data.table import SYNTHETIC_MARKER
+    from vpkit.runs import read_config
+
+    demo, real = tmp_path / "demo_data", tmp_path / "data"
+    (demo / "kadid10k").mkdir(parents=True)
+    (demo / "kadid10k" / SYNTHETIC_MARKER).write_text("{}")
+    (real / "kadid10k").mkdir(parents=True)
+    for root in (demo, real):
+        run = fake_run(root / "runs", 4, 0.5, 0.55)
+        config = read_config(run).with_overrides({"dataset": {"root": str(root)}})
+        write_config(run, config)
+        write_state(run, RunState(config_hash=config.hash(), epoch=2, best_epoch=2, best_selection=0.5, finished=True))
+    zero_shot = pd.DataFrame({"dataset": ["kadid"], "srcc": [0.1], "plcc": [0.12]})
+    synthetic = tables.padding_table(tables.run_results(demo / "runs"), paper, zero_shot)
+    assert tables.synthetic_datasets(synthetic) == {"kadid"}
+    assert tables.table_view(synthetic).shown["dataset"].tolist() == ["kadid (synthetic set)"] * 2  # zero-shot too
+    assert "synthetic_data" not in tables.table_view(synthetic).caption  # said in the dataset's cell
+    ticks = [t.get_text() for t in plots.comparison_bars(synthetic).axes[0].get_xticklabels()]
+    assert ticks[0].replace("\n", " ") == "synthetic demo set (KADID-10k layout)" and ticks[1] == "KonIQ-10k"
+    prompt_types = tables.prompt_type_table(tables.run_results(demo / "runs"), paper)
+    heat = plots.srcc_heatmap(tables.srcc_grid(prompt_types), synthetic=tables.synthetic_datasets(prompt_types))
+    ticks = [t.get_text().replace("\n", " ") for t in heat.axes[0].get_xticklabels()]
+    assert ticks == ["synthetic demo set (KADID-10k layout)", "KonIQ-10k", "AGIQA-3K"]
+    measured = tables.padding_table(tables.run_results(real / "runs"), paper, zero_shot)
+    assert tables.synthetic_datasets(measured) == set() and tables.table_view(measured).shown["dataset"][0] == "kadid"
+    assert plots.comparison_bars(measured).axes[0].get_xticklabels()[0].get_text() == "KADID-10k"
+
+
+def test_long_notes_get_a_table_of_their_own_and_long_words_may_break(tmp_path):
+    """A dataset's problem (paragraphs with paths) is shown below the numbers, in a table of its own, and a path
+    or a name may break after / _ + , so that no word sets a column's width (JupyterLab shows an executed
+    notebook's tables without their CSS)."""
+    problem = f"{tmp_path}/data/KonIQ-10k: no score file found (looked for koniq10k_scores_and_distributions.csv)"
+    summary = pd.DataFrame({"dataset": ["kadid", "koniq"], "usable": [True, False], "images": [40, 0],
+                            "note": ["synthetic scores (demo set)", problem]})
+    view = tables.table_view(summary)
+    assert list(view.shown.columns) == ["dataset", "usable", "images"] and view.caption == ""
+    assert view.notes["dataset"].tolist() == ["kadid", "koniq"]
+    assert view.notes["note"].tolist() == summary["note"].tolist()  # the whole text
+    shown = tables.display_table(summary)
+    html = shown.to_html()
+    assert "koniq10k_<wbr>scores_<wbr>and_<wbr>distributions.csv" in html and "/<wbr>data/<wbr>KonIQ-10k:" in html
+    assert "synthetic scores (demo set)" in html  # short words are left alone
+    assert shown.data.equals(view.shown) and html.index(">images<") < html.index("no score file found")
+    short = tables.table_view(summary.assign(note=["synthetic scores (demo set)", ""]))
+    assert short.notes is None and "note" in short.shown.columns  # a short note stays in its row
 
 
 def test_paper_results_need_a_source_per_row(tmp_path):

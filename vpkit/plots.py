@@ -7,6 +7,7 @@ Jupyter, showing is skipped and the PNG is still written.
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pandas as pd
 from vpkit.atomic import atomic_replace
 from vpkit.data.specs import DATASETS, SPECS
 from vpkit.progress import live_frontend  # widgets only where a front end shows them
+from vpkit.tables import synthetic_data, synthetic_datasets
 from vpkit.vocabulary import shape_of
 
 SYNTHETIC_TITLE = "synthetic demo set ({} layout)"  # never the real dataset's name for generated images
@@ -274,7 +276,8 @@ def comparison_bars(table: pd.DataFrame) -> object:
             versus = f"{ours - paper:+.3f} vs paper\n" if not np.isnan(paper) else ""
             ax.annotate(f"{versus}{seeds}", (x[i], top), ha="center", va="bottom", fontsize=7, xytext=(0, 2),
                         textcoords="offset points")
-    ax.set_xticks(x, [dataset_title(d) for d in groups])
+    synthetic = synthetic_datasets(table)
+    ax.set_xticks(x, [textwrap.fill(dataset_title(d, d in synthetic), 22) for d in groups])
     ax.set_ylabel("SRCC (test split)")
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_ylim(min(0.0, *(v for values in bars.values() for v in values if not np.isnan(v))) - 0.05, 1.1)
@@ -282,12 +285,14 @@ def comparison_bars(table: pd.DataFrame) -> object:
     return fig
 
 
-def srcc_heatmap(grid: pd.DataFrame, paper: pd.DataFrame | None = None) -> object:
+def srcc_heatmap(grid: pd.DataFrame, paper: pd.DataFrame | None = None, synthetic: Iterable[str] = ()) -> object:
     """Prompt type x dataset SRCC (vpkit.tables.srcc_grid), coloured by ours; with `paper` (srcc_grid of
-    "paper_srcc") each cell also shows the paper's number and the difference. Blank: not run."""
+    "paper_srcc") each cell also shows the paper's number and the difference. Blank: not run. `synthetic`: the
+    datasets whose runs used a generated set (vpkit.tables.synthetic_datasets), titled so."""
     import seaborn as sns
 
-    fig, axes = _new_figure(1, 1, 2.0 * max(grid.shape[1], 1) + 2.5, 0.55 * max(len(grid), 1) + 1.5)
+    # narrow enough that a notebook shows it near its own size, so the 8 pt cell text stays readable
+    fig, axes = _new_figure(1, 1, 1.6 * max(grid.shape[1], 1) + 2.3, 0.55 * max(len(grid), 1) + 1.5)
     ax = axes[0, 0]
     if grid.empty or (grid.isna().all().all() and (paper is None or paper.isna().all().all())):
         return _nothing_to_show(fig, ax, "no runs yet")
@@ -299,7 +304,9 @@ def srcc_heatmap(grid: pd.DataFrame, paper: pd.DataFrame | None = None) -> objec
         for j, dataset in enumerate(grid.columns):
             ax.text(j + 0.5, i + 0.5, _heat_cell(values.iloc[i, j], np.nan if published is None
                                                   else published.loc[prompt, dataset]),
-                    ha="center", va="center", fontsize=7, color=_text_colour(values.iloc[i, j]))
+                    ha="center", va="center", fontsize=8, color=_text_colour(values.iloc[i, j]))
+    ax.set_xticks(np.arange(grid.shape[1]) + 0.5, [textwrap.fill(dataset_title(d, d in set(synthetic)), 20)
+                                                   for d in grid.columns])
     ax.set_ylabel("")
     ax.set_xlabel("dataset; cells: ours / paper (ours - paper)" if paper is not None else "dataset")
     return fig
@@ -381,12 +388,11 @@ MODE_ORDER = ("add", "mul", "mul_residual")  # a prompt's mul_residual run is sh
 def run_label(run_dir: str | Path) -> str:
     """'folder: dataset, prompt, mode' of a run folder, e.g. 'exp_22_kadid_padding_30px_mul: KADID-10k,
     padding 15 px (at 224 px), mul'."""
-    from vpkit.data.table import SYNTHETIC_MARKER
     from vpkit.runs import read_config
 
     config = read_config(run_dir)
     prompt, dataset = config.prompt, config.dataset.name
-    synthetic = any(Path(config.dataset.root).glob(f"*/{SYNTHETIC_MARKER}"))
+    synthetic = synthetic_data(config)
     paper_shape = shape_of(prompt.type, prompt.is_center)
     shape = "replaced padding" if paper_shape is None else paper_shape.label
     size = "" if prompt.type == "full" or prompt.size is None else f" {prompt.size} px (at {prompt.image_size} px)"

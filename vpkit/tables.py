@@ -8,6 +8,7 @@
     add_vs_mul_table(results, paper, residual) # addition against multiplication (and vpkit's fix beside it)
     methods_table(paper, results)              # the paper's comparison with other methods (+ our runs)
     note_provenance_differences(results, residual)  # says when runs differ in model revision or vpkit version
+    display_table(table, csv)                  # in a notebook: the rows that ran, in columns that fit its width
 
 vpkit/assets/paper_results.csv has one row per published number: `kind` "experiment" (a paper experiment,
 `experiment` = its number in vpkit.config.PAPER_EXPERIMENTS) or "method" (a row of the paper's
@@ -20,11 +21,15 @@ with prompt mode mul_residual (vpkit's fix, exp_NN_..._mul_residual) is never ta
 of N; mul_residual_results has those, and add_vs_mul_table shows them in columns of their own.
 
 A number the paper does not report is NaN here and "n/a" in written CSVs and displays; it is never
-filled in. `*_diff` columns are ours minus the paper's.
+filled in. `*_diff` columns are ours minus the paper's. `synthetic_data` is True for a run trained on a generated set
+(the demo's), which views and figures then name as such, never as the paper's dataset.
 """
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -180,7 +185,7 @@ def _result_rows(runs: pd.DataFrame, what: str) -> pd.DataFrame:
     from vpkit.runs import read_config
 
     columns = ["experiment", "name", "status", "epochs_done", "best_epoch", "srcc", "plcc", "parameters",
-               "parameters_448", "model", "run"]
+               "parameters_448", "synthetic_data", "model", "run"]
     if runs.empty:
         return pd.DataFrame(columns=columns)
     duplicated = runs[runs["number"].duplicated()]
@@ -196,9 +201,25 @@ def _result_rows(runs: pd.DataFrame, what: str) -> pd.DataFrame:
             "epochs_done": run["epochs_done"], "best_epoch": run["best_epoch"],
             "srcc": run.get("test_srcc", np.nan), "plcc": run.get("test_plcc", np.nan),
             "parameters": _parameters(config.prompt), "parameters_448": _paper_parameters(int(run["number"])),
-            "model": run["model"], "run": run["run"],
+            "synthetic_data": synthetic_data(config), "model": run["model"], "run": run["run"],
         })
     return pd.DataFrame(rows, columns=columns)
+
+
+def synthetic_data(config) -> bool:
+    """Whether a run (its RunConfig) was trained on a generated set (vpkit data synth) rather than the dataset it
+    is named after: its data root holds a dataset folder with the synthetic marker."""
+    from vpkit.data.table import SYNTHETIC_MARKER
+
+    return any(Path(config.dataset.root).glob(f"*/{SYNTHETIC_MARKER}"))
+
+
+def synthetic_datasets(table: pd.DataFrame) -> set[str]:
+    """The datasets of a table (run_results, padding_table, prompt_type_table) whose runs used a generated set: its
+    rows of that dataset, zero-shot and not run included, are about the generated set, not the paper's dataset."""
+    if "synthetic_data" not in table.columns:
+        return set()
+    return set(table.loc[table["synthetic_data"].fillna(False).astype(bool), "dataset"])
 
 
 def provenance_differences(*results: pd.DataFrame) -> list[str]:
@@ -370,25 +391,149 @@ TABLE_STYLES = [{"selector": "td", "props": _CELL}, {"selector": "th", "props": 
 # Provenance columns a reader looks up rather than reads: in the written CSV, left out of the notebook's view so
 # that the numbers and their differences fit its width (the view's caption names them).
 DISPLAY_HIDDEN = ("source", "paper_table", "paper_parameters", "run_mul_residual", "run", "model")
+NOT_RUN = "not run"
+SEED_SUMMARY = "seeds_srcc"  # a view's column: the seeds, and with several their srcc_mean [srcc_min, srcc_max]
+FINISHED = ("finished", "evaluated")  # a run's status with a test result, the zero-shot row's
+# What a notebook shows of the tables compared with the paper, as {column: header}: few columns with short headers
+# that wrap at spaces, ours beside the paper's number and the difference, so that the view fits JupyterLab's
+# output area (592 px at 1024 px wide with the file browser open) without CSS, which JupyterLab drops from a
+# notebook it did not execute itself. A run without a test result (status partial, running...) says its status in
+# the SRCC cell (STATUS_IN) instead of a status column. The CSV keeps every column; the caption names those left out.
+COMPARE_VIEW = {"experiment": "exp.", "dataset": "dataset", "prompt": "prompt", "srcc": "SRCC",
+                "paper_srcc": "paper SRCC", "srcc_diff": "SRCC \u2212 paper", "plcc": "PLCC", "paper_plcc": "paper PLCC",
+                SEED_SUMMARY: "seeds: SRCC mean [min, max]", "parameters": "params"}
+ADD_MUL_VIEW = {"dataset": "dataset", "prompt": "prompt", "srcc_add": "SRCC add", "srcc_mul": "SRCC mul",
+                "srcc_mul_residual": "SRCC mul_residual (vpkit's fix)", "srcc_mul_minus_add": "mul \u2212 add",
+                "paper_srcc_add": "paper SRCC add", "srcc_diff_add": "add \u2212 paper"}
+# vpkit.runs.collect_runs (notebooks 02-04): the run's name says its experiment, dataset, prompt and mode.
+RUNS_VIEW = {"name": "run", "epochs_done": "epochs", "best_epoch": "best epoch",
+             "val_srcc": "val SRCC", "test_srcc": "test SRCC", "test_plcc": "test PLCC", "test_krcc": "test KRCC",
+             "test_n_images": "test images"}
+# Each view with the columns that make a table one of its kind; a view shows those of its columns the table has.
+_VIEWS = ((("status", "paper_srcc", "srcc_diff"), COMPARE_VIEW), (("srcc_mul_minus_add",), ADD_MUL_VIEW),
+          (("name", "epochs_done", "best_epoch"), RUNS_VIEW))
+# Free text that can run to paragraphs (a dataset's problem, with its paths): longer than LONG_NOTE characters, it is
+# shown in a table of its own below the numbers rather than squeezed beside them.
+NOTE_COLUMNS = ("note",)
+LONG_NOTE = 60
+STATUS_IN = ("srcc", "test_srcc")
+SYNTHETIC_SET = "synthetic set"  # beside a dataset's name in a view where the runs used a generated set
+_MERGED = {SEED_SUMMARY: ("seeds", "srcc_mean", "srcc_min", "srcc_max")}
 
 
-def display_table(frame: pd.DataFrame, digits: int = 3):
-    """For showing in a notebook: every number of a column at one precision ("0.810" beside "0.932", not "0.81"),
-    whole-number columns (counts that NaN made float) without decimals, NaN as n/a, long text wrapped (a pandas
-    Styler; its `.data` is the formatted frame; the frame itself where Styler's jinja2 is not installed)."""
-    shown = display_values(frame, digits)
-    try:
-        import jinja2  # noqa: F401  (pandas' Styler needs it; the notebooks extra brings it with JupyterLab)
-    except ImportError:
-        return shown
-    hidden = [column for column in DISPLAY_HIDDEN if column in shown.columns]
-    styled = shown.style.hide(axis="index").set_table_styles(TABLE_STYLES)
-    # a header may break after an underscore (zero-width space), so long names do not set the column width
-    styled = styled.format_index(lambda name: str(name).replace("_", "_\u200b"), axis="columns")
-    if hidden:
-        styled = styled.hide(subset=hidden, axis="columns").set_caption(
-            f"Also in the CSV: {', '.join(hidden)}.")
-    return styled
+class TableView(NamedTuple):
+    """What a notebook shows of a table (table_view): `shown` (strings), the `caption` line saying what it leaves
+    out ("" when nothing), and `notes`, the long notes moved out of `shown` into a table of their own (or None)."""
+    shown: pd.DataFrame
+    caption: str
+    notes: pd.DataFrame | None
+
+
+class TableDisplay:
+    """What display_table returns: in a notebook, HTML (the view as a pandas Styler without the row index, the
+    caption above it, the notes table below it); as text (an executed notebook's text/plain, a terminal), the same
+    as plain text. `data` is the view's frame."""
+
+    def __init__(self, view: TableView):
+        self.view = view
+
+    @property
+    def data(self) -> pd.DataFrame:
+        return self.view.shown
+
+    def to_html(self, **options) -> str:
+        """The HTML a notebook shows (`options` go to pandas' Styler.to_html)."""
+        tables = [_styled(self.view.shown, self.view.caption)]
+        tables += [_styled(self.view.notes)] if self.view.notes is not None else []
+        return "".join(table.to_html(**options) for table in tables)
+
+    def _repr_html_(self) -> str | None:
+        try:
+            import jinja2  # noqa: F401  (pandas' Styler needs it; the notebooks extra brings it with JupyterLab)
+        except ImportError:
+            return None  # the text below is shown instead
+        return self.to_html()
+
+    def __repr__(self) -> str:
+        parts = [self.view.caption] if self.view.caption else []
+        parts += [frame.to_string(index=False) for frame in (self.view.shown, self.view.notes) if frame is not None]
+        return "\n\n".join(parts)
+
+
+def display_table(frame: pd.DataFrame, csv: str | Path | None = None, digits: int = 3) -> TableDisplay:
+    """For showing a table in a notebook: its table_view (see there), as HTML that fits the notebook's width and as
+    plain text. `csv`: the file write_table wrote `frame` to, named in the caption as having every row and column."""
+    return TableDisplay(table_view(frame, csv, digits))
+
+
+def _styled(shown: pd.DataFrame, caption: str = ""):
+    styled = shown.style.hide(axis="index").set_table_styles(TABLE_STYLES).format(_breakable)
+    # a header may break after any underscore, so long names do not set the column width
+    styled = styled.format_index(lambda name: _breakable(name, shortest=1), axis="columns")
+    return styled.set_caption(_breakable(caption)) if caption else styled
+
+
+def table_view(frame: pd.DataFrame, csv: str | Path | None = None, digits: int = 3) -> TableView:
+    """What a notebook shows of a table, as strings (display_values), and one line saying what it leaves out.
+
+    A comparison with the paper (padding_table, prompt_type_table) shows the experiments that ran (and zero-shot)
+    in COMPARE_VIEW's columns; add_vs_mul_table ADD_MUL_VIEW's; runs (vpkit.runs.collect_runs) RUNS_VIEW's
+    (a run without a test result says its status where its SRCC would be); any other table every column but
+    DISPLAY_HIDDEN.
+    The line counts the rows left out (paper experiments not run) and names the columns left out, and says that
+    `csv` (where write_table wrote the table) has every row and column. A NOTE_COLUMNS column with a note longer
+    than LONG_NOTE characters goes into a table of its own (the first column and the note, for the rows with
+    one), where it has the notebook's width."""
+    view_columns = next((view for kind, view in _VIEWS if set(kind) <= set(frame.columns)), None)
+    rows, not_shown = frame, ""
+    if view_columns is COMPARE_VIEW:
+        not_run = frame["status"] == NOT_RUN
+        rows = frame[~not_run]
+        if not_run.any():
+            not_shown = f"{int(not_run.sum())} of the {len(frame)} rows (paper experiments not run here)"
+    values = display_values(rows, digits).reset_index(drop=True)
+    synthetic = synthetic_datasets(frame)
+    if "dataset" in values.columns and synthetic:  # said where the dataset is named; not a column of its own
+        values["dataset"] = [f"{name} ({SYNTHETIC_SET})" if name in synthetic else name for name in values["dataset"]]
+    if view_columns is None:
+        view_columns = {column: column for column in frame.columns if column not in DISPLAY_HIDDEN}
+    else:
+        view_columns = {column: header for column, header in view_columns.items()
+                        if all(part in frame.columns for part in _MERGED.get(column, (column,)))}
+    merged = {part for column in view_columns for part in _MERGED.get(column, ())}
+    shown = pd.DataFrame({header: _view_column(values, column) for column, header in view_columns.items()},
+                         index=values.index)
+    notes = None
+    long_notes = [c for c in NOTE_COLUMNS if c in shown.columns and shown[c].astype(str).str.len().max() > LONG_NOTE]
+    if long_notes and len(shown.columns) > len(long_notes):
+        notes = shown[[shown.columns[0], *long_notes]]
+        notes = notes[(notes[long_notes] != "").any(axis=1)].reset_index(drop=True)
+        shown = shown.drop(columns=long_notes)
+    left_out = [c for c in frame.columns if c not in view_columns and c not in merged
+                and not (c == "synthetic_data" and "dataset" in view_columns)]
+    if not (not_shown or left_out):
+        return TableView(shown, "", notes)
+    named = f"the column{'s' if len(left_out) > 1 else ''} {', '.join(left_out)}" if left_out else ""
+    line = f"Not shown: {'; '.join(part for part in (not_shown, named) if part)}."
+    line += f" {Path(csv).name} has every row and column." if csv is not None else ""
+    return TableView(shown, line, notes)
+
+
+def _breakable(value, shortest: int = 13) -> str:
+    """`value` as HTML text in which a word of `shortest` characters or more may break after each / _ + , (a <wbr>,
+    which JupyterLab keeps where it drops CSS), so that no path or name sets a column's width."""
+    text = html.escape(str(value), quote=False)
+    return re.sub(rf"\S{{{shortest},}}", lambda word: re.sub(r"([/_+,])(?=\S)", r"\1<wbr>", word.group()), text)
+
+
+def _view_column(values: pd.DataFrame, column: str) -> list:
+    if column in STATUS_IN and "status" in values.columns:
+        return [status if value == NOT_AVAILABLE and status not in FINISHED else value
+                for value, status in zip(values[column], values["status"])]
+    if column not in _MERGED:
+        return values[column].tolist()
+    seeds, mean, low, high = (values[part] for part in _MERGED[column])
+    return [s if m == NOT_AVAILABLE else f"{s}: {m} [{lo}, {hi}]" for s, m, lo, hi in zip(seeds, mean, low, high)]
 
 
 def display_values(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
@@ -441,11 +586,12 @@ def _compare(numbers: list[int], results: pd.DataFrame, paper: pd.DataFrame) -> 
         exp = paper_experiment(int(number))
         run = ours.loc[number] if number in ours.index else None
         base = {"experiment": int(number), "dataset": exp.dataset, "prompt": _label(exp), "mode": exp.mode,
-                "status": "not run" if run is None else run["status"],
+                "status": NOT_RUN if run is None else run["status"],
                 "srcc": np.nan if run is None else run["srcc"], "plcc": np.nan if run is None else run["plcc"],
                 **{column: np.nan if run is None else run.get(column, np.nan) for column in SEED_COLUMNS},
                 "parameters": np.nan if run is None else run["parameters"],
-                "parameters_448": _paper_parameters(int(number))}
+                "parameters_448": _paper_parameters(int(number)),
+                "synthetic_data": np.nan if run is None else run.get("synthetic_data", np.nan)}
         sources = reported[reported["experiment"] == number]
         for _, source in (sources.iterrows() if not sources.empty else [(None, None)]):
             rows.append({**base, **_reported(source)})
@@ -460,12 +606,13 @@ def _compare(numbers: list[int], results: pd.DataFrame, paper: pd.DataFrame) -> 
 
 SEED_COLUMNS = ("seeds", "srcc_mean", "srcc_min", "srcc_max")  # run_results: over an experiment's extra seeds
 _COMPARE_COLUMNS = ["experiment", "dataset", "prompt", "mode", "status", "srcc", "plcc", *SEED_COLUMNS, "parameters",
-                    "parameters_448", "paper_srcc", "paper_plcc", "paper_parameters", "source", "paper_table"]
+                    "parameters_448", "synthetic_data", "paper_srcc", "paper_plcc", "paper_parameters", "source",
+                    "paper_table"]
 # Each of our numbers beside the paper's and the difference, first, where a narrow notebook still shows them; the
 # seeds, the parameter counts and the provenance after.
 _COMPARE_ORDER = ["experiment", "dataset", "prompt", "mode", "status", "srcc", "paper_srcc", "srcc_diff", "plcc",
-                  "paper_plcc", "plcc_diff", *SEED_COLUMNS, "parameters", "parameters_448", "paper_parameters",
-                  "source", "paper_table"]
+                  "paper_plcc", "plcc_diff", *SEED_COLUMNS, "parameters", "parameters_448", "synthetic_data",
+                  "paper_parameters", "source", "paper_table"]
 
 
 def _reported(source) -> dict:
