@@ -228,6 +228,9 @@ def test_executed_notebooks_read_as_a_record_without_widgets(executed):
         widgets = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs
                    if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
         assert not widgets, path.name
+        reprs = [o["data"]["text/plain"] for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs
+                 if o.output_type == "execute_result" and "text/plain" in o.get("data", {})]
+        assert not [text for text in reprs if text.startswith("PosixPath(")], path.name  # a figure, not its path
     training = nbformat.read(executed / "notebooks" / "02_train_padding.ipynb", as_version=4)
     images = [o for cell in training.cells if cell.cell_type == "code" for o in cell.outputs
               if "image/png" in o.get("data", {})]
