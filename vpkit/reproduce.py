@@ -290,9 +290,10 @@ def released_runs(settings: Settings, repo_id: str, revision: str | None = None,
     names = {number: experiment_config(number, settings).name for number in wanted}
     if all((settings.runs_dir / name / TEST_FILE).is_file() for name in names.values()):
         return list(wanted)
+    from vpkit.device import HALF_PRECISION, model_dtype_on
     from vpkit.models import load_scorer
 
-    dtype = "fp16" if settings.device.startswith("cuda") else "fp32"  # the paper's precision, on GPU
+    dtype = model_dtype_on(settings.device, HALF_PRECISION)  # the paper's precision where it is used
     scorer = load_scorer(settings.model, dtype=dtype, device=settings.device)
 
     def config_for(number: int):
