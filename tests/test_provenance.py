@@ -132,11 +132,9 @@ def test_a_session_on_cuda_names_the_gpu_it_used():
 
 
 def test_machine_facts_add_the_cache_folders_with_free_space_and_the_extras(monkeypatch, tmp_path):
-    from huggingface_hub import constants
-
     (tmp_path / "hf").mkdir()
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "compile" / "cache"))  # not made yet
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))  # set after huggingface_hub was imported: still honoured
     monkeypatch.setattr(provenance.importlib.metadata, "requires", lambda name: [
         "torch>=2.4", 'jupyterlab>=4.0; extra == "notebooks"', 'surely-not-installed-pkg>=1; extra == "notebooks"',
         'submitit>=1.5; extra == "cluster"', 'pytest>=8; extra == "dev"'])

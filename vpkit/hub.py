@@ -84,6 +84,13 @@ def cache_dir() -> str | None:
     return None
 
 
+def cache_folder() -> Path:
+    """The Hugging Face cache folder a fetch started now uses: `cache_dir()`, else huggingface_hub's default."""
+    from huggingface_hub import constants
+
+    return Path(cache_dir() or constants.HF_HUB_CACHE)
+
+
 # ----------------------------------------------------------------------------- names
 
 
@@ -200,11 +207,10 @@ def fetch_file(repo_id: str, filename: str, *, repo_type: str = "model", revisio
         size = remote_size(repo_id, filename, repo_type=repo_type, revision=revision)
         if size is not None:
             require_free_space(free_space_for, 2 * size, f"{filename} ({size / 1e9:.2f} GB) and its unpacked copy")
-            target = cache_dir() or str(Path.home() / ".cache" / "huggingface" / "hub")
             cached = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir(), revision=revision,
                                             repo_type=repo_type)
             if not isinstance(cached, str):
-                require_free_space(Path(target), size, f"{filename} in the Hugging Face cache")
+                require_free_space(cache_folder(), size, f"{filename} in the Hugging Face cache")
     with hub_errors(repo_id, repo_type, filename, revision):
         path = Path(hf_hub_download(repo_id, filename, repo_type=repo_type, revision=revision,
                                     cache_dir=cache_dir(), endpoint=endpoint(), local_files_only=offline()))
@@ -276,12 +282,18 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def require_free_space(folder: Path, needed: int, what: str) -> None:
-    """Refuse to start when the disk holding `folder` (or its nearest existing parent) has less than `needed`."""
+def free_space(folder: str | Path) -> tuple[Path, int]:
+    """(where it was measured, free bytes) of the disk that holds `folder`: a folder made on first use is measured
+    at its nearest existing parent, the file system it will be made on."""
     probe = Path(folder).expanduser().resolve()
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
-    free = shutil.disk_usage(probe).free
+    return probe, shutil.disk_usage(probe).free
+
+
+def require_free_space(folder: Path, needed: int, what: str) -> None:
+    """Refuse to start when the disk holding `folder` (or its nearest existing parent) has less than `needed`."""
+    probe, free = free_space(folder)
     if free < needed:
         raise FetchError(f"{probe}: {free / 1e9:.2f} GB free, {needed / 1e9:.2f} GB needed for {what}; free some "
                          "space or choose another folder")

@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -113,24 +112,22 @@ def extras_installed(extras: tuple[str, ...] = CHECKED_EXTRAS) -> dict:
 def cache_folders() -> dict:
     """{what: {path, exists, free_gib}} for the folders vpkit's runs fill: torch.compile's cache and the Hugging
     Face cache (model downloads). Free space is that of the file system the folder is (or would be) on."""
-    from huggingface_hub import constants
-
     from vpkit.compile_cache import default_compile_cache_dir
+    from vpkit.hub import cache_folder
 
-    folders = {"torch.compile cache": default_compile_cache_dir(), "Hugging Face cache": Path(constants.HF_HUB_CACHE)}
+    folders = {"torch.compile cache": default_compile_cache_dir(), "Hugging Face cache": cache_folder()}
     return {name: _folder_state(path) for name, path in folders.items()}
 
 
 def _folder_state(path: Path) -> dict:
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent  # the folder is made on first use; its file system is the nearest parent's
+    from vpkit.hub import free_space
+
     try:
-        free = round(shutil.disk_usage(existing).free / 2**30, 1)
+        existing, free = free_space(path)
     except OSError:
-        free = None
+        existing, free = path, None
     return {"path": str(path), "exists": path.is_dir(), "writable": os.access(existing, os.W_OK),
-            "free_gib": free}
+            "free_gib": None if free is None else round(free / 2**30, 1)}
 
 
 def environment_facts(machine: bool = False) -> dict:
