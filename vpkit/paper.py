@@ -10,13 +10,13 @@ import json
 import os
 import re
 import tempfile
-import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vpkit import provenance
-from vpkit.hub import Fetched, FetchError, fetch_file, fetch_url
+from vpkit.archives import unpack
+from vpkit.hub import Fetched, fetch_file, fetch_url
 from vpkit.runs import (
     BEST_CHECKPOINT,
     RunFolderError,
@@ -114,7 +114,7 @@ def import_released(out_dir: str | Path, repo_id: str = RELEASED_REPO, *, revisi
     result = ReleasedImport(source)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=UNPACK_PREFIX, dir=out_dir) as unpacked:
-        _unzip(source.path, Path(unpacked), f"{repo_id}/{archive}")
+        unpack(source.path, Path(unpacked), f"{repo_id}/{archive}")
         found: dict[int, Path] = {}
         for folder in experiment_folders(Path(unpacked)):
             inferred = infer_paper_experiment(folder)
@@ -150,24 +150,6 @@ def experiment_folders(root: Path) -> list[Path]:
         if _CHECKPOINT_DIR.fullmatch(checkpoint.name) and checkpoint.parent not in found:
             found.append(checkpoint.parent)
     return found
-
-
-def _unzip(archive: Path, target: Path, name: str) -> None:
-    """Unpack a zip archive, refusing members that would land outside `target`."""
-    try:
-        with zipfile.ZipFile(archive) as bundle:
-            for member in bundle.namelist():
-                resolved = (target / member).resolve()
-                if not resolved.is_relative_to(target.resolve()):
-                    raise RunFolderError(f"{archive} ({name}): member {member!r} points outside the archive; "
-                                         "refusing to unpack it")
-            damaged = bundle.testzip()
-            if damaged is not None:
-                raise zipfile.BadZipFile(f"member {damaged} fails its CRC check")
-            bundle.extractall(target)
-    except (zipfile.BadZipFile, EOFError) as error:
-        raise FetchError(f"{archive} ({name}): damaged zip archive ({error}); delete it from the Hugging Face "
-                         "cache and fetch again") from None
 
 
 def import_prompt(

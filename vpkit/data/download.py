@@ -12,10 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tarfile
 import tempfile
-import zipfile
-import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,9 +20,9 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from vpkit.archives import unpack
 from vpkit.atomic import write_json_atomic
 from vpkit.hub import FetchError, fetch_file, remote_size, require_free_space
-from vpkit.progress import tqdm
 from vpkit.provenance import DOWNLOAD_RECORD
 
 from .specs import dataset_spec
@@ -162,39 +159,6 @@ def _download_one(root: Path, archive: DatasetArchive, recorded: dict | None, *,
     if split is not None:
         entry["split_file"] = {"name": split.path.name, "url": split.url, "sha256": split.sha256}
     return entry
-
-
-# ----------------------------------------------------------------------------- unpacking
-
-
-def unpack(path: Path, target: Path, name: str) -> None:
-    """Unpack a .tgz/.tar or .zip archive into `target`, refusing members that would land outside it."""
-    target.mkdir(parents=True)
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as bundle:
-                members = bundle.infolist()
-                for member in members:
-                    _inside(target, member.filename, path, name)
-                for member in tqdm(members, desc=f"unpacking {name}", unit="file"):
-                    bundle.extract(member, target)
-            return
-        with tarfile.open(path, "r:*") as bundle:
-            for member in tqdm(bundle, desc=f"unpacking {name}", unit="file"):
-                _inside(target, member.name, path, name)
-                if not (member.isfile() or member.isdir()):
-                    continue  # links and devices have no place in an image dataset
-                # the "data" filter (where this Python has it) also refuses odd permissions and special files
-                extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-                bundle.extract(member, target, set_attrs=False, **extra)
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as error:
-        raise FetchError(f"{path} ({name}): damaged archive ({type(error).__name__}: {error}); delete it from the "
-                         "Hugging Face cache (`hf cache rm` or that file) and run the command again") from None
-
-
-def _inside(target: Path, member: str, path: Path, name: str) -> None:
-    if not (target / member).resolve().is_relative_to(target.resolve()):
-        raise FetchError(f"{path} ({name}): member {member!r} points outside the archive; refusing to unpack it")
 
 
 def _dataset_folder(unpacked: Path, archive: DatasetArchive) -> Path:
