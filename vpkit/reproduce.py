@@ -46,12 +46,10 @@ from vpkit.plan import (
     existing_data_root,
     experiment_config,
     experiment_configs,
-    find_datasets,  # noqa: F401  notebook 00 calls it as reproduce.find_datasets
     how_to_set,
     named,
     option,
     plan_settings,
-    usable_tables,  # noqa: F401  notebook 00 calls it as reproduce.usable_tables
 )
 from vpkit.resources import package_path
 

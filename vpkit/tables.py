@@ -269,7 +269,7 @@ def read_zero_shot(path: str | Path, score_type: str | None = None, missing_ok: 
 
 
 def dataset_summary(found: dict) -> pd.DataFrame:
-    """One row per dataset looked for (vpkit.reproduce.find_datasets): usable or not, images per split, MOS range."""
+    """One row per dataset looked for (vpkit.plan.find_datasets): usable or not, images per split, MOS range."""
     rows = []
     for name, item in found.items():
         row = {"dataset": name, "usable": item.usable, "images": 0, "train": 0, "val": 0, "test": 0,
