@@ -10,7 +10,7 @@ import torch
 AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 # The devices vpkit runs on (what --device, train.device and the notebooks' `device` accept): torch knows more
 # device types (xpu, mps, ...), but vpkit's precision and loader rules are written for the CPU and CUDA only.
-DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(?::(?P<index>\d+))?")
 DEVICE_NAMES = "auto, cpu, cuda or cuda:N"
 
 
@@ -19,6 +19,7 @@ def device_problem(device) -> str | None:
     if isinstance(device, str) and DEVICE_PATTERN.fullmatch(device):
         return None
     return f"{device!r} is not a device vpkit runs on; use {DEVICE_NAMES}"
+
 
 # The paper's precision (fp16 weights, fp16 autocast) is used on CUDA only: off CUDA, float16 matmuls are slow or
 # missing, so there the model runs in fp32 and without fp16 autocast. bf16, asked for, is kept (CPUs have it).
@@ -68,8 +69,7 @@ def to_model_input(images_uint8: torch.Tensor, device: str) -> torch.Tensor:
 def gpu_index(device: str) -> int | None:
     """The GPU a device name asks for: N for 'cuda:N', 0 for 'cuda'; None for 'cpu' and for 'auto', which asks
     for nothing until the process that runs resolves it (resolve_device), e.g. a Slurm job on its own node."""
-    if device == "cuda":
-        return 0
-    if device.startswith("cuda:") and device[5:].isdigit():
-        return int(device[5:])
-    return None
+    match = DEVICE_PATTERN.fullmatch(device)
+    if match is None or not device.startswith("cuda"):
+        return None
+    return int(match.group("index") or 0)
