@@ -216,6 +216,7 @@ def test_relative_paths_are_refused_for_slurm_before_anything_is_written(login_n
                                                                          monkeypatch, capsys):
     (tmp_path / "data").symlink_to(data_root)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VPKIT_PROJECT_ROOT", str(tmp_path))  # what relative paths are relative to (vpkit.resources)
     assert main(["sweep", "--profile", "paper", "--model", "tiny-random", "--data-root", "data", "--slurm",
                  "--dry-run"]) == 2
     error = capsys.readouterr().err

@@ -314,13 +314,15 @@ def slurm_options(profile: str | Path | None, given: dict, device: str | None = 
 
 
 def check_shared_paths(parameters: dict, out: str | None, default_out: Path) -> None:
-    """Refuse relative --model, --data-root and --out for Slurm: they would be taken from this shell's folder,
-    which a job's node may not share. The fix names the absolute paths they stand for here."""
+    """Refuse relative --model, --data-root and --out for Slurm: they are taken from the project folder on this
+    machine (vpkit.resources.project_path, as the notebooks take them), which a job's node may not see. The fix
+    names the absolute paths they stand for here."""
     from vpkit.reproduce import DEMO_DATA
+    from vpkit.resources import project_path, project_root
 
     relative = []
     model, data_root = parameters.get("model"), parameters.get("data_root")
-    if model and not Path(model).expanduser().is_absolute() and Path(model).expanduser().exists():
+    if model and not Path(model).expanduser().is_absolute() and project_path(model).exists():
         relative.append(("--model", model))  # a folder here; otherwise a preset name (tiny)
     if data_root and data_root != DEMO_DATA and not Path(data_root).expanduser().is_absolute():
         relative.append(("--data-root", data_root))
@@ -329,10 +331,11 @@ def check_shared_paths(parameters: dict, out: str | None, default_out: Path) -> 
     if relative:
         given = ", ".join(f"{option} {value}" for option, value in relative[:-1])
         given = f"{given} and {' '.join(relative[-1])}" if given else " ".join(relative[-1])
-        fix = " ".join(f"{option} {os.path.abspath(Path(out or default_out if option == '--out' else value).expanduser())}"
+        root = project_root()
+        fix = " ".join(f"{option} {root / Path(out or default_out if option == '--out' else value).expanduser()}"
                        for option, value in relative)
         raise SweepError(f"--slurm: {given} {'is a relative path' if len(relative) == 1 else 'are relative paths'} "
-                         f"(to this shell's folder, which the jobs' nodes may not see); give absolute paths on a file "
+                         f"(to {root}, which the jobs' nodes may not see); give absolute paths on a file "
                          f"system the nodes share, e.g. {fix}")
 
 
